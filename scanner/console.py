@@ -1,0 +1,55 @@
+"""One place for rich consoles, one-line errors and exit codes, so every command behaves alike."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from train.errors import InputError
+
+# Exit codes (DESIGN.md): 0 done, 1 a gate failed, 2 bad usage/input, 3 some inputs unreadable.
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+console = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+err_console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+F = TypeVar("F", bound=Callable)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one line to stderr and exit; never a traceback for the user's mistakes."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
+    raise typer.Exit(code)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn InputError (and a missing file) raised below the CLI into one line and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            fail(str(exc), getattr(exc, "exit_code", EXIT_USAGE))
+        except FileNotFoundError as exc:
+            fail(f"file not found: {exc.filename or exc}")
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def quiet_env() -> None:
+    """Silence TensorFlow-Lite / absl start-up chatter from MediaPipe before it is imported."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not sys.warnoptions:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning, module="google.protobuf")
