@@ -1,0 +1,39 @@
+"""Shared fixtures: small random-init PG-FDD checkpoints that other modules' tests load and score."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A deploy checkpoint of an EfficientNet-Lite0 PG-FDD (random init, threshold 0.5)."""
+    import torch
+
+    from train.checkpoint import save_checkpoint
+    from train.config import ModelConfig
+    from train.model import PGFDD
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="efficientnet_lite0")
+    model = PGFDD(config, pretrained=False).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_deploy.safetensors"
+    return save_checkpoint(path, model.deploy(), config, threshold=0.5,
+                           provenance={"note": "random init test fixture"})
+
+
+@pytest.fixture(scope="session")
+def tiny_full_checkpoint(tmp_path_factory):
+    """A full (training) checkpoint of an EfficientNet-Lite0 PG-FDD (random init, threshold 0.5)."""
+    import torch
+
+    from train.checkpoint import save_checkpoint
+    from train.config import ModelConfig
+    from train.model import PGFDD
+
+    torch.manual_seed(1)
+    config = ModelConfig(backbone="efficientnet_lite0")
+    model = PGFDD(config, pretrained=False).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_full.safetensors"
+    return save_checkpoint(path, model, config, threshold=0.5,
+                           provenance={"note": "random init test fixture"})

@@ -1,0 +1,196 @@
+"""dfscan checkpoints: one safetensors file, config/threshold/provenance in its string metadata.
+
+Run time never unpickles: only `import_official` calls torch.load, and with weights_only=True.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from train.config import ModelConfig
+from train.errors import CheckpointError
+from train.model import PGFDD, PGFDDDeploy
+
+FORMAT = "dfscan.checkpoint/1"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks (checkpoints reach hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _kind(model: nn.Module) -> str:
+    if isinstance(model, PGFDD):
+        return "full"
+    if isinstance(model, PGFDDDeploy):
+        return "deploy"
+    raise TypeError(f"save_checkpoint: expected PGFDD or PGFDDDeploy, got {type(model).__name__}")
+
+
+def save_checkpoint(path: str | Path, model: PGFDD | PGFDDDeploy, config: ModelConfig | None = None, *,
+                    threshold: float = 0.5, provenance: dict | None = None) -> Path:
+    """Write weights (float32, contiguous, CPU) and metadata atomically; returns the path."""
+    from safetensors.torch import save_file
+
+    config = config or model.config
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "kind": _kind(model),
+        "config": config.to_json(),
+        "threshold": str(float(threshold)),
+        "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The raw string metadata of a dfscan checkpoint; CheckpointError if the file is not one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # safetensors raises its own error types for a bad header
+        raise CheckpointError(f"{path}: not a safetensors file (dfscan reads .safetensors checkpoints only)") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dfscan checkpoint (safetensors without dfscan metadata)")
+    return meta
+
+
+def _check_keys(path: Path, module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+    if shapes:
+        problems.append("wrong shapes: " + ", ".join(
+            f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in shapes))
+    if problems:
+        raise CheckpointError(f"{path}: weights do not match the model ({'; '.join(problems)})")
+
+
+def load_checkpoint(path: str | Path, *, deploy: bool = True, device: str | torch.device = "cpu"
+                    ) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
+    """Rebuild the model in eval mode from a checkpoint.
+
+    deploy=True returns a PGFDDDeploy (from either kind); deploy=False needs a full checkpoint.
+    The returned dict has threshold, provenance, kind and the file's sha256.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_metadata(path)
+    kind = meta.get("kind")
+    if kind not in ("full", "deploy"):
+        raise CheckpointError(f"{path}: unknown checkpoint kind {kind!r}")
+    try:
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+        threshold = float(meta["threshold"])
+        provenance = json.loads(meta.get("provenance", "{}"))
+    except (KeyError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: bad checkpoint metadata ({exc})") from None
+    if kind == "deploy" and not deploy:
+        raise CheckpointError(f"{path}: a deploy checkpoint holds only the inference weights; it cannot load as a full model")
+
+    state = load_file(str(path))
+    full_cls = PGFDD if kind == "full" else PGFDDDeploy
+    try:
+        model = full_cls(config)
+    except ValueError as exc:  # unknown backbone in the config
+        raise CheckpointError(f"{path}: {exc}") from None
+    _check_keys(path, model, state)
+    model.load_state_dict(state)
+    if deploy and kind == "full":
+        model = PGFDDDeploy.from_full(model)
+    model = model.to(device).eval()
+    info = {"threshold": threshold, "provenance": provenance, "kind": kind, "sha256": file_sha256(path),
+            "format": meta["format"]}
+    return model, config, info
+
+
+def _official_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refuses pickled code; anything else is not a state_dict
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a PyTorch state_dict loadable with weights_only=True ({first})") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state_dict (a mapping of names to tensors)")
+    if all(k.startswith("module.") for k in obj):  # saved from nn.DataParallel
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _config_from_state(state: dict[str, torch.Tensor], base: ModelConfig | None) -> ModelConfig:
+    """Head sizes and width from the tensors themselves: published checkpoints differ."""
+    def rows(key: str) -> int | None:
+        t = state.get(key)
+        return int(t.shape[0]) if t is not None else None
+
+    d = (base or ModelConfig(backbone="xception")).to_dict()
+    if base is None and "encoder_f.conv_stem.weight" in state:
+        d["backbone"] = "efficientnet_lite0"
+    for field, key in (("num_spe", "head_spe.mlp.2.weight"), ("num_sha", "head_sha.mlp.2.weight"),
+                       ("num_fair", "head_fair.mlp.2.weight"), ("num_fused", "head_fused.mlp.2.weight"),
+                       ("feature_channels", "encoder_f.adjust_channel.0.weight")):
+        n = rows(key)
+        if n is not None and n != d[field]:
+            d[field] = n
+            if field == "num_fair" and len(d["group_names"]) != n:
+                d["group_names"] = [f"group_{i}" for i in range(n)]
+            if field == "num_spe" and len(d["method_names"]) != n:
+                d["method_names"] = ["real"] + [f"fake_{i}" for i in range(1, n)]
+    return ModelConfig.from_dict(d)
+
+
+def import_official(pth_path: str | Path, out_path: str | Path, config: ModelConfig | None = None, *,
+                    deploy: bool = False, threshold: float = 0.5) -> Path:
+    """Convert an official PG-FDD state_dict (.pth) into a dfscan checkpoint.
+
+    Loaded with torch.load(weights_only=True). The backbone defaults to xception; head sizes
+    and feature width are read from the tensors (a given `config` supplies names and the rest).
+    Every missing or unexpected key is named when the layout does not match.
+    """
+    pth_path, out_path = Path(pth_path), Path(out_path)
+    if not pth_path.is_file():
+        raise CheckpointError(f"{pth_path}: file not found")
+    state = _official_state(pth_path)
+    cfg = _config_from_state(state, config)
+    model = PGFDD(cfg)
+    _check_keys(pth_path, model, state)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.eval()
+    provenance = {"source": "official PG-FDD state_dict", "imported_from": pth_path.name,
+                  "source_sha256": file_sha256(pth_path)}
+    target: PGFDD | PGFDDDeploy = model.deploy() if deploy else model
+    return save_checkpoint(out_path, target, cfg, threshold=threshold, provenance=provenance)
