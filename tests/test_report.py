@@ -1,0 +1,169 @@
+"""Report building, schema validation, the three formats, the stream and --resume bookkeeping."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import pytest
+
+from scanner import report as rp
+from train.errors import InputError
+
+SHA = "ab" * 32
+SETTINGS = {"frames": 32, "fps": None, "keyframes": False, "crops": False, "face_model": "full", "strategy": "mean", "threshold": 0.5}
+
+
+def _header(**kw):
+    return rp.make_header(
+        model={"name": "m.safetensors", "sha256": SHA, "backbone": "efficientnet_lite0", "threshold": 0.5},
+        backend={"name": "onnxruntime", "device": "cpu", "precision": "fp32"},
+        settings=dict(SETTINGS, **kw),
+        skipped=[{"path": "notes.txt", "reason": "not a video or image"}],
+    )
+
+
+def _items(tmp_path):
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"x" * 10)
+    ok = {
+        "path": str(video), "kind": "video", "status": "ok", "error": None, "score": 0.8, "verdict": "fake",
+        "media": {"width": 640, "height": 360, "fps": 25.0, "duration": 4.0, "frames_sampled": 2, "codec": "h264", "rotation": 0},
+        "file": rp.file_fingerprint(video),
+        "subjects": [
+            {"id": 0, "score": 0.8, "verdict": "fake", "frames": [
+                {"index": 0, "t": 0.0, "box": [10, 20, 30, 30], "score": 0.7, "face_score": 0.9},
+                {"index": 50, "t": 2.0, "box": [12, 20, 30, 30], "score": 0.9, "face_score": 0.95}]},
+            {"id": 1, "score": 0.1, "verdict": "real", "frames": [{"index": 0, "t": 0.0, "box": [100, 20, 30, 30], "score": 0.1}]},
+        ],
+    }
+    no_face = {"path": str(tmp_path / "b.jpg"), "kind": "image", "status": "no_face", "error": None, "score": None,
+               "verdict": None, "media": {"width": 10, "height": 10, "fps": None, "duration": None, "frames_sampled": 1, "codec": "mjpeg", "rotation": 0},
+               "subjects": []}
+    err = rp.error_item(str(tmp_path / "c.mp4"), "video", "truncated", "moov atom\nnot found")
+    return [ok, no_face, err]
+
+
+def _report(tmp_path):
+    items = _items(tmp_path)
+    return rp.build_report(_header(), items, rp.summarize(items, seconds=2.0, faces=3, skipped=1))
+
+
+def test_report_validates_and_counts(tmp_path):
+    report = _report(tmp_path)
+    rp.validate_report(report)
+    s = report["summary"]
+    assert (s["ok"], s["no_face"], s["error"], s["fakes"], s["real"], s["subjects"]) == (1, 1, 1, 1, 0, 2)
+    assert s["throughput"] == {"files_per_s": 1.5, "faces_per_s": 1.5}
+    assert report["items"][2]["error"]["message"] == "moov atom not found"  # forced onto one line
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda r: r.pop("summary"),
+    lambda r: r["model"].pop("sha256"),
+    lambda r: r["items"][0].update(status="done"),
+    lambda r: r["items"][0].update(score=None),  # an ok item needs a score
+    lambda r: r["items"][2].update(error=None),  # an error item needs its error
+    lambda r: r["items"][0]["subjects"][0]["frames"][0].update(box=[1, 2, 3]),
+    lambda r: r["items"][0].update(kind="audio"),
+])
+def test_schema_rejects_broken_reports(tmp_path, breakage):
+    report = _report(tmp_path)
+    breakage(report)
+    assert rp.validation_errors(report)
+    with pytest.raises(InputError, match="does not match dfscan.report/1"):
+        rp.validate_report(report)
+
+
+def test_json_jsonl_csv_round_trip(tmp_path):
+    report = _report(tmp_path)
+    for fmt in rp.FORMATS:
+        out = rp.write_report(report, tmp_path / f"out.{fmt}")
+        assert out.is_file()
+    assert json.loads((tmp_path / "out.json").read_text()) == report
+    assert rp.read_report(tmp_path / "out.json") == report
+    back = rp.read_report(tmp_path / "out.jsonl")
+    assert back == report
+    rp.validate_report(back)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
+    # one row per subject, one row for each item without subjects
+    assert len(rows) == 4
+    assert [r["subject_id"] for r in rows] == ["0", "1", "", ""]
+    assert rows[3]["error_code"] == "truncated" and rows[3]["score"] == ""
+    assert set(rows[0]) == set(rp.CSV_COLUMNS)
+    # no temporary files left behind by the atomic writes
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_format_from_name_and_unknown_format(tmp_path):
+    assert rp.format_for("x.csv") == "csv"
+    assert rp.format_for("x.out") == "json"
+    assert rp.format_for("x.csv", "jsonl") == "jsonl"
+    with pytest.raises(InputError, match="unknown report format"):
+        rp.format_for("x.json", "xml")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "r.json"
+    rp.atomic_write_text(target, "old\n")
+    with pytest.raises(UnicodeEncodeError):  # fails inside the write, after the temp file exists
+        rp.atomic_write_text(target, "new \ud800\n")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_stream_is_a_readable_partial_report_and_survives_a_torn_line(tmp_path):
+    items = _items(tmp_path)
+    path = rp.stream_path_for(tmp_path / "out.json")
+    assert path.name == "out.stream.jsonl"
+    with rp.ReportStream(path, _header()) as stream:
+        stream.write_item(items[0])
+    with open(path, "a") as fh:  # a crash in the middle of the next line
+        fh.write('{"path": "half')
+    partial = rp.read_report(path)
+    assert [i["path"] for i in partial["items"]] == [items[0]["path"]]
+    with rp.ReportStream(path, _header(), append=True) as stream:
+        stream.write_item(items[1])
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line) for line in lines)
+
+
+def test_resumable_items_keep_unchanged_done_files_only(tmp_path):
+    items = _items(tmp_path)
+    crashed = rp.error_item(str(tmp_path / "d.mp4"), "video", "worker_crashed", "worker crashed")
+    (tmp_path / "d.mp4").write_bytes(b"d")
+    crashed["file"] = rp.file_fingerprint(tmp_path / "d.mp4")
+    items[2]["file"] = None
+    stream = rp.stream_path_for(tmp_path / "out.json")
+    with rp.ReportStream(stream, _header()) as s:
+        for item in items + [crashed]:
+            s.write_item({k: v for k, v in item.items() if v is not None or k != "file"})
+    kept = rp.resumable_items([tmp_path / "out.json", stream], model_sha256=SHA, settings=SETTINGS)
+    # a.mp4 is unchanged: kept. b.jpg has no fingerprint, c.mp4 none either, d.mp4 crashed: rescanned.
+    assert list(kept) == [os.path.abspath(items[0]["path"])]
+    # touching the file invalidates it
+    st = os.stat(items[0]["path"])
+    os.utime(items[0]["path"], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert rp.resumable_items([stream], model_sha256=SHA, settings=SETTINGS) == {}
+
+
+def test_resume_refuses_other_model_or_settings(tmp_path):
+    stream = tmp_path / "out.stream.jsonl"
+    with rp.ReportStream(stream, _header()):
+        pass
+    with pytest.raises(InputError, match="another model"):
+        rp.resumable_items([stream], model_sha256="cd" * 32, settings=SETTINGS)
+    with pytest.raises(InputError, match="settings changed \\(frames\\)"):
+        rp.resumable_items([stream], model_sha256=SHA, settings=dict(SETTINGS, frames=8))
+
+
+def test_read_report_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(InputError, match="not a dfscan.report/1"):
+        rp.read_report(bad)
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="not JSON"):
+        rp.read_report(bad)
