@@ -151,15 +151,26 @@ def _official_state(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _config_from_state(state: dict[str, torch.Tensor], base: ModelConfig | None) -> ModelConfig:
+def detect_backbone(state: dict[str, torch.Tensor]) -> str | None:
+    """Which registered backbone a PG-FDD state_dict was built on, from its encoder_f key names."""
+    if any(k.startswith("encoder_f.block1.rep.") for k in state):
+        return "xception"
+    if "encoder_f.conv_stem.weight" in state:
+        return "efficientnet_lite0"
+    return None
+
+
+def _config_from_state(path: Path, state: dict[str, torch.Tensor], base: ModelConfig | None) -> ModelConfig:
     """Head sizes and width from the tensors themselves: published checkpoints differ."""
     def rows(key: str) -> int | None:
         t = state.get(key)
-        return int(t.shape[0]) if t is not None else None
+        return int(t.shape[0]) if t is not None and t.ndim >= 1 else None
 
-    d = (base or ModelConfig(backbone="xception")).to_dict()
-    if base is None and "encoder_f.conv_stem.weight" in state:
-        d["backbone"] = "efficientnet_lite0"
+    detected = detect_backbone(state)
+    if base is not None and detected is not None and detected != base.backbone:
+        raise CheckpointError(f"{path}: the state_dict is a {detected} PG-FDD, not {base.backbone} "
+                              f"(use backbone {detected})")
+    d = (base or ModelConfig(backbone=detected or "xception")).to_dict()
     for field, key in (("num_spe", "head_spe.mlp.2.weight"), ("num_sha", "head_sha.mlp.2.weight"),
                        ("num_fair", "head_fair.mlp.2.weight"), ("num_fused", "head_fused.mlp.2.weight"),
                        ("feature_channels", "encoder_f.adjust_channel.0.weight")):
@@ -177,15 +188,16 @@ def import_official(pth_path: str | Path, out_path: str | Path, config: ModelCon
                     deploy: bool = False, threshold: float = 0.5) -> Path:
     """Convert an official PG-FDD state_dict (.pth) into a dfscan checkpoint.
 
-    Loaded with torch.load(weights_only=True). The backbone defaults to xception; head sizes
-    and feature width are read from the tensors (a given `config` supplies names and the rest).
+    Loaded with torch.load(weights_only=True). Without a `config` the backbone is detected from
+    the key names (official files are xception); head sizes and feature width are always read
+    from the tensors, so published variants with other head sizes import too.
     Every missing or unexpected key is named when the layout does not match.
     """
     pth_path, out_path = Path(pth_path), Path(out_path)
     if not pth_path.is_file():
         raise CheckpointError(f"{pth_path}: file not found")
     state = _official_state(pth_path)
-    cfg = _config_from_state(state, config)
+    cfg = _config_from_state(pth_path, state, config)
     model = PGFDD(cfg)
     _check_keys(pth_path, model, state)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

@@ -1,0 +1,46 @@
+"""`dfscan import-checkpoint`: convert an official PG-FDD .pth state_dict into a dfscan checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from scanner.console import console, friendly_errors
+
+EXAMPLE = """
+Example:
+
+    dfscan import-checkpoint ff++_fair.pth --out pgfdd_xception.safetensors --deploy
+"""
+
+
+@friendly_errors
+def import_checkpoint(
+    official: Path = typer.Argument(..., help="Official PG-FDD state_dict (.pth), loaded with weights_only=True."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the dfscan .safetensors checkpoint."),
+    deploy: bool = typer.Option(False, "--deploy", help="Keep only the inference weights (smaller file)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="xception or efficientnet_lite0 (default: from the key names)."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Decision threshold to store."),
+) -> None:
+    """Convert an official PG-FDD checkpoint (Xception) to dfscan's safetensors format."""
+    from train.checkpoint import import_official, load_checkpoint
+    from train.config import ModelConfig
+    from train.model import count_parameters
+
+    config = ModelConfig(backbone=backbone) if backbone else None
+    path = import_official(official, out, config, deploy=deploy, threshold=threshold)
+    model, config, info = load_checkpoint(path, deploy=deploy)
+    console.print(
+        f"wrote [bold]{path}[/] ({info['kind']}, {config.backbone}, "
+        f"{count_parameters(model) / 1e6:.1f}M parameters, heads spe={config.num_spe} "
+        f"fair={config.num_fair} fused={config.num_fused}, sha256 {info['sha256'][:12]})"
+    )
+
+
+import_checkpoint.__doc__ = (import_checkpoint.__doc__ or "") + "\n" + EXAMPLE
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import-checkpoint", help=import_checkpoint.__doc__)(import_checkpoint)
