@@ -1,0 +1,191 @@
+"""`dfscan scan`: score every person in every video/image; write the report; exit 0/1/2/3."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, console, err_console, friendly_errors
+
+EXAMPLE = """
+Examples:
+
+    dfscan scan ./uploads --report out.json
+
+    dfscan scan clip.mp4 photos/ --format csv --report out.csv --fail-on-fake
+
+    dfscan scan faces/ --crops --backend onnxruntime --report crops.jsonl
+
+    dfscan scan ./uploads --report out.json --resume    # after an interrupted run
+
+Exit codes: 0 done; 1 --fail-on-fake found a fake; 2 bad usage or weights;
+3 the scan finished but some files could not be read (they are error items in the report).
+"""
+
+
+class Format(str, Enum):
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class BackendChoice(str, Enum):
+    auto = "auto"
+    tensorrt = "tensorrt"
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+class FaceModel(str, Enum):
+    full = "full"
+    short = "short"
+
+
+class Strategy(str, Enum):
+    mean = "mean"
+    confident = "confident"
+
+
+@friendly_errors
+def scan(
+    paths: List[Path] = typer.Argument(..., help="Video/image files and folders (searched recursively)."),
+    report: Optional[Path] = typer.Option(None, "--report", "-o", help="Write the report here (default: to stdout)."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Report format (default: from the report's extension, else json)."),
+    frames: int = typer.Option(32, "--frames", min=1, help="Frames sampled per video, evenly spaced."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Sample F frames per second instead of --frames."),
+    keyframes: bool = typer.Option(False, "--keyframes", help="Sample only keyframes (fast on long videos)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Face crops per inference batch (default: the backend's)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/detect processes (default: one per CPU core)."),
+    backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Inference backend."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Detector checkpoint (.safetensors; default: the shipped starter model)."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine folder built by `dfscan build-engine`."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's calibrated threshold)."),
+    crops: bool = typer.Option(False, "--crops", help="Inputs are already-aligned face crops: no face detection."),
+    face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
+    strategy: Strategy = typer.Option(Strategy.mean, "--strategy", help="Frame → person score: mean, or the DFDC winner's confident rule."),
+    timeout: float = typer.Option(300.0, "--timeout", min=0.0, help="Seconds one file may take in a worker before it is an error item (0: no limit)."),
+    resume: bool = typer.Option(False, "--resume", help="Keep items of an earlier run of this report for files that did not change."),
+    fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit 1 if any file is judged fake."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
+) -> None:
+    """Scan videos and images for deepfakes: a score per person, per file."""
+    from scanner import report as rp
+    from scanner.pipeline import ScanOptions, scan as run_scan
+
+    options = ScanOptions(
+        frames=frames, fps=fps, keyframes=keyframes, batch_size=batch_size, workers=workers,
+        backend=backend.value, weights=weights, engine=engine, threshold=threshold, crops=crops,
+        face_model=face_model.value, strategy=strategy.value, timeout=timeout or None, resume=resume,
+        report=report,
+    )
+    fmt_name = rp.format_for(report, fmt.value if fmt else None) if report else (fmt.value if fmt else "json")
+
+    with _Progress(enabled=not quiet) as progress:
+        result = run_scan(paths, options, progress=progress.update)
+
+    if report is not None:
+        rp.write_report(result, report, fmt_name)
+    else:
+        text = {"json": rp.to_json, "jsonl": rp.to_jsonl, "csv": rp.to_csv}[fmt_name](result)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    summary = result["summary"]
+    if not quiet:
+        _print_summary(result, report)
+    if summary.get("interrupted"):
+        where = f" to {report}" if report else ""
+        err_console.print(f"interrupted: wrote {summary['files']} finished items{where}; rerun with --resume to finish")
+        raise typer.Exit(130)
+    if fail_on_fake and summary["fakes"]:
+        raise typer.Exit(EXIT_GATE)
+    if summary["error"]:
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_OK)
+
+
+scan.__doc__ = (scan.__doc__ or "") + "\n" + EXAMPLE
+
+
+class _Progress:
+    """A rich progress bar on stderr: files done and faces/s."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                console=err_console, transient=True,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task("scan", total=None, rate="")
+        return self
+
+    def update(self, p) -> None:
+        if self.bar is None:
+            return
+        rate = f"{p.faces / p.elapsed:.1f} faces/s" if p.elapsed > 0 and p.faces else ""
+        self.bar.update(self.task, total=p.total, completed=p.done, rate=rate)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _print_summary(result: dict, report: Optional[Path]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    s = result["summary"]
+    out = console if report is not None else err_console  # stdout holds the report when there is no file
+    table = Table(title="dfscan scan", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("files", f"{s['files']} ({s['ok']} ok, {s['no_face']} no face, {s['error']} error"
+                  + (f", {s['resumed']} resumed" if s.get("resumed") else "") + ")")
+    table.add_row("verdicts", f"[red]{s['fakes']} fake[/] / {s['real']} real")
+    table.add_row("people", str(s.get("subjects", 0)))
+    table.add_row("time", f"{s['seconds']:.1f} s ({s['throughput']['files_per_s']:.2f} files/s, "
+                  f"{s['throughput']['faces_per_s']:.1f} faces/s)")
+    table.add_row("model", f"{escape(result['model']['name'])} ({result['model']['backbone']}, threshold {result['model']['threshold']:g})")
+    table.add_row("backend", f"{result['backend']['name']} {result['backend']['device']} {result['backend']['precision']}")
+    if report is not None:
+        table.add_row("report", escape(str(report)))
+    out.print(table)
+    fakes = sorted((i for i in result["items"] if i.get("verdict") == "fake"), key=lambda i: -i["score"])
+    if fakes:
+        t = Table(title="judged fake", title_justify="left")
+        t.add_column("file")
+        t.add_column("p_fake", justify="right")
+        t.add_column("people", justify="right")
+        for item in fakes[:10]:
+            t.add_row(escape(item["path"]), f"{item['score']:.3f}", str(sum(x['verdict'] == 'fake' for x in item["subjects"])))
+        out.print(t)
+        if len(fakes) > 10:
+            out.print(f"… and {len(fakes) - 10} more in the report")
+    errors = [i for i in result["items"] if i["status"] == "error"]
+    if errors:
+        t = Table(title="could not read", title_justify="left")
+        t.add_column("file")
+        t.add_column("code")
+        t.add_column("message", overflow="fold")
+        for item in errors[:10]:
+            t.add_row(escape(item["path"]), item["error"]["code"], escape(item["error"]["message"]))
+        out.print(t)
+        if len(errors) > 10:
+            out.print(f"… and {len(errors) - 10} more in the report")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan", help=scan.__doc__)(scan)

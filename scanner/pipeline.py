@@ -1,0 +1,663 @@
+"""The scan pipeline: decode → detect → track → crop in worker processes, batch → infer → aggregate here.
+
+Why this shape:
+- Decoding and face detection are CPU-bound and sometimes crash or hang on hostile files, so
+  they run in worker processes (spawn context: forking a process that holds torch, ONNX Runtime
+  or MediaPipe threads is not safe). Each worker owns one FaceDetector for its whole life.
+- Each worker talks to the main process over its own pipe. A worker that dies can only
+  garble its own pipe, never a queue the others share; the main process knows which file each
+  worker holds, so a crash or a hang becomes an error item for that file and a fresh worker
+  takes over the rest.
+- Only face crops (uint8, 256x256) cross process boundaries, never full frames. The main
+  process stops reading from workers while it holds more crops than a few batches, so a slow
+  backend backs the workers up instead of filling memory.
+- The main process batches crops across files to the backend's batch size: a 1-face image and
+  a 32-frame video share one batch, which is what keeps a GPU (or ONNX Runtime) busy.
+
+Test hook: the environment variable DFSCAN_TEST_FAULT="crash:NAME,hang:NAME" makes a worker
+kill itself with SIGSEGV (crash) or sleep forever (hang) when it starts the file whose name is
+NAME. Nothing sets it outside the tests; it exists so the fault handling can be tested on
+real processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, is_dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from scanner import report as rp
+from scanner.aggregate import STRATEGIES, aggregate_item
+from train.errors import InputError
+
+FAULT_ENV = "DFSCAN_TEST_FAULT"
+PREFETCH = 2  # files handed to a worker at once: the one it works on and the next
+MAX_STARTUP_FAILURES = 3
+
+
+@dataclass
+class ScanOptions:
+    """Everything that shapes a scan. Fields that change results end up in the report's settings."""
+
+    frames: int = 32
+    fps: float | None = None
+    keyframes: bool = False
+    batch_size: int | None = None  # None: the backend's preferred size
+    workers: int | None = None  # None: one per CPU core
+    backend: str = "auto"
+    weights: Path | None = None  # None: scanner.assets.default_weights()
+    engine: Path | None = None
+    threshold: float | None = None  # None: the model's calibrated threshold
+    crops: bool = False
+    face_model: str = "full"
+    min_face_score: float = 0.5
+    strategy: str = "mean"
+    timeout: float | None = 300.0  # seconds per file in a worker; None or 0: no limit
+    resume: bool = False
+    report: Path | None = None  # where the final report goes: the stream is written beside it
+    stream: bool = True  # write <report stem>.stream.jsonl as items finish (needs `report`)
+
+    def check(self) -> None:
+        """Reject impossible values with one clear line before any process starts."""
+        if self.frames < 1:
+            raise InputError("--frames must be at least 1")
+        if self.fps is not None and self.fps <= 0:
+            raise InputError("--fps must be positive")
+        if self.fps is not None and self.keyframes:
+            raise InputError("--fps and --keyframes exclude each other")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if self.workers is not None and self.workers < 1:
+            raise InputError("--workers must be at least 1")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise InputError("--threshold must be between 0 and 1")
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.face_model not in ("full", "short"):
+            raise InputError(f"unknown face model {self.face_model!r}: choose full or short")
+        if self.timeout is not None and self.timeout < 0:
+            raise InputError("--timeout must be positive (0: no limit)")
+        if self.resume and self.report is None:
+            raise InputError("--resume needs the report path of the run to resume")
+
+
+@dataclass
+class ScanProgress:
+    """What a progress display needs after each finished file (item is None for the first call)."""
+
+    total: int
+    done: int
+    faces: int
+    elapsed: float
+    item: dict | None = None
+    resumed: int = 0
+
+
+ProgressFn = Callable[[ScanProgress], None]
+
+
+# ====================================================================== worker side
+
+@dataclass
+class _WorkerConfig:
+    frames: int
+    fps: float | None
+    keyframes: bool
+    crops: bool
+    face_model: str
+    min_face_score: float
+    size: int
+
+
+def _fault_plan() -> dict[str, str]:
+    plan: dict[str, str] = {}
+    for part in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
+        action, _, name = part.partition(":")
+        plan[name] = action
+    return plan
+
+
+def _apply_fault(plan: dict[str, str], path: str) -> None:
+    action = plan.get(Path(path).name)
+    if action == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif action == "hang":
+        while True:
+            time.sleep(3600)
+
+
+def _as_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """An already-aligned face crop: centre square, resized to the model input (no detection)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    square = image[y0:y0 + side, x0:x0 + side]
+    if side != size:
+        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+        square = cv2.resize(square, (size, size), interpolation=interp)
+    return np.ascontiguousarray(square, dtype=np.uint8)
+
+
+def _media_dict(info: Any, frames_sampled: int) -> dict:
+    d = asdict(info) if is_dataclass(info) else dict(info)
+
+    def num(v: Any) -> float | None:
+        return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else round(float(v), 4)
+
+    return {
+        "width": int(d.get("width") or 0),
+        "height": int(d.get("height") or 0),
+        "fps": num(d.get("fps")),
+        "duration": num(d.get("duration")),
+        "frames_sampled": int(frames_sampled),
+        "codec": d.get("codec"),
+        "rotation": int(d.get("rotation") or 0),
+    }
+
+
+def _box(box: Any) -> list[float]:
+    return [round(float(v), 1) for v in box]
+
+
+def process_file(path: str, kind: str, detector: Any, cfg: _WorkerConfig) -> dict:
+    """Decode, detect, track and crop one file; returns subjects' frame metadata plus their crops.
+
+    Raises MediaError (or InputError) for files that cannot be read. Crops are made as each
+    frame is decoded, so at most one full frame is alive at a time.
+    """
+    from scanner.media import iter_frames, probe
+
+    timings = {"decode": 0.0, "detect": 0.0, "crop": 0.0}
+    t = time.perf_counter()
+    info = probe(path)
+    frames_iter = iter_frames(path, frames=cfg.frames, fps=cfg.fps, keyframes=cfg.keyframes)
+    timings["decode"] += time.perf_counter() - t
+
+    per_frame: list[list[Any]] = []
+    frame_meta: list[tuple[int, float]] = []
+    crops_of: dict[int, np.ndarray] = {}  # id(detection) → crop
+    crop_only: list[tuple[int, float, list[float], np.ndarray]] = []
+    while True:
+        t = time.perf_counter()
+        frame = next(frames_iter, None)
+        timings["decode"] += time.perf_counter() - t
+        if frame is None:
+            break
+        image = frame.image
+        if cfg.crops:
+            t = time.perf_counter()
+            crop_only.append((int(frame.index), float(frame.t), [0.0, 0.0, float(image.shape[1]), float(image.shape[0])], _as_crop(image, cfg.size)))
+            timings["crop"] += time.perf_counter() - t
+            continue
+        t = time.perf_counter()
+        dets = detector.detect(image)
+        timings["detect"] += time.perf_counter() - t
+        t = time.perf_counter()
+        from scanner.crop import crop_face
+
+        for det in dets:
+            crops_of[id(det)] = crop_face(image, det.keypoints, det.box, size=cfg.size)
+        timings["crop"] += time.perf_counter() - t
+        per_frame.append(dets)
+        frame_meta.append((int(frame.index), float(frame.t)))
+        del image, frame
+
+    n_sampled = len(crop_only) if cfg.crops else len(frame_meta)
+    media = _media_dict(info, n_sampled)
+    subjects: list[dict] = []
+    crops: list[np.ndarray] = []
+    if cfg.crops:
+        if crop_only:
+            subjects.append({"id": 0, "frames": [{"index": i, "t": round(tt, 4), "box": _box(b), "face_score": None} for i, tt, b, _ in crop_only]})
+            crops = [c for *_, c in crop_only]
+    elif kind == "image":
+        for sid, det in enumerate(per_frame[0] if per_frame else []):
+            index, tt = frame_meta[0]
+            subjects.append({"id": sid, "frames": [{"index": index, "t": round(tt, 4), "box": _box(det.box), "face_score": round(float(det.score), 4)}]})
+            crops.append(crops_of[id(det)])
+    else:
+        from scanner.track import track_faces
+
+        for tr in track_faces(per_frame):
+            frames = []
+            for pos, det in tr.observations:
+                index, tt = frame_meta[pos]
+                frames.append({"index": index, "t": round(tt, 4), "box": _box(det.box), "face_score": round(float(det.score), 4)})
+                crops.append(crops_of[id(det)])
+            if frames:
+                subjects.append({"id": int(tr.id), "frames": frames})
+    stack = np.stack(crops) if crops else np.zeros((0, cfg.size, cfg.size, 3), np.uint8)
+    return {"kind": kind, "media": media, "subjects": subjects, "crops": stack, "timings": timings}
+
+
+def _error_payload(exc: BaseException) -> dict:
+    code = getattr(exc, "code", None)
+    if not code:
+        code = "bad_input" if isinstance(exc, InputError) else ("too_large" if isinstance(exc, MemoryError) else "internal_error")
+    message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+    return {"error": {"code": str(code), "message": rp.one_line(message or code)}}
+
+
+def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
+    """A worker: one detector for its life; files in, crops and metadata out, over its own pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what Ctrl-C means
+    from scanner.console import quiet_env
+
+    quiet_env()
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # one core per worker: the pool is the parallelism
+    except Exception:
+        pass
+    plan = _fault_plan()
+    detector = None
+    try:
+        if not cfg.crops:
+            from scanner.faces import FaceDetector
+
+            detector = FaceDetector(model=cfg.face_model, min_score=cfg.min_face_score)
+        conn.send(("ready", os.getpid()))
+        while True:
+            task = conn.recv()
+            if task is None:
+                break
+            task_id, path, kind = task
+            state[0], state[1] = float(task_id), time.time()
+            if plan:
+                _apply_fault(plan, path)
+            try:
+                payload = process_file(path, kind, detector, cfg)
+            except Exception as exc:  # every failure of one file becomes that file's error item
+                payload = _error_payload(exc)
+            state[0], state[1] = -1.0, 0.0
+            conn.send(("result", task_id, payload))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass
+    except Exception as exc:  # the detector could not start: tell the main process why
+        try:
+            conn.send(("fatal", rp.one_line(f"{type(exc).__name__}: {exc}")))
+        except Exception:
+            pass
+    finally:
+        if detector is not None:
+            detector.close()
+
+
+# ====================================================================== main side
+
+@dataclass
+class _Task:
+    id: int
+    path: str
+    kind: str
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    state: Any
+    assigned: deque = field(default_factory=deque)
+    completed: int = 0
+
+
+class _Pool:
+    """Worker processes with their own pipes; replaces any that crash or hang."""
+
+    def __init__(self, n: int, cfg: _WorkerConfig):
+        self.ctx = mp.get_context("spawn")
+        self.cfg = cfg
+        self.workers: list[_Worker] = []
+        self.startup_failures = 0
+        for _ in range(n):
+            self.workers.append(self._start())
+
+    def _start(self) -> _Worker:
+        parent, child = self.ctx.Pipe(duplex=True)
+        state = self.ctx.RawArray("d", [-1.0, 0.0])  # current task id, its start time (time.time())
+        proc = self.ctx.Process(target=_worker_main, args=(child, state, self.cfg), daemon=True, name="dfscan-worker")
+        proc.start()
+        child.close()
+        return _Worker(proc, parent, state)
+
+    def replace(self, w: _Worker) -> None:
+        if w.completed == 0 and w.state[0] < 0:
+            self.startup_failures += 1
+            if self.startup_failures >= MAX_STARTUP_FAILURES:
+                raise RuntimeError(f"worker processes keep dying at start-up (exit code {w.proc.exitcode})")
+        self._stop(w, kill=True)
+        self.workers[self.workers.index(w)] = self._start()
+
+    @staticmethod
+    def _stop(w: _Worker, kill: bool = False) -> None:
+        if kill and w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join(timeout=5)
+        try:
+            w.conn.close()
+        except OSError:
+            pass
+
+    def close(self, graceful: bool = True) -> None:
+        for w in self.workers:
+            if graceful and w.proc.is_alive():
+                try:
+                    w.conn.send(None)
+                except (OSError, BrokenPipeError):
+                    pass
+        deadline = time.time() + (5.0 if graceful else 0.0)
+        for w in self.workers:
+            w.proc.join(timeout=max(0.0, deadline - time.time()))
+            if w.proc.is_alive():
+                w.proc.kill()
+            self._stop(w)
+        self.workers = []
+
+
+@dataclass
+class _Pending:
+    """A file whose crops are (partly) waiting for inference."""
+
+    index: int
+    item: dict
+    subjects: list[dict]
+    scores: np.ndarray
+    remaining: int
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def model_info(weights: Path) -> tuple[dict, dict]:
+    """The report's `model` block and the model config, from the checkpoint's metadata (no weights loaded)."""
+    import json
+
+    from train.checkpoint import file_sha256, read_metadata
+
+    meta = read_metadata(weights)
+    try:
+        config = json.loads(meta.get("config", "{}"))
+        threshold = float(meta["threshold"])
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"{weights}: bad checkpoint metadata ({exc})") from None
+    model = {"name": Path(weights).name, "sha256": file_sha256(weights),
+             "backbone": str(config.get("backbone", "unknown")), "threshold": threshold}
+    return model, config
+
+
+def _kind_of(path: Path, crops: bool) -> str:
+    from scanner.media import IMAGE_EXTS
+
+    if path.suffix.lower() in IMAGE_EXTS:
+        return "crop" if crops else "image"
+    return "video"
+
+
+def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: ProgressFn | None = None) -> dict:
+    """Scan files and folders; return a `dfscan.report/1` dict (the caller writes it).
+
+    Items stream to `<report>.stream.jsonl` as they finish when `options.report` is set. On
+    Ctrl-C the finished items are returned with `summary.interrupted` true.
+    """
+    from scanner.media import collect_inputs
+
+    options = options or ScanOptions()
+    options.check()
+    started = time.time()
+    created = rp.now_iso()
+
+    files, skipped = collect_inputs([Path(p) for p in paths])
+    skipped_list = [{"path": str(p), "reason": str(r)} for p, r in skipped]
+    if not files:
+        raise InputError("no video or image files to scan" + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+
+    if options.weights is None:
+        from scanner.assets import default_weights
+
+        weights = default_weights()
+    else:
+        weights = Path(options.weights)
+    model, config = model_info(weights)
+    threshold = float(options.threshold) if options.threshold is not None else model["threshold"]
+    model["threshold"] = threshold
+    size = int(config.get("input_size", 256))
+    settings = {"frames": options.frames, "fps": options.fps, "keyframes": options.keyframes, "crops": options.crops,
+                "face_model": options.face_model, "strategy": options.strategy, "threshold": threshold}
+
+    stream_path = rp.stream_path_for(options.report) if options.report is not None and options.stream else None
+    prior: dict[str, dict] = {}
+    if options.resume:
+        sources = [options.report] + ([stream_path] if stream_path else [])
+        prior = rp.resumable_items(sources, model_sha256=model["sha256"], settings=settings)
+
+    from engines.select import select_backend
+
+    backend, _ = select_backend(weights, options.backend, options.engine)
+    batch_size = int(options.batch_size or getattr(backend, "batch_size", 32) or 32)
+    header = rp.make_header(model=model, backend={"name": backend.name, "device": backend.device, "precision": backend.precision},
+                            settings=settings, created=created, skipped=skipped_list)
+
+    results: list[dict | None] = [None] * len(files)
+    todo: deque[_Task] = deque()
+    for i, f in enumerate(files):
+        kept = prior.get(os.path.abspath(f))
+        if kept is not None:
+            results[i] = kept
+        else:
+            todo.append(_Task(i, str(f), _kind_of(Path(f), options.crops)))
+    resumed = len(files) - len(todo)
+    stream = rp.ReportStream(stream_path, header, append=options.resume) if stream_path else None
+
+    stats = {"faces": 0, "done": resumed, "decode": 0.0, "detect": 0.0, "crop": 0.0, "infer": 0.0}
+
+    def report_progress(item: dict | None) -> None:
+        if progress is not None:
+            progress(ScanProgress(total=len(files), done=stats["done"], faces=int(stats["faces"]),
+                                  elapsed=time.time() - started, item=item, resumed=resumed))
+
+    def finish(index: int, item: dict) -> None:
+        results[index] = item
+        stats["done"] += 1
+        if stream is not None:
+            stream.write_item(item)
+        report_progress(item)
+
+    interrupted = False
+    pool: _Pool | None = None
+    try:
+        report_progress(None)
+        if todo:
+            n_workers = min(options.workers or os.cpu_count() or 1, len(todo))
+            cfg = _WorkerConfig(options.frames, options.fps, options.keyframes, options.crops,
+                                options.face_model, options.min_face_score, size)
+            pool = _Pool(n_workers, cfg)
+            _run(pool, todo, backend, batch_size, options, threshold, stats, finish)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if pool is not None:
+            pool.close(graceful=not interrupted)
+        if stream is not None:
+            stream.close()
+        try:
+            backend.close()
+        except Exception:
+            pass
+
+    items = [r for r in results if r is not None]
+    summary = rp.summarize(items, seconds=time.time() - started, faces=int(stats["faces"]),
+                           files_scanned=stats["done"] - resumed, resumed=resumed, skipped=len(skipped),
+                           interrupted=interrupted,
+                           stages={k: stats[k] for k in ("decode", "detect", "crop", "infer")})
+    return rp.build_report(header, items, summary)
+
+
+def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanOptions, threshold: float,
+         stats: dict, finish: Callable[[int, dict], None]) -> None:
+    """The main loop: hand out files, collect results, supervise workers, run inference in batches."""
+    tasks: dict[int, _Task] = {}
+    pending: dict[int, _Pending] = {}
+    chunks: deque[tuple[int, int, np.ndarray]] = deque()  # (file index, first crop slot, crops)
+    buffered = 0
+    max_buffered = max(4 * batch_size, 128)
+    timeout = options.timeout or None
+
+    def fail_task(task: _Task, code: str, message: str) -> None:
+        fp = rp.file_fingerprint(task.path)
+        finish(task.id, rp.error_item(task.path, task.kind, code, message, fingerprint=fp))
+
+    def complete(p: _Pending) -> None:
+        at = 0
+        for s in p.subjects:
+            for fr in s["frames"]:
+                fr["score"] = round(float(p.scores[at]), 6)
+                at += 1
+        score, verdict = aggregate_item(p.subjects, threshold, options.strategy, frames_sampled=p.item["media"]["frames_sampled"])
+        p.item.update(status="ok", error=None, score=score, verdict=verdict,
+                      subjects=[{"id": s["id"], "score": s["score"], "verdict": s["verdict"], "frames": s["frames"]} for s in p.subjects])
+        finish(p.index, _ordered(p.item))
+
+    def on_result(task: _Task, payload: dict) -> None:
+        nonlocal buffered
+        fp = rp.file_fingerprint(task.path)
+        if "error" in payload:
+            finish(task.id, rp.error_item(task.path, task.kind, payload["error"]["code"], payload["error"]["message"], fingerprint=fp))
+            return
+        for k, v in payload["timings"].items():
+            stats[k] += v
+        item = {"path": task.path, "kind": payload["kind"], "status": "no_face", "error": None, "score": None,
+                "verdict": None, "media": payload["media"], "subjects": []}
+        if fp:
+            item["file"] = fp
+        crops = payload["crops"]
+        if len(crops) == 0:
+            finish(task.id, _ordered(item))
+            return
+        pending[task.id] = _Pending(task.id, item, payload["subjects"], np.zeros(len(crops), np.float32), len(crops))
+        chunks.append((task.id, 0, crops))
+        buffered += len(crops)
+
+    def infer_batch() -> None:
+        nonlocal buffered
+        parts, owners, need = [], [], batch_size
+        while chunks and need > 0:
+            idx, start, crops = chunks.popleft()
+            take = crops[:need]
+            if len(crops) > need:
+                chunks.appendleft((idx, start + need, crops[need:]))
+            parts.append(take)
+            owners.append((idx, start, len(take)))
+            need -= len(take)
+        batch = np.ascontiguousarray(np.concatenate(parts)) if len(parts) > 1 else np.ascontiguousarray(parts[0])
+        t = time.perf_counter()
+        scores = np.asarray(backend.predict(batch), dtype=np.float32).reshape(-1)
+        stats["infer"] += time.perf_counter() - t
+        stats["faces"] += len(batch)
+        buffered -= len(batch)
+        at = 0
+        for idx, start, n in owners:
+            p = pending[idx]
+            p.scores[start:start + n] = np.clip(scores[at:at + n], 0.0, 1.0)
+            at += n
+            p.remaining -= n
+            if p.remaining == 0:
+                del pending[idx]
+                complete(p)
+
+    def assign() -> None:
+        for w in sorted(pool.workers, key=lambda w: len(w.assigned)):
+            while todo and len(w.assigned) < PREFETCH and w.proc.is_alive():
+                task = todo.popleft()
+                try:
+                    w.conn.send((task.id, task.path, task.kind))
+                except (OSError, BrokenPipeError):
+                    todo.appendleft(task)
+                    break
+                tasks[task.id] = task
+                w.assigned.append(task)
+
+    def drain(w: _Worker) -> None:
+        """Take every message the worker sent; EOF means it is gone."""
+        try:
+            while w.conn.poll():
+                handle(w, w.conn.recv())
+        except (EOFError, OSError):
+            pass
+
+    def handle(w: _Worker, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "result":
+            task = w.assigned.popleft()
+            assert task.id == msg[1], "worker answered out of order"
+            w.completed += 1
+            on_result(task, msg[2])
+        elif kind == "fatal":
+            raise RuntimeError(f"a scan worker could not start: {msg[1]}")
+
+    def lost(w: _Worker, code: str, message: str) -> None:
+        current = int(w.state[0])
+        rest = [t for t in w.assigned if t.id != current]
+        for t in w.assigned:
+            if t.id == current:
+                fail_task(t, code, message)
+        w.assigned.clear()
+        todo.extendleft(reversed(rest))  # the files it had not started go to the front of the line
+        pool.replace(w)
+
+    while True:
+        assign()
+        in_flight = any(w.assigned for w in pool.workers)
+        if not in_flight and not todo:
+            while chunks:
+                infer_batch()
+            break
+        if buffered < max_buffered:
+            conns = {w.conn: w for w in pool.workers}
+            sentinels = {w.proc.sentinel: w for w in pool.workers}
+            ready = wait(list(conns) + list(sentinels), timeout=0 if buffered >= batch_size else 0.05)
+            for obj in ready:
+                if obj in conns:
+                    w = conns[obj]
+                    try:
+                        handle(w, w.conn.recv())
+                    except (EOFError, OSError):
+                        pass  # its sentinel tells the rest
+        for w in list(pool.workers):
+            if not w.proc.is_alive():
+                drain(w)
+                w.proc.join(timeout=1)
+                lost(w, "worker_crashed", f"the decoder crashed on this file ({_signal_name(w.proc.exitcode)})")
+            elif timeout and w.state[1] > 0 and time.time() - w.state[1] > timeout:
+                w.proc.kill()
+                w.proc.join(timeout=5)
+                drain(w)
+                lost(w, "timeout", f"gave up after {timeout:g} s (--timeout)")
+        if buffered >= batch_size:
+            infer_batch()
+        elif chunks and not todo and not any(w.assigned for w in pool.workers):
+            infer_batch()
+
+
+ITEM_ORDER = ("path", "kind", "status", "error", "score", "verdict", "media", "file", "subjects")
+
+
+def _ordered(item: dict) -> dict:
+    """Keys in the schema's order, so reports read the same every time."""
+    return {k: item[k] for k in ITEM_ORDER if k in item} | {k: v for k, v in item.items() if k not in ITEM_ORDER}
