@@ -22,6 +22,7 @@ real processes.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -248,6 +249,27 @@ def _error_payload(exc: BaseException) -> dict:
     return {"error": {"code": str(code), "message": rp.one_line(message or code)}}
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """MediaPipe's C++ start-up/shut-down chatter (LiteRT, XNNPACK) goes to fd 2; hide it unless DFSCAN_DEBUG."""
+    if os.environ.get("DFSCAN_DEBUG"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
     """A worker: one detector for its life; files in, crops and metadata out, over its own pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what Ctrl-C means
@@ -266,7 +288,8 @@ def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
         if not cfg.crops:
             from scanner.faces import FaceDetector
 
-            detector = FaceDetector(model=cfg.face_model, min_score=cfg.min_face_score)
+            with _native_stderr_silenced():
+                detector = FaceDetector(model=cfg.face_model, min_score=cfg.min_face_score)
         conn.send(("ready", os.getpid()))
         while True:
             task = conn.recv()
@@ -291,7 +314,8 @@ def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
             pass
     finally:
         if detector is not None:
-            detector.close()
+            with _native_stderr_silenced():
+                detector.close()
 
 
 # ====================================================================== main side
