@@ -1,0 +1,200 @@
+"""Pick the fastest backend this machine can run, and say why each other one was or was not taken.
+
+`auto` order: a TensorRT engine that matches this GPU, TensorRT version and weights → torch CUDA
+FP16 → ONNX Runtime on the CPU → torch on the CPU. Probes are cheap (no model is loaded); a
+candidate that passes its probe but then fails to load is reported and the next one is tried.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from engines.base import Backend, cpu_threads
+from train.errors import InputError
+
+AUTO_ORDER = ("tensorrt", "torch-cuda-fp16", "onnxruntime-cpu", "torch-cpu")
+BACKEND_OF = {"tensorrt": "tensorrt", "torch-cuda-fp16": "torch", "onnxruntime-cpu": "onnxruntime",
+              "torch-cpu": "torch"}
+CHOICES = ("auto", "tensorrt", "torch", "onnxruntime")
+
+
+@dataclass
+class Candidate:
+    """One way to run the detector here: whether it can, and why (shown by `dfscan doctor`)."""
+
+    name: str
+    available: bool
+    reason: str
+    chosen: bool = False
+
+    @property
+    def backend(self) -> str:
+        return BACKEND_OF.get(self.name, self.name)
+
+
+# ---------------------------------------------------------------- probes (monkeypatched in tests)
+
+def probe_tensorrt(weights_sha: str, engine: Path | None) -> tuple[bool, str]:
+    from engines.tensorrt import default_engine_dir, engine_status, tensorrt_version
+
+    if tensorrt_version() is None:
+        return False, "TensorRT is not installed (needs an NVIDIA GPU; pip install tensorrt)"
+    engine_dir = Path(engine) if engine else default_engine_dir(weights_sha)
+    reason = engine_status(engine_dir, weights_sha)
+    if reason is None:
+        return True, f"engine in {engine_dir} matches this GPU, TensorRT {tensorrt_version()} and the weights"
+    return False, f"{reason}; build one with: dfscan build-engine"
+
+
+def probe_torch_cuda() -> tuple[bool, str]:
+    import torch
+
+    from engines.torch import cuda_device
+
+    if cuda_device() is None:
+        build = "a CPU build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        return False, f"torch {torch.__version__} ({build}) sees no CUDA GPU"
+    return True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, FP16"
+
+
+def probe_onnxruntime() -> tuple[bool, str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False, "onnxruntime is not installed (pip install onnxruntime)"
+    if "CPUExecutionProvider" not in ort.get_available_providers():
+        return False, f"onnxruntime {ort.__version__} has no CPUExecutionProvider"
+    return True, f"onnxruntime {ort.__version__}, FP32, {min(cpu_threads(), 8)} threads"
+
+
+def probe_torch_cpu() -> tuple[bool, str]:
+    import torch
+
+    return True, f"torch {torch.__version__}, FP32, {torch.get_num_threads()} threads"
+
+
+def _make(name: str, weights: Path, engine: Path | None, weights_sha: str) -> Backend:
+    if name == "tensorrt":
+        from engines.tensorrt import TensorRTBackend, default_engine_dir
+
+        return TensorRTBackend(engine or default_engine_dir(weights_sha), weights)
+    if name == "torch-cuda-fp16":
+        from engines.torch import TorchBackend
+
+        return TorchBackend(weights, device="cuda", fp16=True)
+    if name == "onnxruntime-cpu":
+        from engines.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(weights)
+    if name == "torch-cpu":
+        from engines.torch import TorchBackend
+
+        return TorchBackend(weights, device="cpu", fp16=False)
+    raise InputError(f"unknown backend candidate {name!r}")
+
+
+PROBES: dict[str, Callable[..., tuple[bool, str]]] = {
+    "tensorrt": probe_tensorrt,
+    "torch-cuda-fp16": probe_torch_cuda,
+    "onnxruntime-cpu": probe_onnxruntime,
+    "torch-cpu": probe_torch_cpu,
+}
+FACTORY: Callable[[str, Path, Path | None, str], Backend] = _make
+
+
+def _weights_sha(weights: Path) -> str:
+    from train.checkpoint import file_sha256
+
+    if not weights.is_file():
+        raise InputError(f"{weights}: weights file not found")
+    return file_sha256(weights)
+
+
+def candidates(weights: str | Path, engine: str | Path | None = None, *, weights_sha: str | None = None
+               ) -> list[Candidate]:
+    """Every backend in `auto` order with whether this machine can run it and why (nothing is loaded)."""
+    weights = Path(weights)
+    sha = weights_sha or _weights_sha(weights)
+    engine = Path(engine) if engine else None
+    out = []
+    for name in AUTO_ORDER:
+        probe = PROBES[name]
+        try:
+            ok, reason = probe(sha, engine) if name == "tensorrt" else probe()
+        except Exception as exc:  # a probe must never stop a scan: report it instead
+            ok, reason = False, f"probe failed: {type(exc).__name__}: {exc}"
+        out.append(Candidate(name, ok, reason))
+    return out
+
+
+def select_backend(weights: str | Path, backend: str = "auto", engine: str | Path | None = None
+                   ) -> tuple[Backend, list[Candidate]]:
+    """Load the backend to scan with; `backend` is auto|tensorrt|torch|onnxruntime.
+
+    An explicit choice is honoured or refused with the reason (InputError); `auto` walks
+    AUTO_ORDER and takes the first candidate that loads. `torch` means CUDA FP16 when a GPU is
+    visible, else CPU FP32. A given `engine` folder that does not match is a reason, not an error,
+    under `auto`.
+    """
+    if backend not in CHOICES:
+        raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(CHOICES)}")
+    weights = Path(weights)
+    sha = _weights_sha(weights)
+    if engine is not None and not Path(engine).exists():
+        raise InputError(f"{engine}: engine folder not found")
+    cands = candidates(weights, engine, weights_sha=sha)
+    if backend == "auto":
+        wanted = list(AUTO_ORDER)
+    elif backend == "torch":
+        wanted = ["torch-cuda-fp16", "torch-cpu"]
+    else:
+        wanted = [n for n in AUTO_ORDER if BACKEND_OF[n] == backend]
+    by_name = {c.name: c for c in cands}
+    failures = []
+    for name in wanted:
+        cand = by_name[name]
+        if not cand.available:
+            failures.append(f"{name}: {cand.reason}")
+            continue
+        try:
+            loaded = FACTORY(name, weights, Path(engine) if engine else None, sha)
+        except InputError as exc:
+            if backend != "auto":
+                raise
+            cand.available, cand.reason = False, f"failed to load: {exc}"
+            failures.append(f"{name}: {cand.reason}")
+            continue
+        cand.chosen = True
+        return loaded, cands
+    if backend == "auto":  # torch-cpu always probes available, so only a load failure lands here
+        raise InputError("no backend could load the detector: " + "; ".join(failures))
+    raise InputError(f"--backend {backend} is not available here: " + "; ".join(failures))
+
+
+def machine_summary() -> dict[str, str]:
+    """What `dfscan doctor` reports about this machine (CPU, GPU, CUDA, TensorRT, ONNX Runtime)."""
+    import platform
+
+    import torch
+
+    from engines.tensorrt import tensorrt_version, this_gpu
+
+    gpu, cc = this_gpu()
+    try:
+        import onnxruntime as ort
+
+        ort_version = f"{ort.__version__} ({', '.join(ort.get_available_providers())})"
+    except ImportError:
+        ort_version = "not installed"
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "cpu cores": f"{cpu_threads()} usable of {os.cpu_count()}",
+        "torch": f"{torch.__version__} ({'CPU build' if torch.version.cuda is None else 'CUDA ' + torch.version.cuda})",
+        "gpu": f"{gpu} (compute capability {cc})" if gpu else "none visible to torch",
+        "tensorrt": tensorrt_version() or "not installed",
+        "onnxruntime": ort_version,
+    }
