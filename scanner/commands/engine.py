@@ -1,0 +1,111 @@
+"""`dfscan build-engine`: compile the detector for this machine (TensorRT FP16 engine or ONNX)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from scanner.console import console, err_console, friendly_errors
+
+EXAMPLE = """
+Examples:
+
+    dfscan build-engine                                  # TensorRT FP16, batch 1..64, user cache
+    dfscan build-engine --faces clips/ --max-batch 128   # parity measured on your own faces
+    dfscan build-engine --format onnx --out detector.onnx
+"""
+
+
+class Format(str, Enum):
+    tensorrt = "tensorrt"
+    onnx = "onnx"
+
+
+class Via(str, Enum):
+    trt = "trt"
+    torch_tensorrt = "torch-tensorrt"
+
+
+def _parity_crops(faces: list[Path], size: int):
+    """Real face crops for the parity check: from --faces, else synthetic with a warning."""
+    from engines.export import parity_crops
+
+    if faces:
+        from scanner.doctor import crops_from_media
+
+        crops = crops_from_media(faces, limit=16)
+        if len(crops):
+            return crops, f"{len(crops)} face crops from {', '.join(str(f) for f in faces)}"
+        err_console.print("[yellow]warning:[/] no face found in --faces; measuring parity on synthetic crops")
+    crops = parity_crops(8, size)
+    return crops, "8 synthetic crops (pass --faces PATH for real faces)"
+
+
+def _print_parity(parity: dict, source: str) -> None:
+    console.print(f"parity vs torch FP32 on {source}: max |Δp| {parity['max_abs_diff']:.2e}, "
+                  f"mean {parity['mean_abs_diff']:.2e}")
+
+
+@friendly_errors
+def build_engine(
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Checkpoint (.safetensors); default: the shipped detector."),
+    fmt: Format = typer.Option(Format.tensorrt, "--format", "-f", help="tensorrt (FP16 engine for this GPU) or onnx (portable, FP32)."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, max=4096, help="Largest batch the TensorRT profile accepts (min 1)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine folder (tensorrt) or .onnx file/folder (onnx); default: the user cache."),
+    via: Via = typer.Option(Via.trt, "--via", help="trt: ONNX + TensorRT builder; torch-tensorrt: torch_tensorrt dynamo."),
+    workspace_gb: float = typer.Option(4.0, "--workspace-gb", min=0.25, help="TensorRT builder workspace limit (GiB)."),
+    faces: Optional[List[Path]] = typer.Option(None, "--faces", help="Images/videos/crop folders whose faces measure parity (repeatable)."),
+) -> None:
+    """Build a TensorRT FP16 engine (or an ONNX file) of the detector for fast scans."""
+    from engines.base import checkpoint_config
+
+    if fmt is Format.tensorrt:
+        from engines.tensorrt import import_tensorrt
+
+        import_tensorrt()  # fail first, with the install hint, before any slow work
+    if weights is None:
+        from scanner.assets import default_weights
+
+        weights = default_weights()
+    config = checkpoint_config(weights)
+    crops, source = _parity_crops(list(faces or []), config.input_size)
+
+    if fmt is Format.onnx:
+        from engines.export import cached_onnx_path, export_with_parity
+        from train.checkpoint import file_sha256
+
+        if out is None:
+            target = cached_onnx_path(file_sha256(weights))
+        elif out.suffix == ".onnx":
+            target = out
+        else:
+            target = out / "model.onnx"
+        with console.status("exporting to ONNX and checking it against torch"):
+            path, parity = export_with_parity(weights, target, crops=crops)
+        console.print(f"wrote [bold]{path}[/] (opset {parity['opset']}, dynamic batch, input crops "
+                      f"float32 Nx3x{config.input_size}x{config.input_size}, output p_fake)")
+        _print_parity(parity, source)
+        console.print(f"use it: dfscan scan PATH --backend onnxruntime --weights {weights}")
+        return
+
+    from engines.tensorrt import SIDECAR_FILE, build_engine as build, read_sidecar
+
+    with console.status("building the TensorRT engine"):
+        engine_dir = build(weights, out, crops=crops, max_batch=max_batch, workspace_gb=workspace_gb,
+                           via=via.value, log=lambda msg: console.log(msg))
+    sidecar = read_sidecar(engine_dir)
+    console.print(f"wrote [bold]{engine_dir}[/] (TensorRT {sidecar['tensorrt_version']}, {sidecar['gpu_name']}, "
+                  f"FP16, batch 1..{max_batch}, built in {sidecar['build_seconds']:.0f} s; details in {SIDECAR_FILE})")
+    _print_parity(sidecar["parity"], source)
+    hint = "" if out is None else f" --engine {engine_dir}"
+    console.print(f"scans pick it up with --backend auto{hint}")
+
+
+build_engine.__doc__ = (build_engine.__doc__ or "") + "\n" + EXAMPLE
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build-engine", help=build_engine.__doc__)(build_engine)
