@@ -1,0 +1,229 @@
+"""ONNX export: checker, I/O contract, dynamic batch, ONNX Runtime parity with torch, FP16 graph, cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train.errors import InputError
+
+MEDIA = Path(__file__).parent / "data" / "media" / "images"
+FACE_IMAGES = ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "single_face.jpg",
+               "astronaut.png"]
+
+
+def real_crops(n: int | None = None) -> np.ndarray:
+    """Face photos from tests/data/media (aligned portraits), resized to 256x256 uint8 RGB."""
+    import cv2
+
+    names = FACE_IMAGES if n is None else [FACE_IMAGES[i % len(FACE_IMAGES)] for i in range(n)]
+    out = []
+    for i, name in enumerate(names):
+        img = cv2.imread(str(MEDIA / name), cv2.IMREAD_COLOR)[:, :, ::-1]
+        img = cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA)
+        out.append(np.roll(img, 7 * (i // len(FACE_IMAGES)), axis=1))  # repeats differ a little
+    return np.ascontiguousarray(np.stack(out))
+
+
+def sharpen_checkpoint(src: Path, dst: Path) -> Path:
+    """A random-init checkpoint gives p_fake ≈ 0.47 for everything, which would hide graph errors.
+
+    Rebuild head_fused's last layer as ±d/2 with d = s·(l1 - l0) centred on these crops, so p
+    spreads (~0.02 to ~0.95) while each logit stays small, as in a trained model.
+    """
+    import torch
+
+    from engines.export import torch_reference
+    from train.checkpoint import load_checkpoint, save_checkpoint
+
+    model, config, info = load_checkpoint(src)
+    crops = real_crops()
+    p = torch_reference(model, crops, config).astype(np.float64)
+    logit = np.log(p / (1 - p))
+    scale = 2.0 / logit.std()
+    last = model.head_fused.mlp[2]
+    with torch.no_grad():
+        w = (last.weight[1] - last.weight[0]) * scale / 2
+        b = ((last.bias[1] - last.bias[0]) - float(logit.mean())) * scale / 2
+        last.weight.copy_(torch.stack([-w, w]))
+        last.bias.copy_(torch.stack([-b, b]))
+    return save_checkpoint(dst, model, config, threshold=info["threshold"], provenance={"note": "sharpened test"})
+
+
+@pytest.fixture(scope="session")
+def sharp_checkpoint(tiny_checkpoint, tmp_path_factory):
+    return sharpen_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("sharp") / "sharp.safetensors")
+
+
+@pytest.fixture()
+def shared_cache(tmp_path_factory, monkeypatch):
+    """One DFSCAN_CACHE for the whole session, so each checkpoint is exported once across files."""
+    path = tmp_path_factory.getbasetemp() / "dfscan-cache"
+    monkeypatch.setenv("DFSCAN_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(sharp_checkpoint, tmp_path_factory):
+    from engines.export import export_with_parity
+
+    out = tmp_path_factory.mktemp("onnx") / "sharp.onnx"
+    return export_with_parity(sharp_checkpoint, out, crops=real_crops())
+
+
+def test_sharpened_fixture_spreads_scores(sharp_checkpoint):
+    from engines.export import torch_reference
+    from train.checkpoint import load_checkpoint
+
+    model, config, _ = load_checkpoint(sharp_checkpoint)
+    p = torch_reference(model, real_crops(), config)
+    assert p.min() < 0.2 and p.max() > 0.8
+
+
+def test_export_passes_checker_and_io_contract(exported):
+    import onnx
+
+    path, parity = exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.name == "crops" and out.name == "p_fake"
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param and not dims[0].dim_value  # symbolic batch
+    assert [d.dim_value for d in dims[1:]] == [3, 256, 256]
+    assert len(out.type.tensor_type.shape.dim) == 1
+    assert not any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer)
+    assert parity["crops"] == 6 and parity["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_dynamic_batch_parity_in_onnxruntime(exported, sharp_checkpoint, batch):
+    from engines.base import normalise
+    from engines.export import ort_session, torch_reference
+    from train.checkpoint import load_checkpoint
+
+    model, config, _ = load_checkpoint(sharp_checkpoint)
+    crops = real_crops(batch)
+    got = ort_session(exported[0]).run(["p_fake"], {"crops": normalise(crops, config.mean, config.std)})[0]
+    ref = torch_reference(model, crops, config)
+    assert got.shape == (batch,) and got.dtype == np.float32
+    assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_normalise_matches_training_formula():
+    from engines.base import normalise
+
+    crops = real_crops(2)
+    x = normalise(crops, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    expected = (crops.astype(np.float32) / 255.0 - 0.5) / 0.5
+    assert x.shape == (2, 3, 256, 256) and x.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(x, expected.transpose(0, 3, 1, 2), atol=1e-6)
+    y = normalise(crops, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    np.testing.assert_allclose(y[:, 2], (crops[..., 2] / 255.0 - 0.406) / 0.225, atol=1e-5)
+
+
+def test_fp16_adain_statistics_do_not_overflow():
+    """FP16 features of magnitude ~400 square past 65504; the model's AdaIN must still be finite."""
+    import torch
+
+    from train.model import adain
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(2, 4, 8, 8, generator=g) * 400).half()
+    y = (torch.randn(2, 4, 8, 8, generator=g) * 300).half()
+    assert torch.isinf((x.float() - x.float().mean()).pow(2).sum().half())  # the hazard is real
+    got = adain(x, y)
+    ref = adain(x.float(), y.float())
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    assert torch.allclose(got.float(), ref, rtol=2e-3, atol=0.5)
+
+
+def test_check_onnx_rejects_other_files(tmp_path):
+    from engines.export import check_onnx
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(InputError, match="not a valid ONNX model"):
+        check_onnx(bad)
+
+
+def test_old_opset_is_refused(tiny_checkpoint, tmp_path):
+    from engines.export import export_onnx
+
+    with pytest.raises(InputError, match="opset 13"):
+        export_onnx(tiny_checkpoint, tmp_path / "m.onnx", opset=13)
+
+
+def test_cached_onnx_reuses_export_by_hash(tiny_checkpoint, shared_cache, monkeypatch, tmp_path):
+    import shutil
+
+    from engines import export
+
+    first = export.cached_onnx(tiny_checkpoint)
+    assert first.is_file() and shared_cache in first.parents
+    from train.checkpoint import file_sha256
+
+    assert file_sha256(tiny_checkpoint) in str(first)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("cached export was redone")
+
+    monkeypatch.setattr(export, "export_onnx", no_export)
+    mtime = first.stat().st_mtime_ns
+    copy = shutil.copy(tiny_checkpoint, tmp_path / "renamed.safetensors")  # same bytes, other name
+    assert export.cached_onnx(copy) == first
+    assert first.stat().st_mtime_ns == mtime
+    assert not list(first.parent.glob("*.tmp"))
+
+
+def test_cached_onnx_redoes_a_damaged_entry(tiny_checkpoint, tmp_path, monkeypatch):
+    from engines import export
+    from train.checkpoint import file_sha256
+
+    monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
+    target = export.cached_onnx_path(file_sha256(tiny_checkpoint))
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"truncated")
+    calls = []
+
+    def fake_export(weights, out, opset=18, *, fp16=False):
+        calls.append(Path(out))
+        Path(out).write_bytes(b"fresh")
+        return Path(out)
+
+    monkeypatch.setattr(export, "export_onnx", fake_export)
+    assert export.cached_onnx(tiny_checkpoint) == target
+    assert calls == [target] and target.read_bytes() == b"fresh"
+
+
+def test_cached_onnx_missing_weights(tmp_path):
+    from engines.export import cached_onnx
+
+    with pytest.raises(InputError, match="not found"):
+        cached_onnx(tmp_path / "nope.safetensors")
+
+
+@pytest.mark.slow
+def test_fp16_graph_parity_on_cpu(tiny_checkpoint, tmp_path):
+    """FP16 weights/compute with float32 I/O, run by ONNX Runtime's CPU FP16 kernels.
+
+    On the random-init checkpoint: the sharpened one amplifies its weak input signal ~450x and
+    with it FP16 rounding, which a trained model does not.
+    """
+    import onnx
+
+    from engines.export import export_with_parity
+
+    path, parity = export_with_parity(tiny_checkpoint, tmp_path / "fp16.onnx", fp16=True, crops=real_crops())
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    halves = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) > 100  # the weights really are FP16
+    casts = [n for n in model.graph.node if n.op_type == "Cast"]
+    to_float = [n for n in casts if any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
+    assert len(to_float) >= 3  # AdaIN's two inputs and the logits are lifted to float32
+    assert parity["precision"] == "fp16" and parity["max_abs_diff"] <= 1e-3
