@@ -1,0 +1,190 @@
+"""Backend selection: the auto order, explicit choices, load failures, the real probes here, doctor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_export import real_crops, shared_cache  # noqa: F401 - fixture
+from train.errors import InputError
+
+
+class FakeBackend:
+    def __init__(self, name: str):
+        self.name, self.device, self.precision, self.batch_size = name, "cpu", "fp32", 8
+        self.closed = False
+
+    def predict(self, crops):
+        raise AssertionError("not used")
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture()
+def machine(monkeypatch):
+    """A configurable fake machine: which probes pass, and which candidates fail to load."""
+    from engines import select
+
+    state = {"available": set(select.AUTO_ORDER), "broken": set(), "made": []}
+
+    def probe(name):
+        def run(*args):
+            return (name in state["available"], f"{name} {'ok' if name in state['available'] else 'missing'}")
+        return run
+
+    for name in select.AUTO_ORDER:
+        monkeypatch.setitem(select.PROBES, name, probe(name))
+
+    def factory(name, weights, engine, sha):
+        if name in state["broken"]:
+            raise InputError(f"{name} is broken")
+        state["made"].append(name)
+        return FakeBackend(name)
+
+    monkeypatch.setattr(select, "FACTORY", factory)
+    return state
+
+
+@pytest.mark.parametrize("missing, expected", [
+    (set(), "tensorrt"),
+    ({"tensorrt"}, "torch-cuda-fp16"),
+    ({"tensorrt", "torch-cuda-fp16"}, "onnxruntime-cpu"),
+    ({"tensorrt", "torch-cuda-fp16", "onnxruntime-cpu"}, "torch-cpu"),
+    ({"torch-cuda-fp16", "onnxruntime-cpu"}, "tensorrt"),
+])
+def test_auto_order(machine, tiny_checkpoint, missing, expected):
+    from engines.select import select_backend
+
+    machine["available"] -= missing
+    backend, cands = select_backend(tiny_checkpoint)
+    assert backend.name == expected and machine["made"] == [expected]
+    assert [c.name for c in cands] == ["tensorrt", "torch-cuda-fp16", "onnxruntime-cpu", "torch-cpu"]
+    assert [c.name for c in cands if c.chosen] == [expected]
+    for c in cands:
+        assert c.available == (c.name not in missing)
+        assert c.reason
+
+
+def test_auto_skips_a_candidate_that_fails_to_load(machine, tiny_checkpoint):
+    from engines.select import select_backend
+
+    machine["available"] -= {"tensorrt", "torch-cuda-fp16"}
+    machine["broken"] = {"onnxruntime-cpu"}
+    backend, cands = select_backend(tiny_checkpoint)
+    assert backend.name == "torch-cpu"
+    ort = next(c for c in cands if c.name == "onnxruntime-cpu")
+    assert not ort.available and "failed to load: onnxruntime-cpu is broken" in ort.reason
+
+
+def test_auto_with_nothing_loadable(machine, tiny_checkpoint):
+    from engines.select import select_backend
+
+    machine["broken"] = set(machine["available"])
+    with pytest.raises(InputError, match="no backend could load"):
+        select_backend(tiny_checkpoint)
+
+
+@pytest.mark.parametrize("choice, missing, expected", [
+    ("torch", set(), "torch-cuda-fp16"),
+    ("torch", {"torch-cuda-fp16"}, "torch-cpu"),
+    ("onnxruntime", {"tensorrt"}, "onnxruntime-cpu"),
+    ("tensorrt", {"onnxruntime-cpu"}, "tensorrt"),
+])
+def test_explicit_choice_is_honoured(machine, tiny_checkpoint, choice, missing, expected):
+    from engines.select import select_backend
+
+    machine["available"] -= missing
+    backend, _ = select_backend(tiny_checkpoint, choice)
+    assert backend.name == expected
+
+
+def test_explicit_choice_refused_with_reason(machine, tiny_checkpoint):
+    from engines.select import select_backend
+
+    machine["available"].discard("tensorrt")
+    with pytest.raises(InputError, match="--backend tensorrt is not available here: tensorrt: tensorrt missing"):
+        select_backend(tiny_checkpoint, "tensorrt")
+    machine["broken"] = {"onnxruntime-cpu"}
+    with pytest.raises(InputError, match="onnxruntime-cpu is broken"):
+        select_backend(tiny_checkpoint, "onnxruntime")
+
+
+def test_bad_arguments(tiny_checkpoint, tmp_path):
+    from engines.select import select_backend
+
+    with pytest.raises(InputError, match="unknown backend 'cuda'"):
+        select_backend(tiny_checkpoint, "cuda")
+    with pytest.raises(InputError, match="weights file not found"):
+        select_backend(tmp_path / "missing.safetensors")
+    with pytest.raises(InputError, match="engine folder not found"):
+        select_backend(tiny_checkpoint, engine=tmp_path / "no-engine")
+
+
+def test_real_probes_on_this_machine(tiny_checkpoint, tmp_path, monkeypatch):
+    """What this CPU-only box has; the TensorRT/CUDA rows are only checked where they are absent."""
+    from engines.select import candidates
+    from engines.tensorrt import tensorrt_version
+    from engines.torch import cuda_device
+
+    monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path))
+    cands = {c.name: c for c in candidates(tiny_checkpoint)}
+    assert cands["torch-cpu"].available and cands["onnxruntime-cpu"].available
+    if tensorrt_version() is None:
+        assert not cands["tensorrt"].available and "TensorRT is not installed" in cands["tensorrt"].reason
+    if cuda_device() is None:
+        assert not cands["torch-cuda-fp16"].available and "sees no CUDA GPU" in cands["torch-cuda-fp16"].reason
+
+
+def test_real_auto_selection_scores(tiny_checkpoint, shared_cache):  # noqa: F811
+    """With no GPU, auto loads ONNX Runtime from the cached export and scores real crops."""
+    from engines.select import select_backend
+    from engines.torch import cuda_device
+
+    if cuda_device() is not None:
+        pytest.skip("a GPU is visible: auto would take CUDA")
+    backend, cands = select_backend(tiny_checkpoint)
+    try:
+        assert backend.name == "onnxruntime" and [c.name for c in cands if c.chosen] == ["onnxruntime-cpu"]
+        p = backend.predict(real_crops(2))
+        assert p.shape == (2,) and ((p > 0) & (p < 1)).all()
+    finally:
+        backend.close()
+
+
+def test_doctor_command(tiny_checkpoint, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(app, ["doctor", "--weights", str(tiny_checkpoint), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    names = [c["name"] for c in report["candidates"]]
+    assert names == ["tensorrt", "torch-cuda-fp16", "onnxruntime-cpu", "torch-cpu"]
+    assert report["chosen"] == next(c["name"] for c in report["candidates"] if c["available"])
+    assert report["weights"]["ok"] and report["weights"]["threshold"] == 0.5
+    assert len(report["weights"]["sha256"]) == 64
+    assert {m["name"] for m in report["face_models"]} == {"full", "short"}
+    assert all(m["present"] for m in report["face_models"])
+    assert int(report["machine"]["cpu cores"].split()[0]) >= 1
+
+    table = runner.invoke(app, ["doctor", "--weights", str(tiny_checkpoint)])
+    assert table.exit_code == 0 and "backends" in table.output and "chosen" in table.output
+    assert "a scan here uses" in table.output
+
+
+def test_doctor_without_weights(tmp_path):
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    result = CliRunner().invoke(app, ["doctor", "--weights", str(tmp_path / "none.safetensors"), "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert not report["weights"]["ok"] and report["weights"]["problem"] == "missing"
+    assert report["candidates"] == [] and report["chosen"] is None
