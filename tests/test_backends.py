@@ -98,12 +98,13 @@ def test_torch_backend_refuses_what_this_machine_cannot_do(sharp_checkpoint, mon
         torch_engine.TorchBackend(sharp_checkpoint, batch_size=0)
 
 
-def test_channels_last_torch_matches(sharp_checkpoint, torch_backend):  # noqa: F811
+def test_channels_last_and_contiguous_torch_agree(sharp_checkpoint, torch_backend):  # noqa: F811
     from engines.torch import TorchBackend
 
     crops = real_crops(3)
-    cl = TorchBackend(sharp_checkpoint, channels_last=True)
-    np.testing.assert_allclose(cl.predict(crops), torch_backend.predict(crops), atol=1e-5)
+    assert torch_backend.channels_last
+    plain = TorchBackend(sharp_checkpoint, channels_last=False)
+    np.testing.assert_allclose(plain.predict(crops), torch_backend.predict(crops), atol=1e-5)
 
 
 def test_not_a_checkpoint(tmp_path, shared_cache):  # noqa: F811
