@@ -1,0 +1,597 @@
+"""fairness-check: a labelled set and detector scores → per-group metrics, fairness gaps, CI gates.
+
+Why a library and not CLI code: CI runs the command, tests and notebooks call these functions.
+The metric formulas live only in `train/metrics.py`, so training validation and this release
+check can never disagree about what "F_FPR" means.
+
+Policy for small groups (documented in docs/fairness-check.md): a group with fewer than
+`min_group` scored items is marked `insufficient`; fairness gaps and gates are computed over
+the sufficient groups only, and a `min-group` gate per scope fails while any group is
+insufficient — unless `allow_small_groups` is set, when it is reported as `warn`. A gate whose
+value cannot be computed (fewer than two sufficient groups, no group with both classes) fails
+the same way. Nothing small passes silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+from xml.etree import ElementTree as ET
+
+import numpy as np
+
+from train.errors import InputError
+
+SCHEMA = "dfscan.fairness/1"
+LABEL_VALUES = {"real": 0, "0": 0, "fake": 1, "1": 1}
+PGFDD_REQUIRED = ("img_path", "label", "ismale", "isasian", "iswhite", "isblack")
+PGFDD_OPTIONAL = ("intersec_label", "spe_label")
+INTERSECTION = "intersection"
+# Per-group metric keys, in table order: (key in our output, column title).
+GROUP_COLUMNS = (
+    ("n", "n"), ("n_real", "real"), ("n_fake", "fake"), ("auc", "AUC"), ("acc", "ACC"),
+    ("tpr", "TPR"), ("fpr", "FPR"), ("tnr", "TNR"), ("fnr", "FNR"),
+    ("positive_rate", "pos.rate"), ("eer", "EER"), ("ap", "AP"),
+)
+FAIRNESS_KEYS = ("F_FPR", "F_MEO", "F_DP", "F_OAE",
+                 "demographic_parity_difference", "equalized_odds_difference")
+
+
+# --------------------------------------------------------------------------------------------
+# The labelled set
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class LabelledSet:
+    """Rows of a labels.csv: where each item is, its truth and its demographic groups."""
+
+    source: Path
+    format: str                       # "dfscan" or "pgfdd" (the official PG-FDD CSV)
+    paths: list[Path]                 # absolute, resolved against the CSV's folder
+    written: list[str]                # the path as written in the CSV
+    lines: list[int]                  # CSV line of each row, for messages
+    labels: np.ndarray                # int 0 = real, 1 = fake
+    attributes: dict[str, list[str]]  # chosen attribute → group of each row
+    intersection: list[str]           # intersectional group of each row
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _onehot(value: str, where: str) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if number not in (0.0, 1.0):
+        raise InputError(f"{where}: expected 0 or 1, found {value!r}")
+    return number == 1.0
+
+
+def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
+                check_paths: bool = True) -> LabelledSet:
+    """Read and validate a labelled set; every problem is one InputError naming the line."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(f"labelled set not found: {csv_path}")
+    name = csv_path.name
+    base = csv_path.resolve().parent
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            records = [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{name}: not a readable CSV file ({exc})") from None
+    records = [(line, row) for line, row in records if any(cell.strip() for cell in row)]
+    if not records:
+        raise InputError(f"{name}: empty file; expected a header 'path,label,<attributes>'")
+    header_line, header = records[0]
+    header = [h.strip() for h in header]
+    seen: set[str] = set()
+    for h in header:
+        if not h:
+            raise InputError(f"{name} line {header_line} (header): empty column name")
+        if h in seen:
+            raise InputError(f"{name} line {header_line} (header): duplicate column {h!r}")
+        seen.add(h)
+    fmt = "pgfdd" if "img_path" in header else "dfscan"
+    required = PGFDD_REQUIRED if fmt == "pgfdd" else ("path", "label")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(
+            f"{name} line {header_line} (header): missing column(s) "
+            f"{', '.join(repr(c) for c in missing)} (found: {', '.join(header)})")
+    col = {h: i for i, h in enumerate(header)}
+    if fmt == "pgfdd":
+        available = ["gender", "race"]
+    else:
+        available = [h for h in header if h not in ("path", "label")]
+    if not available:
+        raise InputError(f"{name} line {header_line} (header): no attribute columns after "
+                         "'path,label' (add e.g. gender,race)")
+    chosen = list(dict.fromkeys(a.strip() for a in attrs)) if attrs else list(available)
+    unknown = [a for a in chosen if a not in available]
+    if unknown or not chosen:
+        raise InputError(f"unknown attribute(s) {', '.join(repr(a) for a in unknown)}; "
+                         f"{name} has: {', '.join(available)}")
+    if len(records) == 1:
+        raise InputError(f"{name}: no rows after the header")
+
+    path_col = "img_path" if fmt == "pgfdd" else "path"
+    paths: list[Path] = []
+    written: list[str] = []
+    lines: list[int] = []
+    labels: list[int] = []
+    groups: dict[str, list[str]] = {a: [] for a in available}
+    intersec: list[str] = []
+    first_line: dict[Path, int] = {}
+    for line, row in records[1:]:
+        where = f"{name} line {line}"
+        if len(row) != len(header):
+            raise InputError(f"{where}: expected {len(header)} fields, found {len(row)}")
+        cells = [c.strip() for c in row]
+        raw_path = cells[col[path_col]]
+        if not raw_path:
+            raise InputError(f"{where}: empty {path_col}")
+        raw_label = cells[col["label"]]
+        label = LABEL_VALUES.get(raw_label.lower())
+        if label is None:
+            raise InputError(f"{where}: label {raw_label!r} is neither real/fake nor 0/1")
+        path = Path(os.path.abspath(base / raw_path))
+        if path in first_line:
+            raise InputError(f"{where}: duplicate path {raw_path!r} (first on line {first_line[path]})")
+        first_line[path] = line
+        if check_paths and not path.exists():
+            raise InputError(f"{where}: file not found: {raw_path} (looked for {path})")
+        if fmt == "pgfdd":
+            male = _onehot(cells[col["ismale"]], f"{where} column 'ismale'")
+            races = [r for r in ("asian", "white", "black")
+                     if _onehot(cells[col[f"is{r}"]], f"{where} column 'is{r}'")]
+            if len(races) > 1:
+                raise InputError(f"{where}: more than one of isasian/iswhite/isblack is 1")
+            groups["gender"].append("male" if male else "female")
+            groups["race"].append(races[0] if races else "other")
+            if "intersec_label" in col:
+                value = cells[col["intersec_label"]]
+                try:
+                    intersec.append(str(int(float(value))))
+                except ValueError:
+                    raise InputError(f"{where}: intersec_label {value!r} is not an integer") from None
+        else:
+            for a in available:
+                value = cells[col[a]]
+                if not value:
+                    raise InputError(f"{where}: empty value in column {a!r}")
+                if "|" in value:
+                    raise InputError(f"{where}: column {a!r} value {value!r} contains '|', "
+                                     "which joins intersectional group names")
+                groups[a].append(value)
+        paths.append(path)
+        written.append(raw_path)
+        lines.append(line)
+        labels.append(label)
+
+    for a in chosen:
+        distinct = sorted(set(groups[a]))
+        if len(distinct) < 2:
+            raise InputError(f"{name} column {a!r}: a single group ({distinct[0]!r}) on every row "
+                             "(lines {0}-{1}); a fairness check needs two or more".format(
+                                 lines[0], lines[-1]))
+    joined = ["|".join(groups[a][i] for a in chosen) for i in range(len(paths))]
+    if fmt == "pgfdd" and intersec and sorted(chosen) == ["gender", "race"]:
+        intersection = _name_official_groups(intersec, joined)
+    else:
+        intersection = joined
+    return LabelledSet(
+        source=csv_path, format=fmt, paths=paths, written=written, lines=lines,
+        labels=np.asarray(labels, dtype=np.int64),
+        attributes={a: groups[a] for a in chosen}, intersection=intersection)
+
+
+def _name_official_groups(index: list[str], derived: list[str]) -> list[str]:
+    """Keep PG-FDD's intersec_label as the grouping, named like 'female|asian' where unambiguous.
+
+    The official index means different groups in different datasets (DFD and Celeb-DF have no
+    asian group), so the name comes from the one-hot columns of the rows in that group.
+    """
+    names: dict[str, set[str]] = {}
+    for k, d in zip(index, derived):
+        names.setdefault(k, set()).add(d)
+    label = {k: (next(iter(v)) if len(v) == 1 else f"intersec_label={k}") for k, v in names.items()}
+    return [label[k] for k in index]
+
+
+# --------------------------------------------------------------------------------------------
+# Scores
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Scores:
+    """A score per labelled row (NaN where the item was not scored) and where they came from."""
+
+    values: np.ndarray
+    status: list[str]                # "ok", "no_face", "error", ...
+    model: dict[str, Any]
+    source: str
+
+
+def load_report(path: str | Path) -> dict:
+    """Read an earlier dfscan report (json or jsonl); anything else is an InputError."""
+    from scanner.report import read_report
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"scores report not found: {path}")
+    report = read_report(path)
+    if not isinstance(report.get("items"), list):
+        raise InputError(f"{path.name}: report has no 'items' list")
+    return report
+
+
+def scores_from_report(report: dict, labelled: LabelledSet, *, base: Path | None = None,
+                       source: str = "report") -> Scores:
+    """Match report items to labelled rows by path (absolute, or relative to `base`/cwd)."""
+    bases = [Path.cwd()] + ([Path(base)] if base is not None else [])
+    by_key: dict[str, dict] = {}
+    for item in report["items"]:
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+            raise InputError(f"{source}: an item without a 'path' string")
+        raw = item["path"]
+        p = Path(raw)
+        keys = {raw} | ({os.path.abspath(p)} if p.is_absolute()
+                        else {os.path.abspath(b / p) for b in bases})
+        for k in keys:
+            by_key.setdefault(k, item)
+    values = np.full(len(labelled), np.nan, dtype=np.float64)
+    status: list[str] = []
+    unmatched: list[str] = []
+    for i, (path, written) in enumerate(zip(labelled.paths, labelled.written)):
+        item = by_key.get(str(path)) or by_key.get(written)
+        if item is None:
+            unmatched.append(written)
+            status.append("unmatched")
+            continue
+        score = item.get("score")
+        st = item.get("status", "ok")
+        if st == "ok" and isinstance(score, (int, float)) and math.isfinite(score):
+            values[i] = float(score)
+            status.append("ok")
+        else:
+            status.append(st if st != "ok" else "no_score")
+    if unmatched:
+        first = ", ".join(unmatched[:3]) + (", ..." if len(unmatched) > 3 else "")
+        raise InputError(f"{len(unmatched)} of {len(labelled)} labelled rows have no item in "
+                         f"{source} (first: {first}); paths are matched after resolving "
+                         "against the CSV's folder")
+    return Scores(values=values, status=status, model=dict(report.get("model") or {}),
+                  source=source)
+
+
+def score_with_pipeline(labelled: LabelledSet, scan_options: Any, progress: Any = None) -> Scores:
+    """Score every labelled item through the scan pipeline (the same path users' scans take)."""
+    from scanner.pipeline import scan
+
+    report = scan([str(p) for p in labelled.paths], scan_options, progress=progress)
+    return scores_from_report(report, labelled, source="the scan")
+
+
+# --------------------------------------------------------------------------------------------
+# Options, gates and configuration
+# --------------------------------------------------------------------------------------------
+
+# gate name → (metric, comparison, option field)
+GATES = {
+    "max-ffpr": ("F_FPR", "<="),
+    "max-fmeo": ("F_MEO", "<="),
+    "max-fdp": ("F_DP", "<="),
+    "max-foae": ("F_OAE", "<="),
+    "min-auc": ("AUC", ">="),
+}
+
+
+@dataclass
+class CheckOptions:
+    """Everything that changes the check's result; filled from options, then config files."""
+
+    attrs: list[str] | None = None
+    threshold: float | None = None
+    min_group: int = 30
+    allow_small_groups: bool = False
+    bootstrap: int = 200
+    seed: int = 0
+    max_ffpr: float | None = None
+    max_fmeo: float | None = None
+    max_fdp: float | None = None
+    max_foae: float | None = None
+    min_auc: float | None = None
+
+    def validate(self) -> "CheckOptions":
+        if self.min_group < 1:
+            raise InputError(f"min-group must be at least 1, got {self.min_group}")
+        if self.bootstrap < 0:
+            raise InputError(f"bootstrap must be 0 (off) or a number of resamples, got {self.bootstrap}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise InputError(f"threshold must be within [0, 1], got {self.threshold}")
+        for gate in GATES:
+            value = getattr(self, gate.replace("-", "_"))
+            if value is not None and (not math.isfinite(value) or value < 0):
+                raise InputError(f"{gate} must be a non-negative number, got {value}")
+        if self.min_auc is not None and self.min_auc > 1:
+            raise InputError(f"min-auc is a fraction in [0, 1], got {self.min_auc}")
+        return self
+
+
+_TYPES = {"attrs": list, "threshold": float, "min_group": int, "allow_small_groups": bool,
+          "bootstrap": int, "seed": int, "max_ffpr": float, "max_fmeo": float, "max_fdp": float,
+          "max_foae": float, "min_auc": float}
+
+
+def read_config(path: str | Path | None = None, *, cwd: Path | None = None) -> dict[str, Any]:
+    """Settings from `--config FILE` or, without one, `[tool.dfscan.fairness]` of ./pyproject.toml.
+
+    A --config file may hold `[tool.dfscan.fairness]`, `[fairness]` or the keys at top level.
+    Keys use the option names, with - or _ (`max-ffpr = 5`, `min_group = 50`).
+    """
+    if path is None:
+        candidate = (cwd or Path.cwd()) / "pyproject.toml"
+        if not candidate.is_file():
+            return {}
+        data = _load_toml(candidate)
+        table = data.get("tool", {}).get("dfscan", {}).get("fairness", {})
+        where = f"{candidate.name} [tool.dfscan.fairness]"
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"config file not found: {path}")
+        data = _load_toml(path)
+        if "tool" in data:
+            table = data.get("tool", {}).get("dfscan", {}).get("fairness")
+            if table is None:
+                raise InputError(f"{path.name}: no [tool.dfscan.fairness] table")
+        elif "fairness" in data:
+            table = data["fairness"]
+        else:
+            table = data
+        where = path.name
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: expected a table of settings")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        kind = _TYPES.get(name)
+        if kind is None:
+            raise InputError(f"{where}: unknown setting {key!r} (known: "
+                             f"{', '.join(k.replace('_', '-') for k in _TYPES)})")
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        elif kind is list and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise InputError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+        out[name] = value
+    return out
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path.name}: not valid TOML ({exc})") from None
+
+
+def merge_options(cli: dict[str, Any], config: dict[str, Any]) -> CheckOptions:
+    """Options given on the command line (not None) win over the config file's."""
+    merged: dict[str, Any] = {}
+    for f in fields(CheckOptions):
+        if cli.get(f.name) is not None:
+            merged[f.name] = cli[f.name]
+        elif f.name in config:
+            merged[f.name] = config[f.name]
+    return CheckOptions(**merged).validate()
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics (composed from train/metrics.py; no formula is written here)
+# --------------------------------------------------------------------------------------------
+
+def _clean(value: Any) -> Any:
+    """NaN/inf → None and numpy scalars → Python, so the JSON is valid and comparable."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _group_row(m: dict[str, float], min_group: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"n": int(m["n"]), "n_real": int(m["n_neg"]), "n_fake": int(m["n_pos"])}
+    for key in ("auc", "acc", "tpr", "fpr", "tnr", "fnr", "positive_rate", "negative_rate", "eer", "ap"):
+        row[key] = m[key]
+    row["sufficient"] = row["n"] >= min_group
+    return row
+
+
+@dataclass
+class CheckResult:
+    """The check's document (what --json writes) plus the scored arrays the plots need."""
+
+    report: dict[str, Any]
+    y: np.ndarray
+    p: np.ndarray
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["passed"])
+
+
+def analyse(labelled: LabelledSet, scores: Scores, options: CheckOptions) -> CheckResult:
+    """Metrics overall, per group of every attribute and of their intersection; gaps; gates."""
+    from scanner import __version__
+    from train.metrics import binary_metrics, bootstrap_ci, fairness_metrics, group_metrics
+
+    options.validate()
+    threshold = options.threshold
+    threshold_source = "--threshold"
+    if threshold is None:
+        threshold = scores.model.get("threshold")
+        threshold_source = "model"
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+            raise InputError(f"no decision threshold: {scores.source} has no model.threshold; "
+                             "pass --threshold")
+    threshold = float(threshold)
+
+    ok = np.isfinite(scores.values)
+    excluded_rows = [i for i in range(len(labelled)) if not ok[i]]
+    by_status: dict[str, int] = {}
+    for i in excluded_rows:
+        by_status[scores.status[i]] = by_status.get(scores.status[i], 0) + 1
+    excluded = {
+        "count": len(excluded_rows),
+        "by_status": dict(sorted(by_status.items())),
+        "items": [{"path": labelled.written[i], "line": labelled.lines[i], "status": scores.status[i]}
+                  for i in excluded_rows],
+    }
+    if not ok.any():
+        summary = ", ".join(f"{v} {k}" for k, v in by_status.items())
+        raise InputError(f"none of the {len(labelled)} labelled items has a score ({summary}); "
+                         "nothing to check")
+    y = labelled.labels[ok]
+    p = scores.values[ok]
+    scopes: dict[str, list[str]] = {INTERSECTION: labelled.intersection, **labelled.attributes}
+    groups = {s: np.asarray(v, dtype=object)[ok] for s, v in scopes.items()}
+
+    overall = _group_row(binary_metrics(y, p, threshold), 1)
+    del overall["sufficient"]
+    by_group: dict[str, dict[str, dict]] = {}
+    fairness: dict[str, dict[str, float | None]] = {}
+    intervals: dict[str, dict[str, dict[str, float]]] = {}
+    sufficiency: dict[str, dict[str, list[str]]] = {}
+    for scope, g in groups.items():
+        per = group_metrics(y, p, g, threshold)
+        for name in sorted(set(scopes[scope]) - set(per)):  # every item of the group excluded
+            per[name] = binary_metrics(np.zeros(0, dtype=np.int64), np.zeros(0), threshold)
+        rows = {k: _group_row(per[k], options.min_group) for k in sorted(per)}
+        by_group[scope] = rows
+        good = [k for k, r in rows.items() if r["sufficient"]]
+        sufficiency[scope] = {"sufficient": good,
+                              "insufficient": [k for k, r in rows.items() if not r["sufficient"]]}
+        if len(good) < 2:
+            fairness[scope] = {k: None for k in FAIRNESS_KEYS}
+            continue
+        keep = np.isin(g, good)
+        yk, pk, gk = y[keep], p[keep], g[keep]
+        fairness[scope] = {k: fairness_metrics(yk, pk, gk, threshold)[k] for k in FAIRNESS_KEYS}
+        if options.bootstrap:
+            ci = bootstrap_ci(lambda a, b, c: fairness_metrics(a, b, c, threshold), yk, pk, gk,
+                              n=options.bootstrap, seed=options.seed, strata=gk)
+            intervals[scope] = {k: {"low": ci[k][0], "high": ci[k][1]} for k in FAIRNESS_KEYS}
+
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "tool": {"name": "dfscan", "version": __version__},
+        "labels": {"path": str(labelled.source), "format": labelled.format, "rows": len(labelled),
+                   "attributes": list(labelled.attributes)},
+        "scores": {"source": scores.source, "model": scores.model},
+        "threshold": threshold,
+        "threshold_source": threshold_source,
+        "settings": {"min_group": options.min_group, "allow_small_groups": options.allow_small_groups,
+                     "bootstrap": options.bootstrap, "confidence": 0.95, "seed": options.seed},
+        "scored": int(ok.sum()),
+        "excluded": excluded,
+        "overall": overall,
+        "by_group": by_group,
+        "groups": sufficiency,
+        "fairness": fairness,
+        "intervals": intervals,
+    }
+    gate_scopes = [INTERSECTION] + (list(labelled.attributes) if len(labelled.attributes) > 1 else [])
+    document["gates"] = evaluate_gates(document, options, gate_scopes)
+    document["passed"] = all(g["status"] != "fail" for g in document["gates"])
+    return CheckResult(report=_clean(document), y=y, p=p, groups=groups)
+
+
+def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]) -> list[dict]:
+    """One record per (gate, scope): value, limit, pass | fail | warn, and why.
+
+    `warn` only ever replaces a failure caused by small groups, and only with
+    allow_small_groups; a value that cannot be computed is never a pass.
+    """
+    gates: list[dict] = []
+    uncomputable = "warn" if options.allow_small_groups else "fail"
+
+    def add(gate: str, metric: str, scope: str, value: float | None, limit: float | int, op: str,
+            note: str = "", status: str | None = None) -> None:
+        if status is None:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                status = uncomputable
+            else:
+                status = "pass" if (value <= limit if op == "<=" else value >= limit) else "fail"
+        gates.append({"gate": gate, "metric": metric, "scope": scope, "value": value,
+                      "op": op, "limit": limit, "status": status, "note": note})
+
+    if options.min_auc is not None:
+        auc = doc["overall"]["auc"]
+        add("min-auc", "AUC", "overall", auc, options.min_auc, ">=",
+            "" if auc is not None and not math.isnan(auc) else "not computable: needs real and fake items")
+    for scope in scopes:
+        rows = doc["by_group"][scope]
+        small = doc["groups"][scope]["insufficient"]
+        smallest = min(r["n"] for r in rows.values())
+        note = ("groups below min-group: " + ", ".join(f"{k} (n={rows[k]['n']})" for k in small)
+                if small else "")
+        if small and options.allow_small_groups:
+            note += "; allowed by allow-small-groups, gates use the other groups"
+        add("min-group", "smallest group n", scope, smallest, options.min_group, ">=",
+            note, status="pass" if not small else uncomputable)
+        few = len(doc["groups"][scope]["sufficient"]) < 2
+        for gate, (metric, op) in GATES.items():
+            limit = getattr(options, gate.replace("-", "_"))
+            if limit is None:
+                continue
+            if metric == "AUC":
+                defined = {k: r["auc"] for k, r in rows.items()
+                           if r["sufficient"] and r["auc"] is not None and not math.isnan(r["auc"])}
+                one_class = [k for k, r in rows.items() if r["sufficient"] and k not in defined]
+                if defined:
+                    worst = min(defined, key=defined.get)
+                    why = f"worst group: {worst}"
+                    if one_class:
+                        why += "; no AUC (one class only): " + ", ".join(one_class)
+                    add(gate, "worst-group AUC", scope, defined[worst], limit, op, why)
+                else:
+                    add(gate, "worst-group AUC", scope, None, limit, op,
+                        "not computable: no group with min-group items holds both real and fake")
+            else:
+                value = doc["fairness"][scope][metric]
+                why = ("not computable: fewer than two groups with min-group items" if few
+                       else f"over {len(doc['groups'][scope]['sufficient'])} groups")
+                add(gate, metric, scope, value, limit, op, why)
+    return gates
+
+
+def run_check(labels: str | Path, options: CheckOptions, *, scores_report: str | Path | None = None,
+              scan_options: Any = None, progress: Any = None) -> CheckResult:
+    """The whole check: read the labelled set, get scores (report or scan), analyse."""
+    labelled = read_labels(labels, options.attrs)
+    if scores_report is not None:
+        report = load_report(scores_report)
+        scores = scores_from_report(report, labelled, base=Path(scores_report).resolve().parent,
+                                    source=Path(scores_report).name)
+    else:
+        if scan_options is None:
+            raise InputError("give --scores report.json or let the check scan the media")
+        scores = score_with_pipeline(labelled, scan_options, progress=progress)
+    return analyse(labelled, scores, options)
