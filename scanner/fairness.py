@@ -279,6 +279,13 @@ def score_with_pipeline(labelled: LabelledSet, scan_options: Any, progress: Any 
     from scanner.pipeline import scan
 
     report = scan([str(p) for p in labelled.paths], scan_options, progress=progress)
+    if (report.get("summary") or {}).get("interrupted"):
+        raise KeyboardInterrupt
+    skipped = {os.path.abspath(s["path"]): s.get("reason", "skipped") for s in report.get("skipped") or []}
+    for path, written, line in zip(labelled.paths, labelled.written, labelled.lines):
+        if str(path) in skipped:
+            raise InputError(f"{labelled.source.name} line {line}: {written} was not scanned "
+                             f"({skipped[str(path)]})")
     return scores_from_report(report, labelled, source="the scan")
 
 
@@ -571,6 +578,9 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
                     if one_class:
                         why += "; no AUC (one class only): " + ", ".join(one_class)
                     add(gate, "worst-group AUC", scope, defined[worst], limit, op, why)
+                elif not one_class:
+                    add(gate, "worst-group AUC", scope, None, limit, op,
+                        "not computable: no group has min-group items")
                 else:
                     add(gate, "worst-group AUC", scope, None, limit, op,
                         "not computable: no group with min-group items holds both real and fake")
@@ -595,3 +605,263 @@ def run_check(labels: str | Path, options: CheckOptions, *, scores_report: str |
             raise InputError("give --scores report.json or let the check scan the media")
         scores = score_with_pipeline(labelled, scan_options, progress=progress)
     return analyse(labelled, scores, options)
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs: terminal tables, JSON, Markdown, JUnit XML, plots
+# --------------------------------------------------------------------------------------------
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _fair_cell(doc: dict, scope: str, key: str) -> str:
+    percent = key.startswith("F_")
+    digits = 2 if percent else 3
+    text = _fmt(doc["fairness"][scope][key], digits)
+    ci = doc["intervals"].get(scope, {}).get(key)
+    if ci and ci["low"] is not None:
+        text += f" [{_fmt(ci['low'], digits)}, {_fmt(ci['high'], digits)}]"
+    return text
+
+
+def _gate_value(g: dict) -> str:
+    return _fmt(g["value"], 0 if g["gate"] == "min-group" else 3)
+
+
+def _scope_order(doc: dict) -> list[str]:
+    return [INTERSECTION] + [a for a in doc["labels"]["attributes"]]
+
+
+def excluded_line(doc: dict) -> str:
+    ex = doc["excluded"]
+    if not ex["count"]:
+        return f"all {doc['scored']} labelled items scored"
+    kinds = ", ".join(f"{v} {k}" for k, v in ex["by_status"].items())
+    first = ", ".join(i["path"] for i in ex["items"][:3]) + (", ..." if ex["count"] > 3 else "")
+    return (f"{ex['count']} of {doc['labels']['rows']} labelled items excluded (no score: {kinds}): "
+            f"{first}")
+
+
+def print_result(result: CheckResult, console: Any) -> None:
+    """Rich tables: overall, per group of each scope, fairness gaps, gates, verdict."""
+    from rich.table import Table
+
+    doc = result.report
+    console.print(f"[bold]fairness-check[/] {doc['labels']['path']} ({doc['labels']['format']}, "
+                  f"{doc['labels']['rows']} rows) · scores from {doc['scores']['source']} · "
+                  f"threshold {doc['threshold']:.4g} ({doc['threshold_source']}) · "
+                  f"min-group {doc['settings']['min_group']}")
+    style = "yellow" if doc["excluded"]["count"] else "dim"
+    console.print(f"[{style}]{excluded_line(doc)}[/]")
+
+    keys = [k for k, _ in GROUP_COLUMNS]
+    titles = [t for _, t in GROUP_COLUMNS]
+    table = Table(title="Overall", title_justify="left")
+    for t in titles:
+        table.add_column(t, justify="right")
+    table.add_row(*[_fmt(doc["overall"][k]) for k in keys])
+    console.print(table)
+
+    for scope in _scope_order(doc):
+        table = Table(title=f"By group: {scope}", title_justify="left")
+        table.add_column("group")
+        for t in titles:
+            table.add_column(t, justify="right")
+        table.add_column("status")
+        for name, row in doc["by_group"][scope].items():
+            status = "ok" if row["sufficient"] else f"[yellow]insufficient (<{doc['settings']['min_group']})[/]"
+            table.add_row(name, *[_fmt(row[k]) for k in keys], status)
+        console.print(table)
+
+    ci = f", {int(doc['settings']['confidence'] * 100)}% bootstrap CI" if doc["intervals"] else ""
+    table = Table(title=f"Fairness gaps (F_* in percent{ci}; over groups with n >= min-group)",
+                  title_justify="left")
+    table.add_column("scope")
+    for k in FAIRNESS_KEYS:
+        table.add_column({"demographic_parity_difference": "DP diff",
+                          "equalized_odds_difference": "EO diff"}.get(k, k), justify="right")
+    for scope in _scope_order(doc):
+        table.add_row(scope, *[_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS])
+    console.print(table)
+
+    table = Table(title="Gates", title_justify="left")
+    for col in ("gate", "scope", "metric", "value", "limit", "result", "note"):
+        table.add_column(col, justify="right" if col in ("value", "limit") else "left")
+    colour = {"pass": "green", "fail": "bold red", "warn": "yellow"}
+    for g in doc["gates"]:
+        table.add_row(g["gate"], g["scope"], g["metric"], _gate_value(g), f"{g['op']} {_fmt(g['limit'], 3) if isinstance(g['limit'], float) else g['limit']}",
+                      f"[{colour[g['status']]}]{g['status'].upper()}[/]", g["note"])
+    console.print(table)
+    failed = [g for g in doc["gates"] if g["status"] == "fail"]
+    if failed:
+        console.print(f"[bold red]FAILED[/]: {len(failed)} of {len(doc['gates'])} gates")
+    else:
+        warned = sum(g["status"] == "warn" for g in doc["gates"])
+        extra = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+        console.print(f"[bold green]PASSED[/]: {len(doc['gates'])} gates{extra}")
+
+
+def to_json(result: CheckResult) -> str:
+    return json.dumps(result.report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def to_markdown(result: CheckResult) -> str:
+    """A summary for CI step summaries ($GITHUB_STEP_SUMMARY): verdict first, then the tables."""
+    doc = result.report
+    failed = [g for g in doc["gates"] if g["status"] == "fail"]
+    verdict = (f"❌ **FAILED** — {len(failed)} of {len(doc['gates'])} gates" if failed
+               else f"✅ **PASSED** — {len(doc['gates'])} gates")
+    out = ["## dfscan fairness-check", "", verdict, "",
+           f"Labelled set `{Path(doc['labels']['path']).name}` ({doc['labels']['rows']} rows), "
+           f"scores from `{doc['scores']['source']}`, threshold {doc['threshold']:.4g} "
+           f"({doc['threshold_source']}), min-group {doc['settings']['min_group']}. "
+           f"{excluded_line(doc)}.", ""]
+    out += ["### Gates", "", "| gate | scope | metric | value | limit | result | note |",
+            "|---|---|---|---:|---:|---|---|"]
+    mark = {"pass": "✅ pass", "fail": "❌ fail", "warn": "⚠️ warn"}
+    for g in doc["gates"]:
+        out.append(f"| {g['gate']} | {_md_escape(g['scope'])} | {g['metric']} | {_gate_value(g)} | "
+                   f"{g['op']} {g['limit']} | {mark[g['status']]} | {_md_escape(g['note'])} |")
+    ci = " (95% bootstrap interval)" if doc["intervals"] else ""
+    out += ["", f"### Fairness gaps{ci}", "",
+            "| scope | " + " | ".join(FAIRNESS_KEYS) + " |",
+            "|---|" + "---:|" * len(FAIRNESS_KEYS)]
+    for scope in _scope_order(doc):
+        out.append(f"| {scope} | " + " | ".join(_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS) + " |")
+    out += ["", "F_* in percent (PG-FDD); Fairlearn differences as fractions.", ""]
+    titles = [t for _, t in GROUP_COLUMNS]
+    out += ["### Overall", "", "| " + " | ".join(titles) + " |", "|" + "---:|" * len(titles),
+            "| " + " | ".join(_fmt(doc["overall"][k]) for k, _ in GROUP_COLUMNS) + " |", ""]
+    for scope in _scope_order(doc):
+        out += [f"### By group: {scope}", "", "| group | " + " | ".join(titles) + " | status |",
+                "|---|" + "---:|" * len(titles) + "---|"]
+        for name, row in doc["by_group"][scope].items():
+            status = "ok" if row["sufficient"] else "⚠️ insufficient"
+            out.append(f"| {_md_escape(name)} | " + " | ".join(_fmt(row[k]) for k, _ in GROUP_COLUMNS)
+                       + f" | {status} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_junit(result: CheckResult) -> str:
+    """JUnit XML, one test case per gate, so CI dashboards list each gate with its value."""
+    doc = result.report
+    gates = doc["gates"]
+    failures = sum(g["status"] == "fail" for g in gates)
+    suites = ET.Element("testsuites", name="dfscan fairness-check", tests=str(len(gates)),
+                        failures=str(failures), errors="0")
+    suite = ET.SubElement(suites, "testsuite", name="dfscan.fairness-check", tests=str(len(gates)),
+                          failures=str(failures), errors="0", skipped="0",
+                          timestamp=doc["created"])
+    for g in gates:
+        case = ET.SubElement(suite, "testcase", classname=f"dfscan.fairness.{g['scope']}",
+                             name=f"{g['gate']} {g['metric']} {g['op']} {g['limit']} ({g['scope']})",
+                             time="0")
+        value = "n/a" if g["value"] is None else _gate_value(g)
+        text = (f"{g['metric']} = {value}, limit {g['op']} {g['limit']} "
+                f"({g['scope']}){': ' + g['note'] if g['note'] else ''}")
+        if g["status"] == "fail":
+            ET.SubElement(case, "failure", message=text, type="GateFailed").text = text
+        else:
+            ET.SubElement(case, "system-out").text = f"{g['status']}: {text}"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "scope"
+
+
+def write_plots(result: CheckResult, out_dir: str | Path) -> list[Path]:
+    """Per scope: ROC curve of every group, and FPR/TPR per group at the threshold (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = result.report
+    written: list[Path] = []
+    for scope in _scope_order(doc):
+        g = result.groups[scope]
+        rows = doc["by_group"][scope]
+        fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
+        ax.plot([0, 1], [0, 1], color="0.75", lw=1, ls=":", label="chance")
+        cmap = plt.get_cmap("tab10")
+        for i, (name, row) in enumerate(rows.items()):
+            sel = g == name
+            y, p = result.y[sel], result.p[sel]
+            if row["n_real"] == 0 or row["n_fake"] == 0:
+                continue
+            fpr, tpr, _ = roc_curve(y, p, pos_label=1)
+            small = "" if row["sufficient"] else f", n<{doc['settings']['min_group']}"
+            ax.plot(fpr, tpr, color=cmap(i % 10), lw=1.8, ls="-" if row["sufficient"] else "--",
+                    label=f"{name} (AUC {_fmt(row['auc'])}, n={row['n']}{small})")
+            ax.plot([row["fpr"]], [row["tpr"]], "o", color=cmap(i % 10), ms=5)
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate (real flagged fake)",
+               ylabel="True positive rate (fake caught)",
+               title=f"ROC per group: {scope} (dots: threshold {doc['threshold']:.3g})")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"roc_{_slug(scope)}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+
+        names = list(rows)
+        x = np.arange(len(names))
+        fpr = [rows[k]["fpr"] if rows[k]["fpr"] is not None else np.nan for k in names]
+        tpr = [rows[k]["tpr"] if rows[k]["tpr"] is not None else np.nan for k in names]
+        fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(names) + 2), 4.8), dpi=110)
+        b1 = ax.bar(x - 0.2, fpr, 0.4, label="FPR (real flagged fake)", color="#d62728")
+        b2 = ax.bar(x + 0.2, tpr, 0.4, label="TPR (fake caught)", color="#1f77b4")
+        for bars in (b1, b2):
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+        ax.axhline(doc["overall"]["fpr"] or 0, color="#d62728", lw=1, ls="--", alpha=0.6,
+                   label="overall FPR")
+        ax.axhline(doc["overall"]["tpr"] or 0, color="#1f77b4", lw=1, ls="--", alpha=0.6,
+                   label="overall TPR")
+        labels = [f"{k}\nn={rows[k]['n']}" + ("" if rows[k]["sufficient"] else " (small)") for k in names]
+        ax.set_xticks(x, labels, fontsize=8, rotation=30 if len(names) > 5 else 0,
+                      ha="right" if len(names) > 5 else "center")
+        ax.set(ylim=(0, 1.12), ylabel="rate", title=f"FPR and TPR per group: {scope}, threshold {doc['threshold']:.3g}")
+        ax.legend(fontsize=8, ncols=2, loc="upper left")
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / f"rates_{_slug(scope)}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_outputs(result: CheckResult, *, json_path: str | Path | None = None,
+                  markdown: str | Path | None = None, junit: str | Path | None = None,
+                  plots: str | Path | None = None) -> list[Path]:
+    """Write each output asked for (atomically); returns the paths written."""
+    from scanner.report import atomic_write_text
+
+    written: list[Path] = []
+    if json_path:
+        written.append(atomic_write_text(json_path, to_json(result)))
+    if markdown:
+        written.append(atomic_write_text(markdown, to_markdown(result)))
+    if junit:
+        written.append(atomic_write_text(junit, to_junit(result)))
+    if plots:
+        written += write_plots(result, plots)
+    return written

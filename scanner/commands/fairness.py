@@ -1,0 +1,136 @@
+"""`dfscan fairness-check`: per-group accuracy and fairness gates on a labelled set, for CI."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, console, err_console, friendly_errors
+
+EXAMPLE = """
+Examples:
+
+    dfscan fairness-check labels.csv --scores report.json --max-ffpr 10 --min-auc 0.8
+
+    dfscan fairness-check faces/labels.csv --crops --weights detector.safetensors
+        --attrs gender,race --json out.json --markdown summary.md --junit out.xml --plots plots/
+
+labels.csv: path,label,<attributes> (label real|fake or 0|1, paths relative to the CSV), or the
+official PG-FDD CSV (img_path,label,ismale,isasian,iswhite,isblack,intersec_label).
+Gates also come from \\[tool.dfscan.fairness] in ./pyproject.toml or --config FILE; options win.
+Groups under --min-group items fail the min-group gate unless --allow-small-groups.
+
+Exit codes: 0 all gates passed; 1 a gate failed; 2 bad labelled set, report or option;
+3 gates passed but some items could not be read (listed as excluded).
+"""
+
+
+class BackendChoice(str, Enum):
+    auto = "auto"
+    tensorrt = "tensorrt"
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+@friendly_errors
+def fairness_check(
+    labels: Path = typer.Argument(..., help="Labelled set: labels.csv (or the official PG-FDD CSV)."),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="Use the scores of an earlier `dfscan scan` report (json/jsonl) instead of scanning."),
+    attrs: Optional[str] = typer.Option(None, "--attrs", help="Attribute columns to check, comma-separated (default: all)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's threshold)."),
+    min_group: Optional[int] = typer.Option(None, "--min-group", min=1, help="Smallest group size that counts (default 30)."),
+    allow_small_groups: Optional[bool] = typer.Option(None, "--allow-small-groups/--no-allow-small-groups", help="Warn instead of failing when a group is under --min-group (gates use the other groups)."),
+    max_ffpr: Optional[float] = typer.Option(None, "--max-ffpr", help="Gate: F_FPR at most this (percent)."),
+    max_fmeo: Optional[float] = typer.Option(None, "--max-fmeo", help="Gate: F_MEO at most this (percent)."),
+    max_fdp: Optional[float] = typer.Option(None, "--max-fdp", help="Gate: F_DP at most this (percent)."),
+    max_foae: Optional[float] = typer.Option(None, "--max-foae", help="Gate: F_OAE at most this (percent)."),
+    min_auc: Optional[float] = typer.Option(None, "--min-auc", help="Gate: overall AUC and every group's AUC at least this."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", min=0, help="Bootstrap resamples for 95% intervals of the gaps (default 200; 0: off)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 0)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the settings (default: \\[tool.dfscan.fairness] of ./pyproject.toml)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML, one test case per gate."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write per-group ROC and FPR/TPR charts (PNG) to this folder."),
+    crops: bool = typer.Option(False, "--crops", help="Scanning: the media are already-aligned face crops."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Scanning: detector checkpoint (default: the shipped model)."),
+    backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Scanning: inference backend."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="Scanning: TensorRT engine folder."),
+    frames: int = typer.Option(32, "--frames", min=1, help="Scanning: frames sampled per video."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Scanning: crops per inference batch."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Scanning: decode/detect processes."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict line (and errors)."),
+) -> None:
+    """Check that the detector is equally accurate across demographic groups; exit 1 when a gate fails."""
+    from scanner import fairness as fc
+
+    cli = {"attrs": [a.strip() for a in attrs.split(",") if a.strip()] if attrs else None,
+           "threshold": threshold, "min_group": min_group, "allow_small_groups": allow_small_groups,
+           "bootstrap": bootstrap, "seed": seed, "max_ffpr": max_ffpr, "max_fmeo": max_fmeo,
+           "max_fdp": max_fdp, "max_foae": max_foae, "min_auc": min_auc}
+    options = fc.merge_options(cli, fc.read_config(config))
+
+    scan_options = None
+    if scores is None:
+        from scanner.pipeline import ScanOptions
+
+        scan_options = ScanOptions(frames=frames, batch_size=batch_size, workers=workers,
+                                   backend=backend.value, weights=weights, engine=engine, crops=crops)
+    with _Progress(enabled=not quiet and scores is None) as progress:
+        result = fc.run_check(labels, options, scores_report=scores, scan_options=scan_options,
+                              progress=progress.update)
+
+    written = fc.write_outputs(result, json_path=json_out, markdown=markdown, junit=junit, plots=plots)
+    doc = result.report
+    if quiet:
+        failed = sum(g["status"] == "fail" for g in doc["gates"])
+        line = f"FAILED: {failed} of {len(doc['gates'])} gates" if failed else f"PASSED: {len(doc['gates'])} gates"
+        console.print(line)
+        if doc["excluded"]["count"]:
+            err_console.print(fc.excluded_line(doc))
+    else:
+        fc.print_result(result, console)
+        if written:
+            console.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]")
+    if not result.passed:
+        raise typer.Exit(EXIT_GATE)
+    if doc["excluded"]["by_status"].get("error"):
+        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(EXIT_OK)
+
+
+fairness_check.__doc__ = (fairness_check.__doc__ or "") + "\n" + EXAMPLE
+
+
+class _Progress:
+    """A progress bar on stderr while the labelled media are scanned."""
+
+    def __init__(self, enabled: bool):
+        self.bar = None
+        self.task = None
+        self.enabled = enabled
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("scoring labelled set"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=err_console, transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("scan", total=None)
+        return self
+
+    def update(self, p) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, total=p.total, completed=p.done)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fairness-check", help=fairness_check.__doc__)(fairness_check)
