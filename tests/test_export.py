@@ -54,7 +54,13 @@ def sharpen_checkpoint(src: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def sharp_checkpoint(tiny_checkpoint, tmp_path_factory):
-    return sharpen_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("sharp") / "sharp.safetensors")
+    """Made once per session at a fixed path: other test files import this fixture and reuse the
+    file (and so its cached ONNX export, keyed by the file's hash)."""
+    path = tmp_path_factory.getbasetemp() / "sharp" / "sharp.safetensors"
+    if not path.is_file():
+        path.parent.mkdir(exist_ok=True)
+        sharpen_checkpoint(tiny_checkpoint, path)
+    return path
 
 
 @pytest.fixture()
@@ -67,9 +73,13 @@ def shared_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def exported(sharp_checkpoint, tmp_path_factory):
-    from engines.export import export_with_parity
+    """Exported straight into the session's shared cache, so the backend tests reuse the file."""
+    from engines.export import cached_onnx_path, export_with_parity
+    from train.checkpoint import file_sha256
 
-    out = tmp_path_factory.mktemp("onnx") / "sharp.onnx"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DFSCAN_CACHE", str(tmp_path_factory.getbasetemp() / "dfscan-cache"))
+        out = cached_onnx_path(file_sha256(sharp_checkpoint))
     return export_with_parity(sharp_checkpoint, out, crops=real_crops())
 
 
