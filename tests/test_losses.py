@@ -152,7 +152,7 @@ def test_fusion_loss_value_gradient_and_absent_groups():
     group = torch.tensor([0, 3, 5] * 8)  # 8 groups in the model, only 3 in this batch
     loss = BiLevelCVaRLoss()(logits, label, group)
     ce = F.cross_entropy(logits.detach().double(), label, reduction="none").numpy()
-    assert float(loss) == pytest.approx(_reference_fuse(ce, group.numpy()), abs=1e-6)
+    assert loss.item() == pytest.approx(_reference_fuse(ce, group.numpy()), abs=1e-6)
     loss.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
     # renumbering the present groups changes nothing
