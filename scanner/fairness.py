@@ -631,6 +631,10 @@ def _fair_cell(doc: dict, scope: str, key: str) -> str:
     return text
 
 
+def _limit(g: dict) -> str:
+    return f"{g['op']} {g['limit']:g}"
+
+
 def _gate_value(g: dict) -> str:
     return _fmt(g["value"], 0 if g["gate"] == "min-group" else 3)
 
@@ -654,6 +658,11 @@ def print_result(result: CheckResult, console: Any) -> None:
     from rich.table import Table
 
     doc = result.report
+    # CI logs are not terminals: rich would squeeze the 14-column tables into 80 columns.
+    if not console.is_terminal and console.width < 160:
+        from rich.console import Console
+
+        console = Console(file=console.file, width=160, no_color=console.no_color, highlight=False)
     console.print(f"[bold]fairness-check[/] {doc['labels']['path']} ({doc['labels']['format']}, "
                   f"{doc['labels']['rows']} rows) · scores from {doc['scores']['source']} · "
                   f"threshold {doc['threshold']:.4g} ({doc['threshold_source']}) · "
@@ -696,7 +705,7 @@ def print_result(result: CheckResult, console: Any) -> None:
         table.add_column(col, justify="right" if col in ("value", "limit") else "left")
     colour = {"pass": "green", "fail": "bold red", "warn": "yellow"}
     for g in doc["gates"]:
-        table.add_row(g["gate"], g["scope"], g["metric"], _gate_value(g), f"{g['op']} {_fmt(g['limit'], 3) if isinstance(g['limit'], float) else g['limit']}",
+        table.add_row(g["gate"], g["scope"], g["metric"], _gate_value(g), _limit(g),
                       f"[{colour[g['status']]}]{g['status'].upper()}[/]", g["note"])
     console.print(table)
     failed = [g for g in doc["gates"] if g["status"] == "fail"]
@@ -732,7 +741,7 @@ def to_markdown(result: CheckResult) -> str:
     mark = {"pass": "✅ pass", "fail": "❌ fail", "warn": "⚠️ warn"}
     for g in doc["gates"]:
         out.append(f"| {g['gate']} | {_md_escape(g['scope'])} | {g['metric']} | {_gate_value(g)} | "
-                   f"{g['op']} {g['limit']} | {mark[g['status']]} | {_md_escape(g['note'])} |")
+                   f"{_limit(g)} | {mark[g['status']]} | {_md_escape(g['note'])} |")
     ci = " (95% bootstrap interval)" if doc["intervals"] else ""
     out += ["", f"### Fairness gaps{ci}", "",
             "| scope | " + " | ".join(FAIRNESS_KEYS) + " |",
@@ -766,10 +775,10 @@ def to_junit(result: CheckResult) -> str:
                           timestamp=doc["created"])
     for g in gates:
         case = ET.SubElement(suite, "testcase", classname=f"dfscan.fairness.{g['scope']}",
-                             name=f"{g['gate']} {g['metric']} {g['op']} {g['limit']} ({g['scope']})",
+                             name=f"{g['gate']} {g['metric']} {_limit(g)} ({g['scope']})",
                              time="0")
         value = "n/a" if g["value"] is None else _gate_value(g)
-        text = (f"{g['metric']} = {value}, limit {g['op']} {g['limit']} "
+        text = (f"{g['metric']} = {value}, limit {_limit(g)} "
                 f"({g['scope']}){': ' + g['note'] if g['note'] else ''}")
         if g["status"] == "fail":
             ET.SubElement(case, "failure", message=text, type="GateFailed").text = text
