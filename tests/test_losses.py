@@ -191,7 +191,7 @@ def test_contrastive_loss_hand_cases():
     method = torch.tensor([0, 0, 0, 1, 2, 2])
     same = torch.ones(6, 4, requires_grad=True)
     loss = contrastive_loss(same, same, label, method, margin=3.0, generator=torch.Generator().manual_seed(0))
-    assert float(loss) == pytest.approx(4 * 3.0, abs=1e-4)  # d_pos = d_neg: each of 4 terms = margin
+    assert loss.item() == pytest.approx(4 * 3.0, abs=1e-4)  # d_pos = d_neg: each of 4 terms = margin
     loss.backward()
     # classes 10 apart (> margin) and tight within: zero loss
     sep = torch.cat([torch.zeros(3, 4), torch.full((3, 4), 5.0)])
@@ -224,8 +224,8 @@ def test_pgfdd_loss_on_model_output():
     crit = PGFDDLoss(group_counts=[10, 200, 5, 40, 0, 70, 3, 9], generator=torch.Generator().manual_seed(0))
     res = crit(out, label, method, group)
     expect = sum(w * float(res[k]) for k, w in PGFDDLoss.WEIGHTS.items())
-    assert float(res["loss"]) == pytest.approx(expect, rel=1e-5)
-    assert all(math.isfinite(float(res[k])) for k in res) and float(res["rec"]) > 0
+    assert res["loss"].item() == pytest.approx(expect, rel=1e-5)
+    assert all(math.isfinite(res[k].item()) for k in res) and float(res["rec"]) > 0
     res["loss"].backward()
     for name in ("head_fused", "head_fair", "head_sha", "head_spe", "con_gan", "encoder_c"):
         grads = [p.grad for p in getattr(model, name).parameters() if p.requires_grad]
