@@ -1,0 +1,128 @@
+"""`dfscan extract-faces`: face crops + a training manifest, made exactly as the scan makes them."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from scanner.console import EXIT_OK, EXIT_PARTIAL, console, err_console, friendly_errors
+
+EXAMPLE = """
+Examples:
+
+    dfscan extract-faces videos/ --out crops/ --manifest crops.csv
+
+    dfscan extract-faces --labels labels.csv --out crops/ --manifest crops.csv --frames 64
+
+    dfscan extract-faces fakes/ --label fake --out crops/ --manifest fakes.csv
+
+labels.csv: path,label[,attributes...] (label real|fake or 0|1, paths relative to the CSV);
+its attribute columns are copied to every crop's manifest row. Without INPUTS the files listed
+in labels.csv are extracted. Rerunning with the same manifest skips unchanged inputs.
+
+Manifest columns: path,label,<attributes>,source,subject,frame,kp (kp: the 6 face keypoints
+in crop pixels, "x0 y0 ... x5 y5").
+
+Exit codes: 0 done; 2 bad usage or labels.csv; 3 done but some inputs could not be read.
+"""
+
+
+class FaceModel(str, Enum):
+    full = "full"
+    short = "short"
+
+
+class LabelChoice(str, Enum):
+    real = "real"
+    fake = "fake"
+
+
+@friendly_errors
+def extract_faces(
+    inputs: Optional[List[Path]] = typer.Argument(None, help="Video/image files and folders (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNG crops (one subfolder per input)."),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Training manifest CSV to write."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="labels.csv with path,label[,attributes] per input."),
+    label: LabelChoice = typer.Option(LabelChoice.real, "--label", help="Label for every input when there is no --labels."),
+    frames: int = typer.Option(32, "--frames", min=1, help="Frames sampled per video, evenly spaced."),
+    fps: Optional[float] = typer.Option(None, "--fps", min=0.0, help="Sample F frames per second instead of --frames."),
+    face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Extract aligned 256x256 face crops and a training manifest from videos and images."""
+    from scanner.extract import extract_faces as run
+
+    if labels is not None and label != LabelChoice.real:
+        err_console.print("note: --label is ignored when --labels is given")
+    with _Progress(enabled=not quiet) as progress:
+        result = run(inputs or [], out, manifest, labels=labels, frames=frames, fps=fps or None,
+                     face_model=face_model.value, progress=progress.update, label=label.value)
+    if not quiet:
+        _print_summary(result)
+    raise typer.Exit(EXIT_PARTIAL if result.errors else EXIT_OK)
+
+
+extract_faces.__doc__ = (extract_faces.__doc__ or "") + "\n" + EXAMPLE
+
+
+class _Progress:
+    """A rich progress bar on stderr: inputs done and crops written."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("inputs"),
+                TextColumn("{task.fields[crops]} crops"), TimeElapsedColumn(),
+                console=err_console, transient=True,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task("extract", total=None, crops=0)
+        return self
+
+    def update(self, p) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, total=p.total, completed=p.done, crops=p.crops)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _print_summary(result) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="dfscan extract-faces", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("inputs", f"{len(result.extracted)} with faces, {len(result.no_face)} no face, "
+                  f"{len(result.resumed)} unchanged (resumed), {len(result.errors)} unreadable")
+    table.add_row("crops", f"{result.crops} written, {result.rows} in the manifest")
+    table.add_row("time", f"{result.seconds:.1f} s")
+    table.add_row("manifest", escape(str(result.manifest)))
+    table.add_row("crops in", escape(str(result.out_dir)))
+    console.print(table)
+    if result.skipped:
+        t = Table(title="skipped", title_justify="left")
+        t.add_column("input")
+        t.add_column("code")
+        t.add_column("reason", overflow="fold")
+        for path, code, message in result.skipped[:20]:
+            t.add_row(escape(str(path)), code, escape(message))
+        console.print(t)
+        if len(result.skipped) > 20:
+            console.print(f"… and {len(result.skipped) - 20} more")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract-faces", help=extract_faces.__doc__)(extract_faces)

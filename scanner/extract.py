@@ -1,0 +1,427 @@
+"""Face crops and a training manifest from videos/images: the scan's decode → detect → track → crop.
+
+Training crops must be made exactly as scan-time crops (same sampling, detector, tracker and
+`crop_face`), otherwise the detector learns a geometry it never sees in production. So this
+module reuses those pieces and only adds the writing: RGB PNG crops under
+``out_dir/<input-stem>-<hash8>/s<subject>_f<frame>.png`` and a CSV manifest
+
+    path,label,<attribute columns of labels.csv>,source,subject,frame,kp
+
+(`path` relative to the manifest's folder, `source` too when it lies under it; `kp` = 12 floats "x0 y0 ... x5 y5",
+the 6 MediaPipe keypoints in crop pixels). Runs are resumable: a sidecar state JSON next to
+the manifest records each finished input's size and mtime, and unchanged inputs are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from train.errors import InputError
+
+STATE_FORMAT = "dfscan.extract-state/1"
+BASE_COLUMNS = ("path", "label")
+TAIL_COLUMNS = ("source", "subject", "frame", "kp")
+LABEL_VALUES = {"real": "real", "fake": "fake", "0": "real", "1": "fake"}
+
+
+@dataclass
+class ExtractProgress:
+    """Handed to the progress callback after each input (and once before the first)."""
+
+    done: int
+    total: int
+    path: Path | None
+    crops: int  # crops written so far in this run
+
+
+@dataclass
+class ExtractResult:
+    """What a run did; `skipped` holds (input, code, one-line message) for inputs not extracted."""
+
+    manifest: Path
+    out_dir: Path
+    extracted: list[Path] = field(default_factory=list)  # inputs that gave at least one crop
+    no_face: list[Path] = field(default_factory=list)
+    resumed: list[Path] = field(default_factory=list)  # unchanged since an earlier run: skipped
+    skipped: list[tuple[Path, str, str]] = field(default_factory=list)
+    crops: int = 0  # written in this run
+    rows: int = 0  # rows in the manifest now
+    seconds: float = 0.0
+
+    @property
+    def errors(self) -> list[tuple[Path, str, str]]:
+        """Inputs that could not be read (media errors), as opposed to notes such as extensions."""
+        return [s for s in self.skipped if s[1] not in ("not_media_extension", "no_label", "duplicate")]
+
+
+@dataclass
+class Labels:
+    """labels.csv: label and attribute values per resolved input path."""
+
+    source: Path
+    attributes: list[str]
+    rows: dict[Path, tuple[str, list[str]]]  # resolved path → (label, attribute values)
+
+
+# ---------------------------------------------------------------------------------------------
+# labels
+
+
+def read_labels_csv(path: Path | str) -> Labels:
+    """Read `path,label[,attrs...]` (label real/fake or 0/1; paths relative to the CSV's folder).
+
+    Every problem is one InputError naming the CSV line, so a typo does not cost a long run.
+    The official PG-FDD CSV's `img_path` column is accepted as the path column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"labels file not found: {path}")
+    name = path.name
+    base = path.resolve().parent
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            records = [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{name}: not a readable CSV file ({exc})") from None
+    records = [(line, row) for line, row in records if any(c.strip() for c in row)]
+    if not records:
+        raise InputError(f"{name}: empty file; expected a header 'path,label[,attributes]'")
+    header_line, header = records[0]
+    header = [h.strip() for h in header]
+    path_col = "img_path" if "img_path" in header and "path" not in header else "path"
+    missing = [c for c in (path_col, "label") if c not in header]
+    if missing:
+        raise InputError(f"{name} line {header_line} (header): missing column(s) "
+                         f"{', '.join(repr(c) for c in missing)} (found: {', '.join(header)})")
+    seen: set[str] = set()
+    for h in header:
+        if not h:
+            raise InputError(f"{name} line {header_line} (header): empty column name")
+        if h in seen:
+            raise InputError(f"{name} line {header_line} (header): duplicate column {h!r}")
+        if h in TAIL_COLUMNS or (h == "path" and path_col != "path"):
+            raise InputError(f"{name} line {header_line} (header): column {h!r} is reserved for "
+                             "the manifest; rename it")
+        seen.add(h)
+    attrs = [h for h in header if h not in (path_col, "label")]
+    col = {h: i for i, h in enumerate(header)}
+    rows: dict[Path, tuple[str, list[str]]] = {}
+    first: dict[Path, int] = {}
+    for line, row in records[1:]:
+        where = f"{name} line {line}"
+        if len(row) != len(header):
+            raise InputError(f"{where}: expected {len(header)} fields, found {len(row)}")
+        cells = [c.strip() for c in row]
+        raw = cells[col[path_col]]
+        if not raw:
+            raise InputError(f"{where}: empty {path_col}")
+        label = LABEL_VALUES.get(cells[col["label"]].lower())
+        if label is None:
+            raise InputError(f"{where}: label {cells[col['label']]!r} is neither real/fake nor 0/1")
+        target = Path(os.path.realpath(base / raw))
+        if target in first:
+            raise InputError(f"{where}: duplicate path {raw!r} (first on line {first[target]})")
+        first[target] = line
+        rows[target] = (label, [cells[col[a]] for a in attrs])
+    if not rows:
+        raise InputError(f"{name}: no rows after the header")
+    return Labels(path, attrs, rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# manifest and state
+
+
+def crop_dir_name(path: Path) -> str:
+    """`<stem>-<hash8>`: readable, and unique even for same-named files in different folders."""
+    digest = hashlib.sha1(str(Path(os.path.realpath(path))).encode("utf-8")).hexdigest()[:8]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem) or "input"
+    return f"{stem}-{digest}"
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
+
+
+def _source(key: str, base: Path) -> str:
+    """The input relative to the manifest's folder when it lies under it, else absolute."""
+    rel = os.path.relpath(key, base)
+    return Path(rel).as_posix() if not rel.startswith("..") else Path(key).as_posix()
+
+
+def _fmt_kp(kp: np.ndarray) -> str:
+    return " ".join("nan" if not math.isfinite(float(v)) else f"{float(v):.2f}" for v in kp.reshape(-1))
+
+
+def _state_path(manifest: Path) -> Path:
+    return manifest.with_name(manifest.name + ".state.json")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fingerprint(path: Path) -> dict:
+    st = path.stat()
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def _load_state(manifest: Path, header: list[str], settings: dict) -> dict[str, dict]:
+    """Finished inputs of an earlier run, or nothing if that run wrote another layout/settings."""
+    state_file = _state_path(manifest)
+    if not manifest.is_file() or not state_file.is_file():
+        return {}
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        with manifest.open(newline="", encoding="utf-8") as fh:
+            old_header = next(csv.reader(fh), [])
+    except (OSError, ValueError):
+        return {}
+    if (not isinstance(state, dict) or state.get("format") != STATE_FORMAT
+            or state.get("settings") != settings or old_header != header):
+        return {}
+    inputs = state.get("inputs")
+    return inputs if isinstance(inputs, dict) else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# one input
+
+
+def _extract_one(path: Path, detector, *, frames: int, fps: float | None, size: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(subject, frame index, crop, keypoints in crop px) for every kept face of one input.
+
+    Crops are cut as each frame is decoded, so only one full frame is alive at a time.
+    """
+    from scanner.crop import crop_face, crop_keypoints
+    from scanner.media import is_image, iter_frames
+    from scanner.track import track_faces
+
+    per_frame = []
+    indices: list[int] = []
+    cut: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for frame in iter_frames(path, frames=frames, fps=fps):
+        dets = detector.detect(frame.image)
+        for det in dets:
+            cut[id(det)] = (crop_face(frame.image, det.keypoints, det.box, size=size),
+                            crop_keypoints(det.keypoints, det.box, size=size))
+        per_frame.append(dets)
+        indices.append(int(frame.index))
+        del frame
+    out = []
+    if is_image(path):  # a still: every face is a subject, as the scan reports them
+        for sid, det in enumerate(per_frame[0] if per_frame else []):
+            out.append((sid, indices[0], *cut[id(det)]))
+        return out
+    for track in track_faces(per_frame):
+        for pos, det in track.observations:
+            out.append((track.id, indices[pos], *cut[id(det)]))
+    return out
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"cannot encode PNG {path}")
+    path.write_bytes(buf.tobytes())
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def extract_faces(
+    inputs: Sequence[Path | str],
+    out_dir: Path | str,
+    manifest: Path | str,
+    labels: Path | str | None = None,
+    frames: int = 32,
+    fps: float | None = None,
+    face_model: str = "full",
+    progress: Callable[[ExtractProgress], None] | None = None,
+    *,
+    label: str = "real",
+    size: int = 256,
+) -> ExtractResult:
+    """Extract face crops of every input into `out_dir` and list them in `manifest` (CSV).
+
+    `labels` (labels.csv) gives each input its label and attribute columns; inputs missing from
+    it are skipped with a note. Without it every input gets `label`. With no `inputs`, the
+    files listed in `labels` are the inputs. Unreadable inputs are reported in
+    `ExtractResult.skipped`, never raised; bad options or a bad labels.csv raise InputError.
+    """
+    from scanner.faces import FaceDetector
+    from scanner.media import collect_inputs
+
+    t0 = time.perf_counter()
+    if frames < 1:
+        raise InputError(f"frames must be at least 1, got {frames}")
+    if fps is not None and not fps > 0:
+        raise InputError(f"fps must be positive, got {fps}")
+    default_label = LABEL_VALUES.get(str(label).strip().lower())
+    if default_label is None:
+        raise InputError(f"label {label!r} is neither real/fake nor 0/1")
+    table = read_labels_csv(labels) if labels is not None else None
+    if not inputs:
+        if table is None:
+            raise InputError("no inputs: give files or folders (or --labels to take them from labels.csv)")
+        inputs = sorted(table.rows)
+    out_dir = Path(out_dir)
+    manifest = Path(manifest)
+    if manifest.is_dir():
+        raise InputError(f"manifest path is a folder: {manifest}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out is not a folder: {out_dir}")
+    files, notes = collect_inputs([Path(p) for p in inputs])
+
+    attrs = table.attributes if table else []
+    header = [*BASE_COLUMNS, *attrs, *TAIL_COLUMNS]
+    settings = {"frames": frames, "fps": fps, "face_model": face_model, "size": size,
+                "out_dir": os.path.abspath(out_dir)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    base = manifest.resolve().parent
+    result = ExtractResult(manifest=manifest, out_dir=out_dir)
+    for p, reason in notes:
+        code = "duplicate" if reason.startswith("already listed") else "not_media_extension"
+        result.skipped.append((p, code, reason))
+
+    # what each file is called and labelled
+    todo: list[tuple[Path, str, str, list[str]]] = []  # path, key, label, attrs
+    for p in files:
+        key = os.path.realpath(p)
+        if table is not None:
+            entry = table.rows.get(Path(key))
+            if entry is None:
+                result.skipped.append((p, "no_label", f"not listed in {table.source.name}"))
+                continue
+            todo.append((p, key, entry[0], entry[1]))
+        else:
+            todo.append((p, key, default_label, []))
+
+    # resume: keep rows of unchanged, finished inputs; drop the rest (and their old crops)
+    previous = _load_state(manifest, header, settings)
+    done: dict[str, dict] = {}
+    for p, key, lab, values in todo:
+        old = previous.get(key)
+        if old is None or p.is_dir():
+            continue
+        try:
+            fp = _fingerprint(p)
+        except OSError:
+            continue
+        if old.get("size") == fp["size"] and old.get("mtime_ns") == fp["mtime_ns"] and \
+                old.get("label") == lab and old.get("attrs") == values:
+            done[key] = old
+    kept_rows: list[list[str]] = []
+    if done and manifest.is_file():
+        with manifest.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            src = header.index("source")
+            by_source: dict[str, list[list[str]]] = {}
+            for row in reader:
+                if len(row) == len(header):
+                    by_source.setdefault(row[src], []).append(row)
+        for k in list(done):  # a manifest edited or cut short since: extract that input again
+            rows_k = by_source.get(_source(k, base), [])
+            if len(rows_k) != done[k].get("crops"):
+                del done[k]
+            else:
+                kept_rows.extend(rows_k)
+    with manifest.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(kept_rows)
+    state = {"format": STATE_FORMAT, "settings": settings, "inputs": dict(done)}
+    _write_atomic(_state_path(manifest), json.dumps(state, indent=1))
+    result.rows = len(kept_rows)
+
+    total = len(todo)
+    if progress:
+        progress(ExtractProgress(0, total, None, 0))
+    detector = None
+    try:
+        for n, (p, key, lab, values) in enumerate(todo, 1):
+            if key in done:
+                result.resumed.append(p)
+                if progress:
+                    progress(ExtractProgress(n, total, p, result.crops))
+                continue
+            if detector is None:
+                detector = FaceDetector(model=face_model)
+            folder = out_dir / crop_dir_name(p)
+            try:
+                fp = _fingerprint(p) if not p.is_dir() else None
+                faces = _extract_one(p, detector, frames=frames, fps=fps, size=size)
+            except InputError as exc:
+                result.skipped.append((p, getattr(exc, "code", "bad_input"), _one_line(exc)))
+                faces = None
+            except Exception as exc:  # a decoder/library failure on one file must not end the run
+                result.skipped.append((p, "decode_error", _one_line(exc) or type(exc).__name__))
+                faces = None
+            if faces is None:
+                if progress:
+                    progress(ExtractProgress(n, total, p, result.crops))
+                continue
+            if folder.exists():
+                shutil.rmtree(folder)  # crops of an older version of this input
+            rows = []
+            if faces:
+                folder.mkdir(parents=True)
+            for sid, index, crop, kp in faces:
+                png = folder / f"s{sid}_f{index}.png"
+                _write_png(png, crop)
+                rows.append([_rel(png, base), lab, *values, _source(key, base), str(sid), str(index), _fmt_kp(kp)])
+            with manifest.open("a", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerows(rows)
+            state["inputs"][key] = {**(fp or {}), "label": lab, "attrs": values, "crops": len(rows),
+                                    "dir": folder.name}
+            _write_atomic(_state_path(manifest), json.dumps(state, indent=1))
+            result.crops += len(rows)
+            result.rows += len(rows)
+            (result.extracted if rows else result.no_face).append(p)
+            if progress:
+                progress(ExtractProgress(n, total, p, result.crops))
+    finally:
+        if detector is not None:
+            detector.close()
+        result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def read_manifest_rows(manifest: Path | str) -> list[dict[str, str]]:
+    """The manifest as dicts (for tests and tools; training has its own validating reader)."""
+    with Path(manifest).open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def parse_kp(text: str) -> np.ndarray:
+    """The `kp` column back into (6, 2) float32 crop pixels."""
+    return np.array([float(v) for v in text.split()], dtype=np.float32).reshape(-1, 2)
+
+
+__all__: Iterable[str] = (
+    "ExtractProgress", "ExtractResult", "Labels", "extract_faces", "read_labels_csv",
+    "crop_dir_name", "read_manifest_rows", "parse_kp",
+)
