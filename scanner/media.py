@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,9 @@ def _count_packets(path: Path) -> int:
 
 def _open_image(path: Path) -> Image.Image:
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():  # sizes are checked below against our own limits
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
     except UnidentifiedImageError:
         raise MediaError("not_media", "not a readable image file", path) from None
     except (OSError, SyntaxError, ValueError) as exc:
