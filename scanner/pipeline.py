@@ -44,6 +44,10 @@ PREFETCH = 2  # files handed to a worker at once: the one it works on and the ne
 MAX_STARTUP_FAILURES = 3
 
 
+class ScanError(InputError):
+    """The scan cannot run on this machine (workers cannot start): one line for the user, no traceback."""
+
+
 @dataclass
 class ScanOptions:
     """Everything that shapes a scan. Fields that change results end up in the report's settings."""
@@ -359,7 +363,8 @@ class _Pool:
         if w.completed == 0 and w.state[0] < 0:
             self.startup_failures += 1
             if self.startup_failures >= MAX_STARTUP_FAILURES:
-                raise RuntimeError(f"worker processes keep dying at start-up (exit code {w.proc.exitcode})")
+                raise ScanError(f"scan worker processes keep dying at start-up ({_signal_name(w.proc.exitcode)}); "
+                                "run `dfscan doctor`, or DFSCAN_DEBUG=1 to see their output")
         self._stop(w, kill=True)
         self.workers[self.workers.index(w)] = self._start()
 
@@ -633,7 +638,7 @@ def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanO
             w.completed += 1
             on_result(task, msg[2])
         elif kind == "fatal":
-            raise RuntimeError(f"a scan worker could not start: {msg[1]}")
+            raise ScanError(f"a scan worker could not start: {msg[1]}")
 
     def lost(w: _Worker, code: str, message: str) -> None:
         current = int(w.state[0])

@@ -1,0 +1,266 @@
+"""The scan pipeline end to end on real media: workers, faults, crops mode, resume, interruption.
+
+Real PyAV decoding, real MediaPipe detections, a real (random-init) PG-FDD scored by the torch
+backend. Few frames and small worker pools keep it fast on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner import report as rp
+from scanner.pipeline import FAULT_ENV, ScanOptions, scan
+
+MEDIA = Path(__file__).parent / "data" / "media"
+VIDEOS = MEDIA / "videos"
+IMAGES = MEDIA / "images"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """Keep any exported ONNX model out of the user's cache."""
+    monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path_factory.getbasetemp() / "dfscan-cache"))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def make_broken_inputs(folder: Path) -> dict[str, Path]:
+    """The broken files of issue 3, each made for real (no mocks)."""
+    import av
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    out["zero"] = folder / "zero.mp4"
+    out["zero"].write_bytes(b"")
+    out["random"] = folder / "random.mp4"
+    out["random"].write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    out["text"] = folder / "notes.mov"
+    out["text"].write_text("this is not a movie\n" * 50)
+    src = (VIDEOS / "single_face.mp4").read_bytes()  # its moov atom is at the end: cutting it loses the index
+    out["truncated"] = folder / "truncated.mp4"
+    out["truncated"].write_bytes(src[: len(src) // 2])
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    out["huge_png"] = folder / "huge.png"
+    out["huge_png"].write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+                                + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+    out["audio_only"] = folder / "audio_only.mp4"
+    with av.open(str(out["audio_only"]), "w") as c:
+        stream = c.add_stream("aac", rate=44100)
+        t = np.arange(1024 * 40) / 44100
+        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+        for i in range(40):
+            frame = av.AudioFrame.from_ndarray(samples[:, i * 1024:(i + 1) * 1024], format="fltp", layout="mono")
+            frame.sample_rate = 44100
+            frame.pts = i * 1024
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    out["folder"] = folder / "x.mp4"
+    out["folder"].mkdir()
+    return out
+
+
+def _opts(weights: Path, **kw) -> ScanOptions:
+    base = dict(weights=weights, backend="torch", frames=12, workers=2, batch_size=16, timeout=120)
+    base.update(kw)
+    return ScanOptions(**base)
+
+
+def _by_name(report: dict) -> dict[str, dict]:
+    return {Path(i["path"]).name: i for i in report["items"]}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, tiny_checkpoint):
+    """One scan over good media and every broken input, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("mixed")
+    broken = make_broken_inputs(folder / "broken")
+    for name in ("WolfgangLanger_Pexels.mp4", "no_face.mp4", "face_noface.mov"):
+        shutil.copy(VIDEOS / name, folder / name)
+    shutil.copy(IMAGES / "multi_face.jpg", folder / "multi_face.jpg")
+    (folder / "readme.txt").write_text("not media")
+    events = []
+    report = scan([folder], _opts(tiny_checkpoint, report=folder / "out.json"), progress=events.append)
+    return report, broken, folder, events
+
+
+def test_report_is_valid_and_complete(mixed, tiny_checkpoint):
+    from train.checkpoint import file_sha256
+
+    report, broken, folder, events = mixed
+    rp.validate_report(report)
+    names = _by_name(report)
+    assert {"WolfgangLanger_Pexels.mp4", "no_face.mp4", "face_noface.mov", "multi_face.jpg"} <= set(names)
+    assert report["summary"]["files"] == 4 + len(broken)
+    assert [s["path"] for s in report["skipped"]] == [str(folder / "readme.txt")]
+    assert report["settings"]["frames"] == 12
+    assert report["backend"]["name"] == "torch"
+    assert report["model"]["sha256"] == file_sha256(tiny_checkpoint)
+    assert report["model"]["name"] == tiny_checkpoint.name
+    assert not mp.active_children(), "worker processes outlived the scan"
+
+
+def test_pexels_clip_is_one_person_in_most_frames(mixed):
+    item = _by_name(mixed[0])["WolfgangLanger_Pexels.mp4"]
+    assert item["status"] == "ok" and item["kind"] == "video"
+    assert item["media"]["frames_sampled"] == 12
+    assert len(item["subjects"]) == 1
+    subject = item["subjects"][0]
+    assert len(subject["frames"]) >= 0.9 * 12
+    assert item["score"] == pytest.approx(subject["score"])
+    assert subject["score"] == pytest.approx(np.mean([f["score"] for f in subject["frames"]]), abs=1e-5)
+    assert item["verdict"] == ("fake" if item["score"] >= 0.5 else "real")
+    times = [f["t"] for f in subject["frames"]]
+    assert times == sorted(times) and times[-1] > 10  # spread over the 19.7 s clip
+    x, y, w, h = subject["frames"][0]["box"]
+    assert 0 <= x < 640 and 0 <= y < 360 and 20 < w < 640 and 20 < h < 360
+
+
+def test_multi_face_photo_has_five_people(mixed):
+    item = _by_name(mixed[0])["multi_face.jpg"]
+    assert item["kind"] == "image" and item["status"] == "ok"
+    assert len(item["subjects"]) == 5
+    assert item["score"] == pytest.approx(max(s["score"] for s in item["subjects"]))
+    assert all(len(s["frames"]) == 1 for s in item["subjects"])
+
+
+def test_no_face_video(mixed):
+    item = _by_name(mixed[0])["no_face.mp4"]
+    assert item["status"] == "no_face"
+    assert item["score"] is None and item["verdict"] is None and item["subjects"] == []
+    assert item["media"]["frames_sampled"] > 0
+
+
+def test_face_then_cartoon_has_one_subject_only_where_the_face_is(mixed):
+    """face_noface.mov: a man in a warm-lit room, then a blue-sky cartoon title. The room frames
+    are told from the sky frames by colour alone (red above blue), independently of MediaPipe."""
+    from scanner.media import iter_frames
+
+    item = _by_name(mixed[0])["face_noface.mov"]
+    assert item["status"] == "ok" and item["media"]["codec"] == "hevc"
+    assert item["media"]["frames_sampled"] == 12
+    room = []
+    for frame in iter_frames(mixed[2] / "face_noface.mov", frames=12):
+        r, _, b = frame.image.reshape(-1, 3).mean(0)
+        if r - b > 20:
+            room.append(frame.index)
+    assert 3 <= len(room) <= 9, room  # both parts are sampled: the check below means something
+    assert len(item["subjects"]) == 1
+    assert [f["index"] for f in item["subjects"][0]["frames"]] == room
+
+
+EXPECTED_CODES = {"zero.mp4": "empty_file", "random.mp4": "not_media", "notes.mov": "not_media",
+                  "truncated.mp4": "truncated", "huge.png": "too_large", "audio_only.mp4": "no_video_stream",
+                  "x.mp4": "is_directory"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CODES))
+def test_broken_inputs_are_error_items(mixed, name):
+    item = _by_name(mixed[0])[name]
+    assert item["status"] == "error" and item["kind"] in ("video", "image")
+    assert item["error"]["code"] == EXPECTED_CODES[name], item["error"]
+    message = item["error"]["message"]
+    assert message and "\n" not in message and "Traceback" not in message
+    assert item["score"] is None and item["verdict"] is None and item["subjects"] == []
+
+
+def test_stream_and_progress(mixed):
+    report, broken, folder, events = mixed
+    stream = rp.read_report(folder / "out.stream.jsonl")
+    assert sorted(i["path"] for i in stream["items"]) == sorted(i["path"] for i in report["items"])
+    assert events[0].item is None and events[0].total == report["summary"]["files"]
+    assert [e.done for e in events[1:]] == list(range(1, report["summary"]["files"] + 1))
+    assert events[-1].faces == report["summary"]["faces"] > 0
+    s = report["summary"]
+    assert s["throughput"]["faces_per_s"] > 0 and s["stages"]["infer"] > 0 and s["stages"]["detect"] > 0
+
+
+def test_crops_mode_scores_every_crop_without_detection(tmp_path, tiny_checkpoint):
+    import cv2
+
+    from engines.torch import TorchBackend
+
+    face = cv2.imread(str(IMAGES / "single_face.jpg"))
+    cv2.imwrite(str(tmp_path / "face.png"), cv2.resize(face, (300, 300)))
+    noise = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)  # BGR on disk; no face at all
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    report = scan([tmp_path], _opts(tiny_checkpoint, crops=True, workers=1))
+    rp.validate_report(report)
+    items = _by_name(report)
+    assert report["settings"]["crops"] is True
+    for name, size in (("face.png", 300), ("noise.png", 256)):
+        item = items[name]
+        assert item["kind"] == "crop" and item["status"] == "ok"
+        assert len(item["subjects"]) == 1 and len(item["subjects"][0]["frames"]) == 1
+        frame = item["subjects"][0]["frames"][0]
+        assert frame["box"] == [0, 0, size, size] and frame["face_score"] is None
+    assert report["summary"]["stages"]["detect"] == 0
+    # the 256x256 file is scored as it is: the same number the backend gives for its pixels
+    backend = TorchBackend(tiny_checkpoint)
+    expected = float(backend.predict(np.ascontiguousarray(noise[None, :, :, ::-1]))[0])
+    backend.close()
+    assert items["noise.png"]["score"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_crash_and_hang_become_error_items(tmp_path, tiny_checkpoint, monkeypatch):
+    for name in ("crash.jpg", "hang.jpg", "good.jpg"):
+        shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
+    monkeypatch.setenv(FAULT_ENV, "crash:crash.jpg,hang:hang.jpg")
+    report = scan([tmp_path / "crash.jpg", tmp_path / "hang.jpg", tmp_path / "good.jpg"],
+                  _opts(tiny_checkpoint, workers=1, timeout=3))
+    rp.validate_report(report)
+    items = _by_name(report)
+    assert items["crash.jpg"]["error"]["code"] == "worker_crashed"
+    assert "SIGSEGV" in items["crash.jpg"]["error"]["message"]
+    assert items["hang.jpg"]["error"]["code"] == "timeout"
+    assert items["good.jpg"]["status"] == "ok"
+    assert [i["path"] for i in report["items"]] == [str(tmp_path / n) for n in ("crash.jpg", "hang.jpg", "good.jpg")]
+    assert not mp.active_children()
+
+
+def test_resume_skips_unchanged_done_files(tmp_path, tiny_checkpoint):
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
+    out = tmp_path / "out.json"
+    first = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"], _opts(tiny_checkpoint, workers=1, report=out))
+    rp.write_report(first, out)
+    shutil.copy(IMAGES / "astronaut.png", tmp_path / "c.png")
+    st = os.stat(tmp_path / "b.jpg")
+    os.utime(tmp_path / "b.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # b changed since
+    second = scan([tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.png"],
+                  _opts(tiny_checkpoint, workers=1, report=out, resume=True))
+    rp.validate_report(second)
+    assert second["summary"]["resumed"] == 1
+    assert second["summary"]["files"] == 3
+    assert _by_name(second)["a.jpg"] == _by_name(first)["a.jpg"]
+    # the stream now holds the new run's items after the old ones
+    streamed = [Path(i["path"]).name for i in rp.read_report(rp.stream_path_for(out))["items"]]
+    assert streamed[:2] == ["a.jpg", "b.jpg"] and sorted(streamed[2:]) == ["b.jpg", "c.png"]
+
+
+def test_ctrl_c_returns_finished_items(tmp_path, tiny_checkpoint):
+    for i in range(4):
+        shutil.copy(IMAGES / "single_face.jpg", tmp_path / f"f{i}.jpg")
+
+    def progress(p):
+        if p.done == 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out.json"
+    report = scan([tmp_path], _opts(tiny_checkpoint, workers=1, report=out), progress=progress)
+    assert report["summary"]["interrupted"] is True
+    assert report["summary"]["files"] == 1
+    rp.validate_report(report)
+    assert len(rp.read_report(rp.stream_path_for(out))["items"]) == 1
+    assert not mp.active_children()
