@@ -249,6 +249,23 @@ def _stream_duration(container, stream) -> float:
     return 0.0
 
 
+def _frame_count(stream) -> int:
+    """Frames the decoder will output, from the container header (0 if unknown).
+
+    MP4/MOV edit lists mark leading packets (pre-roll of B-frame reordering) as discarded: the
+    header counts them but the decoder never outputs them, and sampling against the header
+    count would miss the last sampled frames. The in-memory index says which they are.
+    """
+    total = stream.frames or 0
+    try:
+        entries = stream.index_entries
+        if total and len(entries) == total:
+            total -= sum(1 for e in entries if e.is_discard)
+    except (AttributeError, TypeError):  # older PyAV: no index access
+        pass
+    return max(total, 0)
+
+
 def _count_packets(path: Path) -> int:
     """Exact frame count for containers without one (mkv, webm): demux only, no decoding."""
     with _open_container(path) as container:
@@ -301,7 +318,7 @@ def probe(path: Path | str) -> MediaInfo:
         w, h = cc.width, cc.height
         if rotation % 180:
             w, h = h, w
-        frames_total = stream.frames
+        frames_total = _frame_count(stream)
         fps = _stream_fps(stream)
         duration = _stream_duration(container, stream)
         if not frames_total:
@@ -376,7 +393,7 @@ def iter_frames(
     if fps is None and not keyframes:
         with _open_container(path) as container:
             stream = _video_stream(container, path)
-            total = stream.frames
+            total = _frame_count(stream)
         if not total:
             total = _count_packets(path)
         targets = sample_indices(total, frames)

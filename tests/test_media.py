@@ -361,3 +361,15 @@ def test_truncated_keeps_nothing_silently(tmp_path):
     with pytest.raises(MediaError) as info:
         list(iter_frames(cut))
     assert info.value.code == "truncated"
+
+
+def test_edit_list_clip_still_gives_32_frames():
+    """no_face.mp4 counts 98 frames in its header, 3 of them pre-roll the decoder never outputs."""
+    clip = MEDIA / "videos" / "no_face.mp4"
+    with av.open(str(clip)) as c:
+        header = c.streams.video[0].frames
+        decoded = sum(1 for _ in c.decode(video=0))
+    assert header > decoded  # the situation this guards against
+    assert probe(clip).frames_total == decoded
+    indices = [f.index for f in iter_frames(clip, frames=32)]
+    assert len(indices) == 32 and indices == sample_indices(decoded, 32)
