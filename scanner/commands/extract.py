@@ -114,8 +114,8 @@ def _print_summary(result) -> None:
     console.print(table)
     if result.skipped:
         t = Table(title="skipped", title_justify="left")
-        t.add_column("input")
-        t.add_column("code")
+        t.add_column("input", overflow="fold")
+        t.add_column("code", no_wrap=True)
         t.add_column("reason", overflow="fold")
         for path, code, message in result.skipped[:20]:
             t.add_row(escape(str(path)), code, escape(message))
