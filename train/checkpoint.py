@@ -38,14 +38,19 @@ def _kind(model: nn.Module) -> str:
 
 
 def save_checkpoint(path: str | Path, model: PGFDD | PGFDDDeploy, config: ModelConfig | None = None, *,
-                    threshold: float = 0.5, provenance: dict | None = None) -> Path:
-    """Write weights (float32, contiguous, CPU) and metadata atomically; returns the path."""
+                    threshold: float = 0.5, provenance: dict | None = None, half: bool = False) -> Path:
+    """Write weights (float32, contiguous, CPU) and metadata atomically; returns the path.
+
+    `half=True` stores floating tensors as float16 (half the file: shipped weights);
+    `load_checkpoint` casts them back to float32.
+    """
     from safetensors.torch import save_file
 
     config = config or model.config
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+    store = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to("cpu", store if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT,
@@ -53,6 +58,7 @@ def save_checkpoint(path: str | Path, model: PGFDD | PGFDDDeploy, config: ModelC
         "config": config.to_json(),
         "threshold": str(float(threshold)),
         "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
+        "dtype": "float16" if half else "float32",
     }
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
@@ -119,7 +125,7 @@ def load_checkpoint(path: str | Path, *, deploy: bool = True, device: str | torc
     if kind == "deploy" and not deploy:
         raise CheckpointError(f"{path}: a deploy checkpoint holds only the inference weights; it cannot load as a full model")
 
-    state = load_file(str(path))
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in load_file(str(path)).items()}
     full_cls = PGFDD if kind == "full" else PGFDDDeploy
     try:
         model = full_cls(config)

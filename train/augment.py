@@ -1,0 +1,80 @@
+"""Training augmentations on uint8 RGB crops (numpy + OpenCV; no torchvision on these machines).
+
+Each transform draws from a caller-supplied `numpy.random.Generator`, so a sample's
+augmentation is fixed by its seed whichever DataLoader worker makes it. JPEG re-compression
+and blur matter most for a deepfake detector: uploads are re-encoded, and a model that keys
+on pristine high frequencies fails on the first WhatsApp-forwarded clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def hflip(img: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(img[:, ::-1])
+
+
+def color_jitter(img: np.ndarray, rng: np.random.Generator, brightness: float = 0.2, contrast: float = 0.2,
+                 saturation: float = 0.2, hue_deg: float = 6.0) -> np.ndarray:
+    """Brightness/contrast/saturation factors in [1-x, 1+x] and a hue shift, in random order."""
+    out = img.astype(np.float32)
+    ops = rng.permutation(4)
+    for op in ops:
+        if op == 0 and brightness:
+            out = out * rng.uniform(1 - brightness, 1 + brightness)
+        elif op == 1 and contrast:
+            mean = out.mean()
+            out = (out - mean) * rng.uniform(1 - contrast, 1 + contrast) + mean
+        elif op == 2 and saturation:
+            grey = out @ np.array([0.299, 0.587, 0.114], np.float32)
+            out = (out - grey[..., None]) * rng.uniform(1 - saturation, 1 + saturation) + grey[..., None]
+        elif op == 3 and hue_deg:
+            hsv = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)
+            shift = int(round(rng.uniform(-hue_deg, hue_deg) / 2.0))  # OpenCV hue is 0..179 (2 degrees a step)
+            hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
+            out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def gaussian_blur(img: np.ndarray, rng: np.random.Generator, sigma: tuple[float, float] = (0.3, 1.5)) -> np.ndarray:
+    s = rng.uniform(*sigma)
+    k = 2 * int(np.ceil(3 * s)) + 1
+    return cv2.GaussianBlur(img, (k, k), s)
+
+
+def jpeg(img: np.ndarray, rng: np.random.Generator, quality: tuple[int, int] = (40, 95)) -> np.ndarray:
+    """Encode and decode as JPEG at a random quality (OpenCV works in BGR)."""
+    q = int(rng.integers(quality[0], quality[1] + 1))
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
+    if not ok:  # OpenCV cannot fail on a valid uint8 image; keep the sample rather than crash a worker
+        return img
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class Augment:
+    """The training pipeline: each step applied with its probability, in a fixed order.
+
+    Flip first (geometry), then colour, then the degradations in the order a real upload
+    suffers them (blur from scaling, then compression).
+    """
+
+    p_flip: float = 0.5
+    p_color: float = 0.5
+    p_blur: float = 0.2
+    p_jpeg: float = 0.3
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() < self.p_flip:
+            img = hflip(img)
+        if rng.random() < self.p_color:
+            img = color_jitter(img, rng)
+        if rng.random() < self.p_blur:
+            img = gaussian_blur(img, rng)
+        if rng.random() < self.p_jpeg:
+            img = jpeg(img, rng)
+        return np.ascontiguousarray(img)

@@ -1,0 +1,395 @@
+"""Training data: manifests of face crops, the dataset, real/fake-balanced batches, the loader.
+
+Two manifest dialects are read:
+- dfscan: `path,label[,group][,method][,domain]` plus any other columns. `source`, `subject`,
+  `frame` and `kp` (12 floats "x0 y0 ... x5 y5", MediaPipe keypoints in crop pixels) are
+  bookkeeping written by `dfscan extract-faces`; every other extra column is a demographic
+  attribute. Without a `group` column, the intersection of the attribute values
+  ("female-asian") is the group, as PG-FDD uses intersectional groups.
+- official PG-FDD: `img_path,label,ismale,isasian,iswhite,isblack,intersec_label[,spe_label]`.
+
+Labels are `real|fake` or `0|1` (fake = 1). Relative paths resolve against the manifest's
+folder. Bad input raises `InputError` with one line naming the rows.
+
+Batches are laid out [reals..., fakes...] (PG-FDD's reconstruction pairs the halves). With
+`pseudo_fakes="sbi"` the fake half is made on the fly by self-blending the reals of the same
+batch (each real next to its own pseudo-fake, as the SBI paper trains), mixed half and half
+with the manifest's fakes when it has any. Every sample is addressed by a key (index, seed),
+so augmentation and blending are reproducible whichever worker builds them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from train.augment import Augment
+from train.config import OFFICIAL_GROUPS
+from train.errors import InputError
+from train.sbi import self_blend
+
+CORE_COLUMNS = ("path", "label", "group", "method", "domain")
+BOOKKEEPING = ("source", "subject", "frame", "kp")
+OFFICIAL_REQUIRED = ("img_path", "label", "ismale", "isasian", "iswhite", "isblack", "intersec_label")
+OFFICIAL_COLUMNS = OFFICIAL_REQUIRED + ("spe_label",)
+LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1}
+SBI_METHOD = "sbi"
+NO_GROUP = "all"
+
+
+@dataclass
+class Sample:
+    """One manifest row."""
+
+    row: int  # 1-based data row number (the header is row 0), for messages
+    path: Path
+    label: int
+    group: str | None
+    method: str
+    domain: str = ""
+    kp: np.ndarray | None = None
+    attrs: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    subject: str = ""
+    frame: str = ""
+
+
+@dataclass
+class Manifest:
+    """The rows of a manifest plus the names the model's heads are built on."""
+
+    path: Path
+    samples: list[Sample]
+    dialect: str  # "dfscan" | "official"
+    attributes: list[str]
+    sha256: str
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], np.int64)
+
+    @property
+    def has_groups(self) -> bool:
+        return any(s.group is not None for s in self.samples)
+
+    @property
+    def group_names(self) -> list[str]:
+        """Sorted group names (the official dialect keeps its fixed 8 in index order)."""
+        if self.dialect == "official":
+            return list(OFFICIAL_GROUPS)
+        names = sorted({s.group for s in self.samples if s.group is not None})
+        return names or [NO_GROUP]
+
+    @property
+    def method_names(self) -> list[str]:
+        """"real" first, then the fake methods seen in the manifest, sorted."""
+        methods = sorted({s.method for s in self.samples if s.label == 1} - {"real"})
+        return ["real"] + methods
+
+    def group_counts(self, names: Sequence[str] | None = None) -> list[int]:
+        """Samples per group, in `names` order (default `group_names`): LDAM's margins."""
+        names = list(names or self.group_names)
+        if not self.has_groups:
+            return [len(self.samples)] + [0] * (len(names) - 1)
+        c = Counter(s.group for s in self.samples if s.group is not None)
+        return [c.get(n, 0) for n in names]
+
+    def counts(self) -> dict[str, int]:
+        n_fake = int(self.labels.sum())
+        return {"rows": len(self.samples), "real": len(self.samples) - n_fake, "fake": n_fake}
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _rows_list(rows: list[int], limit: int = 5) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def _parse_kp(text: str, row: int, path: Path) -> np.ndarray | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        v = np.array([float(t) for t in text.replace(",", " ").split()], np.float32)
+    except ValueError:
+        raise InputError(f"{path}: row {row}: kp must be 12 numbers 'x0 y0 ... x5 y5', got {text[:40]!r}") from None
+    if v.size != 12:
+        raise InputError(f"{path}: row {row}: kp must be 12 numbers 'x0 y0 ... x5 y5', got {v.size}")
+    return v.reshape(6, 2)
+
+
+def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
+    """Read and validate a manifest CSV (either dialect); see the module docstring."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            raw = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items()}
+                   for r in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable CSV manifest ({exc})") from None
+    if not header:
+        raise InputError(f"{path}: empty manifest (expected a header path,label,...)")
+    official = "img_path" in header
+    required = OFFICIAL_REQUIRED if official else ("path", "label")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} "
+                         f"(expected {'img_path,label,ismale,isasian,iswhite,isblack,intersec_label' if official else 'path,label[,group][,method][,domain]'})")
+    if not raw:
+        raise InputError(f"{path}: the manifest has a header but no rows")
+
+    bad_labels = [i for i, r in enumerate(raw, 1) if r.get("label", "").lower() not in LABELS]
+    if bad_labels:
+        first = raw[bad_labels[0] - 1].get("label", "")
+        raise InputError(f"{path}: unknown label(s) in row(s) {_rows_list(bad_labels)} (first: {first!r}); "
+                         "use real/fake or 0/1")
+
+    base = path.resolve().parent
+    attributes = [] if official else [c for c in header if c not in CORE_COLUMNS + BOOKKEEPING]
+    samples: list[Sample] = []
+    for i, r in enumerate(raw, 1):
+        p = Path(r["img_path"] if official else r["path"])
+        if not str(p) or str(p) == ".":
+            raise InputError(f"{path}: row {i}: empty path")
+        p = p if p.is_absolute() else base / p
+        label = LABELS[r["label"].lower()]
+        if official:
+            g = r["intersec_label"]
+            try:
+                gi = int(float(g))
+            except ValueError:
+                raise InputError(f"{path}: row {i}: intersec_label must be a group index 0-7, got {g!r}") from None
+            if not 0 <= gi < len(OFFICIAL_GROUPS):
+                raise InputError(f"{path}: row {i}: intersec_label must be a group index 0-7, got {g!r}")
+            spe = r.get("spe_label", "")
+            if spe and spe not in ("0",) and label == 1:
+                method = f"fake_{int(float(spe))}" if spe.replace(".", "", 1).isdigit() else spe
+            else:
+                method = "real" if label == 0 else "fake"
+            attrs = {k: r[k] for k in ("ismale", "isasian", "iswhite", "isblack")}
+            samples.append(Sample(i, p, label, OFFICIAL_GROUPS[gi], method, attrs=attrs))
+            continue
+        attrs = {a: r.get(a, "") for a in attributes}
+        if "group" in header:
+            group = r.get("group") or None
+        elif attributes and all(attrs.values()):
+            group = "-".join(attrs[a] for a in attributes)
+        else:
+            group = None
+        method = r.get("method", "") if label == 1 else "real"
+        method = method or ("fake" if label == 1 else "real")
+        samples.append(Sample(i, p, label, group, method, r.get("domain", ""), _parse_kp(r.get("kp", ""), i, path),
+                              attrs, r.get("source", ""), r.get("subject", ""), r.get("frame", "")))
+
+    if check_files:
+        absent = [s.row for s in samples if not s.path.is_file()]
+        if absent:
+            first = samples[absent[0] - 1].path
+            raise InputError(f"{path}: {len(absent)} image file(s) not found, row(s) {_rows_list(absent)} "
+                             f"(first: {first})")
+    return Manifest(path, samples, "official" if official else "dfscan", attributes, _file_sha256(path))
+
+
+# ---------------------------------------------------------------- images
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """uint8 RGB (size, size, 3); crops are 256 already, anything else is resized."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"{path}: cannot read the image")
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.shape[:2] != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(img)
+
+
+def to_tensor(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 HWC RGB → normalised float CHW: (x/255 − mean)/std (the model's input contract)."""
+    x = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (x - m) / s
+
+
+# ---------------------------------------------------------------- dataset
+
+Key = tuple[int, int]  # (item index, seed); index >= len(samples) means "SBI of sample index - len"
+
+
+class FaceDataset(Dataset):
+    """Crops of a manifest as model inputs, addressed by `Key`s.
+
+    Item index i < n is manifest row i; i >= n is a self-blended pseudo-fake of real row i − n.
+    Returns a dict: `image` (3, S, S) normalised, `label`, `group` (index into `group_names`, −1
+    unknown), `method` (index into `method_names`), `index`.
+    """
+
+    def __init__(self, manifest: Manifest, *, group_names: Sequence[str], method_names: Sequence[str],
+                 size: int = 256, mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                 augment: Augment | None = None):
+        self.samples = manifest.samples
+        self.n = len(self.samples)
+        self.size, self.mean, self.std, self.augment = size, tuple(mean), tuple(std), augment
+        self.group_index = {g: i for i, g in enumerate(group_names)}
+        self.method_index = {m: i for i, m in enumerate(method_names)}
+        self.no_groups = not manifest.has_groups
+
+    def __len__(self) -> int:
+        return 2 * self.n
+
+    def group_of(self, s: Sample) -> int:
+        if self.no_groups:
+            return 0
+        return self.group_index.get(s.group, -1) if s.group is not None else -1
+
+    def image(self, key: Key) -> tuple[np.ndarray, int, int, int]:
+        """uint8 crop, label, group, method for a key (before normalisation)."""
+        idx, seed = key
+        sbi = idx >= self.n
+        s = self.samples[idx - self.n if sbi else idx]
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, idx])
+        img = load_image(s.path, self.size)
+        if sbi:
+            kp = s.kp
+            if kp is not None and img.shape[0] != 256:
+                kp = kp * (self.size / 256.0)
+            img, _ = self_blend(img, kp, rng)
+            label, method = 1, self.method_index.get(SBI_METHOD, len(self.method_index) - 1)
+        else:
+            label = s.label
+            method = self.method_index.get(s.method, 0 if s.label == 0 else len(self.method_index) - 1)
+        if self.augment is not None:
+            img = self.augment(img, rng)
+        return img, label, self.group_of(s), method
+
+    def __getitem__(self, key: Key) -> dict:
+        if isinstance(key, (int, np.integer)):
+            key = (int(key), 0)
+        img, label, group, method = self.image(key)
+        return {"image": to_tensor(img, self.mean, self.std), "label": label, "group": group,
+                "method": method, "index": key[0]}
+
+
+# ---------------------------------------------------------------- sampling
+
+
+class BalancedBatchSampler(Sampler[list[Key]]):
+    """Batches of `batch_size // 2` reals followed by as many fakes.
+
+    Reals and fakes are each drawn without replacement, cycling through fresh permutations,
+    so the rarer class is repeated rather than the batch unbalanced. With `sbi`, each fake slot
+    is the pseudo-fake of the real in the same position (probability 1 without manifest
+    fakes, 0.5 with them). An epoch covers the larger class once (capped by `max_steps`).
+    `set_epoch` reseeds; the sampler lives in the main process, so this works with persistent
+    workers.
+    """
+
+    def __init__(self, labels: np.ndarray, batch_size: int, *, sbi: bool = False, seed: int = 0,
+                 max_steps: int | None = None):
+        if batch_size < 2 or batch_size % 2:
+            raise InputError(f"batch size must be even and at least 2 (half real, half fake), got {batch_size}")
+        labels = np.asarray(labels)
+        self.n = labels.size
+        self.real = np.flatnonzero(labels == 0)
+        self.fake = np.flatnonzero(labels == 1)
+        self.half, self.sbi, self.seed, self.max_steps = batch_size // 2, sbi, seed, max_steps
+        if self.real.size == 0:
+            raise InputError("the training manifest has no real rows (label real/0)")
+        if self.fake.size == 0 and not sbi:
+            raise InputError("the training manifest has no fake rows; add fakes or pass --pseudo-fakes sbi")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        biggest = self.real.size if self.sbi and self.fake.size == 0 else max(self.real.size, self.fake.size)
+        steps = max(1, math.ceil(biggest / self.half))
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+    @staticmethod
+    def _stream(pool: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
+        while True:
+            yield from rng.permutation(pool).tolist()
+
+    def __iter__(self) -> Iterator[list[Key]]:
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        reals = self._stream(self.real, rng)
+        fakes = self._stream(self.fake, rng) if self.fake.size else None
+        for _ in range(len(self)):
+            r = [next(reals) for _ in range(self.half)]
+            f = []
+            for idx in r:
+                if self.sbi and (fakes is None or rng.random() < 0.5):
+                    f.append(self.n + idx)
+                else:
+                    f.append(next(fakes))  # type: ignore[arg-type]
+            yield [(i, int(rng.integers(0, 2**31 - 1))) for i in r + f]
+
+
+def validation_keys(manifest: Manifest, *, sbi: bool, seed: int = 0) -> list[Key]:
+    """Every row once, plus (with SBI) one pseudo-fake per real row with a fixed seed, so each
+    epoch (and each run with the same seed) validates on the very same fakes."""
+    n = len(manifest.samples)
+    keys = [(i, seed) for i in range(n)]
+    if sbi:
+        keys += [(n + i, seed) for i, s in enumerate(manifest.samples) if s.label == 0]
+    return keys
+
+
+class _KeyList(Sampler[Key]):
+    def __init__(self, keys: list[Key]):
+        self.keys = keys
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def default_workers() -> int:
+    """Loader workers: the main process already uses every core for the model's
+    convolutions, so one worker per two cores decodes and augments ahead of it (1 on the
+    2-core dev box); more would only steal cycles from the step."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def make_loader(dataset: FaceDataset, *, batch_sampler: Sampler | None = None, keys: list[Key] | None = None,
+                batch_size: int = 32, num_workers: int | None = None) -> DataLoader:
+    """A DataLoader over keys: training (a batch sampler) or validation (a fixed key list)."""
+    workers = default_workers() if num_workers is None else num_workers
+    kw: dict = {"num_workers": workers, "worker_init_fn": _worker_init if workers else None}
+    if workers:
+        kw.update(persistent_workers=True, prefetch_factor=4)
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, **kw)
+    return DataLoader(dataset, sampler=_KeyList(keys or []), batch_size=batch_size, shuffle=False, **kw)
