@@ -42,6 +42,9 @@ from train.errors import InputError
 FAULT_ENV = "DFSCAN_TEST_FAULT"
 PREFETCH = 2  # files handed to a worker at once: the one it works on and the next
 MAX_STARTUP_FAILURES = 3
+# Crops per run of a worker's one-thread CPU session. bench/scan.py on 2 cores: 28 ms/face at 1,
+# 34 at 4, 40 at 8, 50 at 16 (a single image's activations stay in cache).
+WORKER_BATCH = 1
 
 
 class ScanError(InputError):
@@ -56,7 +59,9 @@ class ScanOptions:
     fps: float | None = None
     keyframes: bool = False
     batch_size: int | None = None  # None: the backend's preferred size
-    workers: int | None = None  # None: one per CPU core
+    workers: int | None = None  # None: one per CPU core (see resource_plan)
+    threads: int | None = None  # inference threads of a CPU backend; None: see resource_plan
+    infer_in_workers: bool | None = None  # CPU backends: score in the workers (None: yes on the CPU, no on a GPU)
     backend: str = "auto"
     weights: Path | None = None  # None: scanner.assets.default_weights()
     engine: Path | None = None
@@ -82,6 +87,8 @@ class ScanOptions:
             raise InputError("--batch-size must be at least 1")
         if self.workers is not None and self.workers < 1:
             raise InputError("--workers must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise InputError("--threads must be at least 1")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise InputError("--threshold must be between 0 and 1")
         if self.strategy not in STRATEGIES:
@@ -120,6 +127,68 @@ class _WorkerConfig:
     face_model: str
     min_face_score: float
     size: int
+    scorer: dict | None = None  # CPU backends score in the worker: {"name", "weights", "onnx_path", "threads", "batch_size"}
+
+
+class _OnnxScorer:
+    """ONNX Runtime scoring in a worker process, without importing torch.
+
+    engines.onnxruntime.OnnxRuntimeBackend does the same, but its module imports engines.export
+    and so torch: 1.6 s of start-up in every worker on this machine, longer than a worker
+    spends on a 10 s clip. Same session settings as engines.export.ort_session, same
+    preprocessing (engines.base.normalise) on the ONNX file the main process exported.
+    """
+
+    def __init__(self, onnx_path: str, *, mean: Any, std: Any, threads: int, batch_size: int | None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.output = self.session.get_outputs()[0].name
+        self.mean, self.std = mean, std
+        self.batch_size = int(batch_size or 8)
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        from engines.base import chunks, normalise
+
+        out = np.empty(len(crops), np.float32)
+        for part in chunks(len(crops), self.batch_size):
+            x = normalise(crops[part], self.mean, self.std)
+            out[part] = self.session.run([self.output], {self.input: x})[0].reshape(-1)
+        return out
+
+    def close(self) -> None:
+        self.session = None
+
+
+def _make_scorer(spec: dict) -> Any:
+    """The worker's own CPU backend (one thread by default: the worker pool is the parallelism)."""
+    if spec["name"] == "onnxruntime":
+        return _OnnxScorer(spec["onnx_path"], mean=spec["mean"], std=spec["std"], threads=spec["threads"],
+                           batch_size=spec["batch_size"])
+    import torch
+
+    from engines.torch import TorchBackend
+
+    torch.set_num_threads(spec["threads"])
+    return TorchBackend(spec["weights"], device="cpu", fp16=False, batch_size=spec["batch_size"])
+
+
+def _score_in_worker(payload: dict, scorer: Any) -> None:
+    """Replace the payload's crops by their p_fake, so only numbers cross back to the main process."""
+    crops = payload.pop("crops")
+    t = time.perf_counter()
+    scores = np.asarray(scorer.predict(crops), dtype=np.float32).reshape(-1) if len(crops) else np.zeros(0, np.float32)
+    payload["timings"]["infer"] = time.perf_counter() - t
+    if len(scores) != len(crops):
+        raise RuntimeError(f"the backend returned {len(scores)} scores for {len(crops)} crops")
+    payload["scores"] = scores
 
 
 def _fault_plan() -> dict[str, str]:
@@ -287,13 +356,15 @@ def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
     except Exception:
         pass
     plan = _fault_plan()
-    detector = None
+    detector = scorer = None
     try:
         if not cfg.crops:
             from scanner.faces import FaceDetector
 
             with _native_stderr_silenced():
                 detector = FaceDetector(model=cfg.face_model, min_score=cfg.min_face_score)
+        if cfg.scorer is not None:
+            scorer = _make_scorer(cfg.scorer)
         conn.send(("ready", os.getpid()))
         while True:
             task = conn.recv()
@@ -305,6 +376,8 @@ def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
                 _apply_fault(plan, path)
             try:
                 payload = process_file(path, kind, detector, cfg)
+                if scorer is not None:
+                    _score_in_worker(payload, scorer)
             except Exception as exc:  # every failure of one file becomes that file's error item
                 payload = _error_payload(exc)
             state[0], state[1] = -1.0, 0.0
@@ -317,6 +390,8 @@ def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
         except Exception:
             pass
     finally:
+        if scorer is not None:
+            scorer.close()
         if detector is not None:
             with _native_stderr_silenced():
                 detector.close()
@@ -431,6 +506,68 @@ def model_info(weights: Path) -> tuple[dict, dict]:
     return model, config
 
 
+def _cores() -> int:
+    """CPU cores this process may use (affinity-aware: containers and taskset are honoured)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class ResourcePlan:
+    """How a scan uses the machine: worker processes, inference threads, and where inference runs."""
+
+    workers: int
+    threads: int | None  # inference threads of a CPU backend (per worker when in_workers); None on a GPU
+    in_workers: bool  # True: each worker scores its own crops; False: the main process batches across files
+
+
+def resource_plan(options: ScanOptions, files: int, device: str) -> ResourcePlan:
+    """Where the cores go for a scan of `files` files on a backend running on `device`.
+
+    On a GPU the workers get every core and the main process batches crops across files for
+    it. On the CPU, scoring a default clip (32 crops, two EfficientNet-Lite0 passes each) costs
+    about as much as decoding and detecting it, and the same cores do both: one main-process
+    inference thread then becomes the critical path while the workers wait on it, so by
+    default each worker scores its own crops with a one-thread session and every core does
+    every stage (bench/scan.py on 2 cores: 2.x the decode-only time against 3.4x with one
+    worker plus one inference thread). `infer_in_workers=False` restores main-process
+    inference on the CPU (workers get half the cores, inference the rest).
+    """
+    cores = _cores()
+    files = max(1, files)
+    if device != "cpu":
+        return ResourcePlan(max(1, min(options.workers or cores, files)), None, False)
+    in_workers = True if options.infer_in_workers is None else bool(options.infer_in_workers)
+    if in_workers:
+        return ResourcePlan(max(1, min(options.workers or cores, files)), options.threads or 1, True)
+    workers = max(1, min(options.workers or max(1, cores // 2), files))
+    return ResourcePlan(workers, options.threads or max(1, cores - workers), False)
+
+
+def _fit_cpu_threads(backend: Any, weights: Path, threads: int, batch_size: int | None) -> Any:
+    """Give a CPU backend only the cores the workers leave free.
+
+    The workers keep every core busy decoding and detecting; an inference pool sized for the
+    whole machine on top of them oversubscribes it, and ONNX Runtime's spinning threads then
+    slow everything down (bench/scan.py measures it).
+    """
+    if getattr(backend, "device", "") != "cpu":
+        return backend
+    if backend.name == "onnxruntime" and getattr(backend, "threads", threads) != threads:
+        from engines.onnxruntime import OnnxRuntimeBackend
+
+        onnx_path = backend.onnx_path
+        backend.close()
+        return OnnxRuntimeBackend(weights, batch_size=batch_size, threads=threads, onnx_path=onnx_path)
+    if backend.name == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    return backend
+
+
 def _kind_of(path: Path, crops: bool) -> str:
     from scanner.media import IMAGE_EXTS
 
@@ -479,9 +616,19 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
     from engines.select import select_backend
 
     backend, _ = select_backend(weights, options.backend, options.engine)
+    plan = resource_plan(options, sum(os.path.abspath(f) not in prior for f in files), backend.device)
+    scorer = None
+    if plan.in_workers:
+        scorer = {"name": backend.name, "weights": str(weights), "onnx_path": str(getattr(backend, "onnx_path", "")) or None,
+                  "threads": plan.threads, "batch_size": options.batch_size or WORKER_BATCH,
+                  "mean": list(config.get("mean", (0.5, 0.5, 0.5))), "std": list(config.get("std", (0.5, 0.5, 0.5)))}
+    elif plan.threads is not None:
+        backend = _fit_cpu_threads(backend, weights, plan.threads, options.batch_size)
     batch_size = int(options.batch_size or getattr(backend, "batch_size", 32) or 32)
     header = rp.make_header(model=model, backend={"name": backend.name, "device": backend.device, "precision": backend.precision},
                             settings=settings, created=created, skipped=skipped_list)
+    if plan.in_workers:
+        backend.close()  # the workers score with their own sessions: free this one's memory now
 
     results: list[dict | None] = [None] * len(files)
     todo: deque[_Task] = deque()
@@ -513,10 +660,9 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
     try:
         report_progress(None)
         if todo:
-            n_workers = min(options.workers or os.cpu_count() or 1, len(todo))
             cfg = _WorkerConfig(options.frames, options.fps, options.keyframes, options.crops,
-                                options.face_model, options.min_face_score, size)
-            pool = _Pool(n_workers, cfg)
+                                options.face_model, options.min_face_score, size, scorer)
+            pool = _Pool(plan.workers, cfg)
             _run(pool, todo, backend, batch_size, options, threshold, stats, finish)
     except KeyboardInterrupt:
         interrupted = True
@@ -535,16 +681,86 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
                            files_scanned=stats["done"] - resumed, resumed=resumed, skipped=len(skipped),
                            interrupted=interrupted,
                            stages={k: stats[k] for k in ("decode", "detect", "crop", "infer")})
+    summary["workers"], summary["infer_threads"] = plan.workers, plan.threads
+    summary["infer_in_workers"] = plan.in_workers
     return rp.build_report(header, items, summary)
+
+
+class _Inferer:
+    """Runs the backend in a thread of its own, so the main loop keeps reading the workers' pipes.
+
+    Without it the main process stops taking results while a batch runs; finished workers then
+    block on their pipes and the cores sit idle (bench/scan.py measured 3.7x decode-only time
+    that way against 2.x with the thread). ONNX Runtime and torch release the GIL while they compute.
+    """
+
+    def __init__(self, backend: Any, stats: dict):
+        import queue
+        import threading
+
+        self.backend, self.stats = backend, stats
+        self.inbox: queue.Queue = queue.Queue()
+        self.outbox: queue.Queue = queue.Queue()
+        self.in_flight = 0  # batches submitted and not yet collected
+        self.thread = threading.Thread(target=self._loop, name="dfscan-infer", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.inbox.get()
+            if job is None:
+                return
+            batch, owners = job
+            try:
+                t = time.perf_counter()
+                scores = np.asarray(self.backend.predict(batch), dtype=np.float32).reshape(-1)
+                self.stats["infer"] += time.perf_counter() - t
+                if len(scores) != len(batch):
+                    raise RuntimeError(f"the backend returned {len(scores)} scores for {len(batch)} crops")
+                self.outbox.put((owners, scores, None))
+            except BaseException as exc:  # handed to the main thread, which raises it
+                self.outbox.put((owners, None, exc))
+
+    def submit(self, batch: np.ndarray, owners: list) -> None:
+        self.in_flight += 1
+        self.inbox.put((batch, owners))
+
+    def results(self, block: bool = False):
+        """Finished batches: (owners, scores); re-raises an exception of the backend here."""
+        import queue
+
+        while self.in_flight:
+            try:
+                owners, scores, exc = self.outbox.get(block=block)
+            except queue.Empty:
+                return
+            self.in_flight -= 1
+            if exc is not None:
+                raise exc
+            yield owners, scores
+
+    def close(self) -> None:
+        self.inbox.put(None)
+        self.thread.join(timeout=60)
 
 
 def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanOptions, threshold: float,
          stats: dict, finish: Callable[[int, dict], None]) -> None:
-    """The main loop: hand out files, collect results, supervise workers, run inference in batches."""
+    """The main loop: hand out files, collect results, supervise workers, feed the inference thread."""
+    inferer = _Inferer(backend, stats)
+    try:
+        _loop(pool, todo, inferer, batch_size, options, threshold, stats, finish)
+    finally:
+        inferer.close()
+
+
+def _loop(pool: _Pool, todo: deque, inferer: _Inferer, batch_size: int, options: ScanOptions, threshold: float,
+          stats: dict, finish: Callable[[int, dict], None]) -> None:
     tasks: dict[int, _Task] = {}
     pending: dict[int, _Pending] = {}
-    chunks: deque[tuple[int, int, np.ndarray]] = deque()  # (file index, first crop slot, crops)
-    buffered = 0
+    chunks: deque[tuple[int, int, np.ndarray]] = deque()  # (file index, first crop slot, crops) not yet submitted
+    queued = 0  # crops in `chunks`
+    buffered = 0  # crops received and not yet scored (queued + in the inference thread)
     max_buffered = max(4 * batch_size, 128)
     timeout = options.timeout or None
 
@@ -564,7 +780,7 @@ def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanO
         finish(p.index, _ordered(p.item))
 
     def on_result(task: _Task, payload: dict) -> None:
-        nonlocal buffered
+        nonlocal buffered, queued
         fp = rp.file_fingerprint(task.path)
         if "error" in payload:
             finish(task.id, rp.error_item(task.path, task.kind, payload["error"]["code"], payload["error"]["message"], fingerprint=fp))
@@ -575,16 +791,26 @@ def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanO
                 "verdict": None, "media": payload["media"], "subjects": []}
         if fp:
             item["file"] = fp
+        if "scores" in payload:  # scored in the worker (CPU backends)
+            scores = payload["scores"]
+            stats["faces"] += len(scores)
+            if len(scores) == 0:
+                finish(task.id, _ordered(item))
+            else:
+                complete(_Pending(task.id, item, payload["subjects"], np.clip(scores, 0.0, 1.0), 0))
+            return
         crops = payload["crops"]
         if len(crops) == 0:
             finish(task.id, _ordered(item))
             return
         pending[task.id] = _Pending(task.id, item, payload["subjects"], np.zeros(len(crops), np.float32), len(crops))
         chunks.append((task.id, 0, crops))
+        queued += len(crops)
         buffered += len(crops)
 
-    def infer_batch() -> None:
-        nonlocal buffered
+    def submit_batch() -> None:
+        """Up to batch_size crops from the front of the line, across files, to the inference thread."""
+        nonlocal queued
         parts, owners, need = [], [], batch_size
         while chunks and need > 0:
             idx, start, crops = chunks.popleft()
@@ -595,20 +821,23 @@ def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanO
             owners.append((idx, start, len(take)))
             need -= len(take)
         batch = np.ascontiguousarray(np.concatenate(parts)) if len(parts) > 1 else np.ascontiguousarray(parts[0])
-        t = time.perf_counter()
-        scores = np.asarray(backend.predict(batch), dtype=np.float32).reshape(-1)
-        stats["infer"] += time.perf_counter() - t
-        stats["faces"] += len(batch)
-        buffered -= len(batch)
-        at = 0
-        for idx, start, n in owners:
-            p = pending[idx]
-            p.scores[start:start + n] = np.clip(scores[at:at + n], 0.0, 1.0)
-            at += n
-            p.remaining -= n
-            if p.remaining == 0:
-                del pending[idx]
-                complete(p)
+        queued -= len(batch)
+        inferer.submit(batch, owners)
+
+    def collect(block: bool = False) -> None:
+        nonlocal buffered
+        for owners, scores in inferer.results(block=block):
+            stats["faces"] += len(scores)
+            buffered -= len(scores)
+            at = 0
+            for idx, start, n in owners:
+                p = pending[idx]
+                p.scores[start:start + n] = np.clip(scores[at:at + n], 0.0, 1.0)
+                at += n
+                p.remaining -= n
+                if p.remaining == 0:
+                    del pending[idx]
+                    complete(p)
 
     def assign() -> None:
         for w in sorted(pool.workers, key=lambda w: len(w.assigned)):
@@ -651,16 +880,20 @@ def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanO
         pool.replace(w)
 
     while True:
+        collect()
         assign()
-        in_flight = any(w.assigned for w in pool.workers)
-        if not in_flight and not todo:
+        working = any(w.assigned for w in pool.workers)
+        if not working and not todo:
             while chunks:
-                infer_batch()
+                submit_batch()
+            while inferer.in_flight:
+                collect(block=True)
             break
         if buffered < max_buffered:
             conns = {w.conn: w for w in pool.workers}
             sentinels = {w.proc.sentinel: w for w in pool.workers}
-            ready = wait(list(conns) + list(sentinels), timeout=0 if buffered >= batch_size else 0.05)
+            # a short wait while a batch runs, so its results are picked up soon after
+            ready = wait(list(conns) + list(sentinels), timeout=0.01 if inferer.in_flight else 0.05)
             for obj in ready:
                 if obj in conns:
                     w = conns[obj]
@@ -668,6 +901,8 @@ def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanO
                         handle(w, w.conn.recv())
                     except (EOFError, OSError):
                         pass  # its sentinel tells the rest
+        else:
+            collect(block=True)  # too many crops waiting: let inference catch up before reading more
         for w in list(pool.workers):
             if not w.proc.is_alive():
                 drain(w)
@@ -678,10 +913,11 @@ def _run(pool: _Pool, todo: deque, backend: Any, batch_size: int, options: ScanO
                 w.proc.join(timeout=5)
                 drain(w)
                 lost(w, "timeout", f"gave up after {timeout:g} s (--timeout)")
-        if buffered >= batch_size:
-            infer_batch()
-        elif chunks and not todo and not any(w.assigned for w in pool.workers):
-            infer_batch()
+        # keep the inference thread fed: full batches, or whatever is there when it would idle
+        while queued >= batch_size and inferer.in_flight < 2:
+            submit_batch()
+        if chunks and inferer.in_flight == 0:
+            submit_batch()
 
 
 ITEM_ORDER = ("path", "kind", "status", "error", "score", "verdict", "media", "file", "subjects")

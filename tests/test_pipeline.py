@@ -186,7 +186,9 @@ def test_stream_and_progress(mixed):
     assert s["throughput"]["faces_per_s"] > 0 and s["stages"]["infer"] > 0 and s["stages"]["detect"] > 0
 
 
-def test_crops_mode_scores_every_crop_without_detection(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("in_workers", [True, False], ids=["infer-in-workers", "infer-in-main"])
+def test_crops_mode_scores_every_crop_without_detection(tmp_path, tiny_checkpoint, in_workers):
+    """Both inference paths: CPU workers scoring their own crops, and the main process batching them."""
     import cv2
 
     from engines.torch import TorchBackend
@@ -195,10 +197,11 @@ def test_crops_mode_scores_every_crop_without_detection(tmp_path, tiny_checkpoin
     cv2.imwrite(str(tmp_path / "face.png"), cv2.resize(face, (300, 300)))
     noise = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)  # BGR on disk; no face at all
     cv2.imwrite(str(tmp_path / "noise.png"), noise)
-    report = scan([tmp_path], _opts(tiny_checkpoint, crops=True, workers=1))
+    report = scan([tmp_path], _opts(tiny_checkpoint, crops=True, workers=1, infer_in_workers=in_workers))
     rp.validate_report(report)
     items = _by_name(report)
     assert report["settings"]["crops"] is True
+    assert report["summary"]["infer_in_workers"] is in_workers
     for name, size in (("face.png", 300), ("noise.png", 256)):
         item = items[name]
         assert item["kind"] == "crop" and item["status"] == "ok"
