@@ -1,4 +1,4 @@
-"""The scan pipeline: decode → detect → track → crop in worker processes, batch → infer → aggregate here.
+"""The scan pipeline: decode → detect → track → crop (→ infer on a CPU) in worker processes, aggregate here.
 
 Why this shape:
 - Decoding and face detection are CPU-bound and sometimes crash or hang on hostile files, so
@@ -8,11 +8,15 @@ Why this shape:
   garble its own pipe, never a queue the others share; the main process knows which file each
   worker holds, so a crash or a hang becomes an error item for that file and a fresh worker
   takes over the rest.
-- Only face crops (uint8, 256x256) cross process boundaries, never full frames. The main
-  process stops reading from workers while it holds more crops than a few batches, so a slow
-  backend backs the workers up instead of filling memory.
-- The main process batches crops across files to the backend's batch size: a 1-face image and
-  a 32-frame video share one batch, which is what keeps a GPU (or ONNX Runtime) busy.
+- Where inference runs depends on the backend (resource_plan). On a GPU the main process
+  batches crops across files to the backend's batch size (a 1-face image and a 32-frame video
+  share one batch, which keeps the GPU busy), in a thread of its own so that it keeps reading
+  the workers' pipes meanwhile. On the CPU the same cores decode, detect and infer, so each
+  worker scores its own crops with a one-thread session and only numbers come back: a single
+  inference thread in the main process was the critical path (bench/scan.py).
+- Only face crops (uint8, 256x256) or their scores cross process boundaries, never full
+  frames. The main process stops reading from workers while it holds more crops than a few
+  batches, so a slow backend backs the workers up instead of filling memory.
 
 Test hook: the environment variable DFSCAN_TEST_FAULT="crash:NAME,hang:NAME" makes a worker
 kill itself with SIGSEGV (crash) or sleep forever (hang) when it starts the file whose name is
