@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import multiprocessing as mp
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -389,7 +390,11 @@ def make_loader(dataset: FaceDataset, *, batch_sampler: Sampler | None = None, k
     workers = default_workers() if num_workers is None else num_workers
     kw: dict = {"num_workers": workers, "worker_init_fn": _worker_init if workers else None}
     if workers:
-        kw.update(persistent_workers=True, prefetch_factor=4)
+        # Not fork: a forked child inherits OpenCV's (and OpenMP's) thread pools without their
+        # threads and deadlocks in its first parallel call (seen: cv2.setNumThreads hangs).
+        # forkserver/spawn start clean; persistent workers pay that start-up once per loader.
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        kw.update(persistent_workers=True, prefetch_factor=4, multiprocessing_context=mp.get_context(method))
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, **kw)
     return DataLoader(dataset, sampler=_KeyList(keys or []), batch_size=batch_size, shuffle=False, **kw)

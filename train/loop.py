@@ -66,6 +66,10 @@ class TrainOptions:
     fp16_deploy: bool = False  # store the deploy checkpoint's weights as float16 (half the size)
 
     def check(self) -> None:
+        from train.backbones import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise InputError(f"unknown backbone {self.backbone!r} (choose from {', '.join(sorted(BACKBONES))})")
         if self.pseudo_fakes not in PSEUDO_FAKES:
             raise InputError(f"--pseudo-fakes must be one of {', '.join(PSEUDO_FAKES)}, got {self.pseudo_fakes!r}")
         if self.epochs < 1:
