@@ -168,7 +168,9 @@ def main() -> None:
     frames = sum(n for n, _ in decoded)
     faces = s["faces"]
     print(f"\nmachine: {os.cpu_count()} CPU cores (load average {load:.1f} at start); "
-          f"scan: {s['workers']} workers + {s['infer_threads']} inference threads; decode-only: {decoders} workers")
+          + (f"scan: {s['workers']} workers, each scoring its own crops on {s['infer_threads']} thread(s)"
+             if s.get("infer_in_workers") else f"scan: {s['workers']} workers + main-process inference")
+          + f"; decode-only: {decoders} workers")
     print(f"backend {report['backend']['name']} {report['backend']['device']} {report['backend']['precision']}, "
           f"model {report['model']['backbone']} ({report['model']['name']}), default settings (32 frames/clip)")
     print(f"clips: {len(clips)} x 10 s 1280x720 H.264 30 fps; sampled frames {frames}")
