@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.base import cache_dir, check_crops, cpu_threads, normalise
+from engines.base import cache_dir, check_crops, normalise
+from engines.onnxruntime import INPUT_NAME, OUTPUT_NAME, ort_session  # torch-free, re-exported
 from train.errors import InputError
 
-INPUT_NAME = "crops"
-OUTPUT_NAME = "p_fake"
 DEFAULT_OPSET = 18
 EXPORT_VERSION = "1"  # bump when the exported graph changes, so cached exports are redone
 FP32_TOLERANCE = 1e-4
@@ -109,19 +108,6 @@ def check_onnx(path: str | Path, *, input_size: int = 256) -> None:
         raise InputError(f"{path}: input must be (batch, 3, {input_size}, {input_size}) with a dynamic batch")
     if model.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise InputError(f"{path}: input must be float32")
-
-
-def ort_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session with an explicit thread count (the default grabs every core)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, threads or min(cpu_threads(), 8))
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def parity_crops(n: int = 4, size: int = 256, seed: int = 0) -> np.ndarray:

@@ -1,7 +1,9 @@
 """ONNX Runtime on the CPU: the fastest backend on a machine without a GPU.
 
 The first use of a checkpoint exports it to ONNX and caches the file by the weights' sha256
-(engines.export.cached_onnx), so later scans start in a second.
+(engines.export.cached_onnx), so later scans start in a second. This module does not import
+torch: scan workers build their own session from an exported file, and importing torch would
+cost each of them more start-up time than a short clip takes to scan.
 """
 
 from __future__ import annotations
@@ -11,24 +13,46 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import check_crops, checkpoint_config, chunks, cpu_threads, normalise
-from engines.export import INPUT_NAME, OUTPUT_NAME, cached_onnx, ort_session
 from train.errors import InputError
 
+INPUT_NAME = "crops"
+OUTPUT_NAME = "p_fake"
 CPU_BATCH = 8  # bench/backends.py: throughput is flat past 8 on CPU, latency keeps growing
 
 
+def ort_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session with an explicit thread count (the default grabs every core)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads or min(cpu_threads(), 8))
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeBackend:
-    """Scores crops with ONNX Runtime's CPUExecutionProvider in FP32."""
+    """Scores crops with ONNX Runtime's CPUExecutionProvider in FP32.
+
+    `onnx_path` and `config` (the checkpoint's ModelConfig) skip the export and the metadata
+    read, which both need torch: a process that is handed them never imports it.
+    """
 
     name = "onnxruntime"
     device = "cpu"
     precision = "fp32"
 
     def __init__(self, weights: str | Path, batch_size: int | None = None, threads: int | None = None,
-                 onnx_path: str | Path | None = None):
+                 onnx_path: str | Path | None = None, config=None):
         self.weights = Path(weights)
-        self.config = checkpoint_config(self.weights)
-        self.onnx_path = Path(onnx_path) if onnx_path else cached_onnx(self.weights)
+        self.config = config if config is not None else checkpoint_config(self.weights)
+        if onnx_path is None:
+            from engines.export import cached_onnx
+
+            onnx_path = cached_onnx(self.weights)
+        self.onnx_path = Path(onnx_path)
         self.threads = max(1, threads or min(cpu_threads(), 8))
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")

@@ -134,48 +134,18 @@ class _WorkerConfig:
     scorer: dict | None = None  # CPU backends score in the worker: {"name", "weights", "onnx_path", "threads", "batch_size"}
 
 
-class _OnnxScorer:
-    """ONNX Runtime scoring in a worker process, without importing torch.
-
-    engines.onnxruntime.OnnxRuntimeBackend does the same, but its module imports engines.export
-    and so torch: 1.6 s of start-up in every worker on this machine, longer than a worker
-    spends on a 10 s clip. Same session settings as engines.export.ort_session, same
-    preprocessing (engines.base.normalise) on the ONNX file the main process exported.
-    """
-
-    def __init__(self, onnx_path: str, *, mean: Any, std: Any, threads: int, batch_size: int | None):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.output = self.session.get_outputs()[0].name
-        self.mean, self.std = mean, std
-        self.batch_size = int(batch_size or 8)
-
-    def predict(self, crops: np.ndarray) -> np.ndarray:
-        from engines.base import chunks, normalise
-
-        out = np.empty(len(crops), np.float32)
-        for part in chunks(len(crops), self.batch_size):
-            x = normalise(crops[part], self.mean, self.std)
-            out[part] = self.session.run([self.output], {self.input: x})[0].reshape(-1)
-        return out
-
-    def close(self) -> None:
-        self.session = None
-
-
 def _make_scorer(spec: dict) -> Any:
-    """The worker's own CPU backend (one thread by default: the worker pool is the parallelism)."""
+    """The worker's own CPU backend (one thread by default: the worker pool is the parallelism).
+
+    ONNX Runtime gets the main process's exported file and config, so the worker never imports
+    torch (1.6 s of start-up per worker on this machine, longer than a 10 s clip takes).
+    """
     if spec["name"] == "onnxruntime":
-        return _OnnxScorer(spec["onnx_path"], mean=spec["mean"], std=spec["std"], threads=spec["threads"],
-                           batch_size=spec["batch_size"])
+        from engines.onnxruntime import OnnxRuntimeBackend
+        from train.config import ModelConfig
+
+        return OnnxRuntimeBackend(spec["weights"], batch_size=spec["batch_size"], threads=spec["threads"],
+                                  onnx_path=spec["onnx_path"], config=ModelConfig.from_dict(spec["config"]))
     import torch
 
     from engines.torch import TorchBackend
@@ -624,8 +594,7 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
     scorer = None
     if plan.in_workers:
         scorer = {"name": backend.name, "weights": str(weights), "onnx_path": str(getattr(backend, "onnx_path", "")) or None,
-                  "threads": plan.threads, "batch_size": options.batch_size or WORKER_BATCH,
-                  "mean": list(config.get("mean", (0.5, 0.5, 0.5))), "std": list(config.get("std", (0.5, 0.5, 0.5)))}
+                  "threads": plan.threads, "batch_size": options.batch_size or WORKER_BATCH, "config": dict(config)}
     elif plan.threads is not None:
         backend = _fit_cpu_threads(backend, weights, plan.threads, options.batch_size)
     batch_size = int(options.batch_size or getattr(backend, "batch_size", 32) or 32)
