@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
 from scanner import __version__
+from scanner.commands import checkpoint, doctor, engine, extract, fairness, scan, train
 from scanner.console import console, quiet_env
 
 quiet_env()
@@ -34,12 +33,5 @@ def main(
     """dfscan: deepfake scanning with per-person reports and fairness gates."""
 
 
-# Each module in scanner/commands defines `register(app)`; modules that are not there yet are skipped.
-for _name in ("scan", "extract", "fairness", "engine", "train", "checkpoint", "doctor"):
-    try:
-        _module = importlib.import_module(f"scanner.commands.{_name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"scanner.commands.{_name}":
-            raise
-        continue
+for _module in (scan, extract, fairness, engine, train, checkpoint, doctor):
     _module.register(app)
