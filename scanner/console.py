@@ -53,3 +53,37 @@ def quiet_env() -> None:
         import warnings
 
         warnings.filterwarnings("ignore", category=UserWarning, module="google.protobuf")
+
+
+class FileProgress:
+    """A transient rich progress bar on stderr over files, with a free-text status column.
+
+    `status(p)` turns the library's progress record (which has `.total` and `.done`) into the
+    text shown after the count, e.g. faces/s; disabled (for --quiet) it draws nothing.
+    """
+
+    def __init__(self, title: str, *, enabled: bool = True, unit: str = "files",
+                 status: Callable[[object], str] | None = None):
+        self.title, self.unit, self.enabled, self.status = title, unit, enabled, status
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> "FileProgress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn(self.title), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
+                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                console=err_console, transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.title, total=None, status="")
+        return self
+
+    def update(self, p) -> None:
+        if self.bar is not None:
+            status = self.status(p) if self.status else ""
+            self.bar.update(self.task, total=p.total, completed=p.done, status=status)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

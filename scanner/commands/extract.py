@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from scanner.console import EXIT_OK, EXIT_PARTIAL, console, err_console, friendly_errors
+from scanner.console import EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
 
 EXAMPLE = """
 Examples:
@@ -57,7 +57,7 @@ def extract_faces(
 
     if labels is not None and label != LabelChoice.real:
         err_console.print("note: --label is ignored when --labels is given")
-    with _Progress(enabled=not quiet) as progress:
+    with FileProgress("extracting", enabled=not quiet, unit="inputs", status=lambda p: f"{p.crops} crops") as progress:
         result = run(inputs or [], out, manifest, labels=labels, frames=frames, fps=fps or None,
                      face_model=face_model.value, progress=progress.update, label=label.value)
     if not quiet:
@@ -66,36 +66,6 @@ def extract_faces(
 
 
 extract_faces.__doc__ = (extract_faces.__doc__ or "") + "\n" + EXAMPLE
-
-
-class _Progress:
-    """A rich progress bar on stderr: inputs done and crops written."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-        self.task = None
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("inputs"),
-                TextColumn("{task.fields[crops]} crops"), TimeElapsedColumn(),
-                console=err_console, transient=True,
-            )
-            self.bar.__enter__()
-            self.task = self.bar.add_task("extract", total=None, crops=0)
-        return self
-
-    def update(self, p) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, total=p.total, completed=p.done, crops=p.crops)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
 
 def _print_summary(result) -> None:

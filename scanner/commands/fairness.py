@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, console, err_console, friendly_errors
+from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
 
 EXAMPLE = """
 Examples:
@@ -79,7 +79,7 @@ def fairness_check(
 
         scan_options = ScanOptions(frames=frames, batch_size=batch_size, workers=workers,
                                    backend=backend.value, weights=weights, engine=engine, crops=crops)
-    with _Progress(enabled=not quiet and scores is None) as progress:
+    with FileProgress("scoring labelled set", enabled=not quiet and scores is None) as progress:
         result = fc.run_check(labels, options, scores_report=scores, scan_options=scan_options,
                               progress=progress.update)
 
@@ -103,33 +103,6 @@ def fairness_check(
 
 
 fairness_check.__doc__ = (fairness_check.__doc__ or "") + "\n" + EXAMPLE
-
-
-class _Progress:
-    """A progress bar on stderr while the labelled media are scanned."""
-
-    def __init__(self, enabled: bool):
-        self.bar = None
-        self.task = None
-        self.enabled = enabled
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("scoring labelled set"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=err_console, transient=True)
-            self.bar.__enter__()
-            self.task = self.bar.add_task("scan", total=None)
-        return self
-
-    def update(self, p) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, total=p.total, completed=p.done)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, console, err_console, friendly_errors
+from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
 
 EXAMPLE = """
 Examples:
@@ -84,7 +84,7 @@ def scan(
     )
     fmt_name = rp.format_for(report, fmt.value if fmt else None) if report else (fmt.value if fmt else "json")
 
-    with _Progress(enabled=not quiet) as progress:
+    with FileProgress("scanning", enabled=not quiet, status=_faces_per_second) as progress:
         result = run_scan(paths, options, progress=progress.update)
 
     if report is not None:
@@ -111,36 +111,8 @@ def scan(
 scan.__doc__ = (scan.__doc__ or "") + "\n" + EXAMPLE
 
 
-class _Progress:
-    """A rich progress bar on stderr: files done and faces/s."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-        self.task = None
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                console=err_console, transient=True,
-            )
-            self.bar.__enter__()
-            self.task = self.bar.add_task("scan", total=None, rate="")
-        return self
-
-    def update(self, p) -> None:
-        if self.bar is None:
-            return
-        rate = f"{p.faces / p.elapsed:.1f} faces/s" if p.elapsed > 0 and p.faces else ""
-        self.bar.update(self.task, total=p.total, completed=p.done, rate=rate)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+def _faces_per_second(p) -> str:
+    return f"{p.faces / p.elapsed:.1f} faces/s" if p.elapsed > 0 and p.faces else ""
 
 
 def _print_summary(result: dict, report: Optional[Path]) -> None:
