@@ -27,12 +27,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from scanner.csvtable import parse_label, read_csv_table, require_columns
 from train.errors import InputError
 
 STATE_FORMAT = "dfscan.extract-state/1"
 BASE_COLUMNS = ("path", "label")
 TAIL_COLUMNS = ("source", "subject", "frame", "kp")
-LABEL_VALUES = {"real": "real", "fake": "fake", "0": "real", "1": "fake"}
+LABEL_NAMES = ("real", "fake")
 
 
 @dataclass
@@ -84,60 +85,32 @@ def read_labels_csv(path: Path | str) -> Labels:
     Every problem is one InputError naming the CSV line, so a typo does not cost a long run.
     The official PG-FDD CSV's `img_path` column is accepted as the path column.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"labels file not found: {path}")
-    name = path.name
-    base = path.resolve().parent
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            records = [(reader.line_num, row) for row in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{name}: not a readable CSV file ({exc})") from None
-    records = [(line, row) for line, row in records if any(c.strip() for c in row)]
-    if not records:
-        raise InputError(f"{name}: empty file; expected a header 'path,label[,attributes]'")
-    header_line, header = records[0]
-    header = [h.strip() for h in header]
+    table = read_csv_table(path, what="labels file", expected="path,label[,attributes]")
+    name, header = table.name, table.header
     path_col = "img_path" if "img_path" in header and "path" not in header else "path"
-    missing = [c for c in (path_col, "label") if c not in header]
-    if missing:
-        raise InputError(f"{name} line {header_line} (header): missing column(s) "
-                         f"{', '.join(repr(c) for c in missing)} (found: {', '.join(header)})")
-    seen: set[str] = set()
+    require_columns(table, (path_col, "label"))
     for h in header:
-        if not h:
-            raise InputError(f"{name} line {header_line} (header): empty column name")
-        if h in seen:
-            raise InputError(f"{name} line {header_line} (header): duplicate column {h!r}")
         if h in TAIL_COLUMNS or (h == "path" and path_col != "path"):
-            raise InputError(f"{name} line {header_line} (header): column {h!r} is reserved for "
+            raise InputError(f"{name} line {table.header_line} (header): column {h!r} is reserved for "
                              "the manifest; rename it")
-        seen.add(h)
     attrs = [h for h in header if h not in (path_col, "label")]
-    col = {h: i for i, h in enumerate(header)}
+    col = table.column
     rows: dict[Path, tuple[str, list[str]]] = {}
     first: dict[Path, int] = {}
-    for line, row in records[1:]:
+    for line, cells in table.rows:
         where = f"{name} line {line}"
-        if len(row) != len(header):
-            raise InputError(f"{where}: expected {len(header)} fields, found {len(row)}")
-        cells = [c.strip() for c in row]
         raw = cells[col[path_col]]
         if not raw:
             raise InputError(f"{where}: empty {path_col}")
-        label = LABEL_VALUES.get(cells[col["label"]].lower())
-        if label is None:
-            raise InputError(f"{where}: label {cells[col['label']]!r} is neither real/fake nor 0/1")
-        target = Path(os.path.realpath(base / raw))
+        label = LABEL_NAMES[parse_label(cells[col["label"]], where)]
+        target = Path(os.path.realpath(table.base / raw))
         if target in first:
             raise InputError(f"{where}: duplicate path {raw!r} (first on line {first[target]})")
         first[target] = line
         rows[target] = (label, [cells[col[a]] for a in attrs])
     if not rows:
         raise InputError(f"{name}: no rows after the header")
-    return Labels(path, attrs, rows)
+    return Labels(Path(path), attrs, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,9 +247,7 @@ def extract_faces(
         raise InputError(f"frames must be at least 1, got {frames}")
     if fps is not None and not fps > 0:
         raise InputError(f"fps must be positive, got {fps}")
-    default_label = LABEL_VALUES.get(str(label).strip().lower())
-    if default_label is None:
-        raise InputError(f"label {label!r} is neither real/fake nor 0/1")
+    default_label = LABEL_NAMES[parse_label(str(label).strip(), "--label")]
     table = read_labels_csv(labels) if labels is not None else None
     if not inputs:
         if table is None:

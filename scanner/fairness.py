@@ -27,10 +27,10 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from scanner.csvtable import parse_label, read_csv_table, require_columns
 from train.errors import InputError
 
 SCHEMA = "dfscan.fairness/1"
-LABEL_VALUES = {"real": 0, "0": 0, "fake": 1, "1": 1}
 PGFDD_REQUIRED = ("img_path", "label", "ismale", "isasian", "iswhite", "isblack")
 PGFDD_OPTIONAL = ("intersec_label", "spe_label")
 INTERSECTION = "intersection"
@@ -78,37 +78,12 @@ def _onehot(value: str, where: str) -> bool:
 def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
                 check_paths: bool = True) -> LabelledSet:
     """Read and validate a labelled set; every problem is one InputError naming the line."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise InputError(f"labelled set not found: {csv_path}")
-    name = csv_path.name
-    base = csv_path.resolve().parent
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            records = [(reader.line_num, row) for row in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{name}: not a readable CSV file ({exc})") from None
-    records = [(line, row) for line, row in records if any(cell.strip() for cell in row)]
-    if not records:
-        raise InputError(f"{name}: empty file; expected a header 'path,label,<attributes>'")
-    header_line, header = records[0]
-    header = [h.strip() for h in header]
-    seen: set[str] = set()
-    for h in header:
-        if not h:
-            raise InputError(f"{name} line {header_line} (header): empty column name")
-        if h in seen:
-            raise InputError(f"{name} line {header_line} (header): duplicate column {h!r}")
-        seen.add(h)
+    table = read_csv_table(csv_path, what="labelled set", expected="path,label,<attributes>")
+    name, header, base, records = table.name, table.header, table.base, table.rows
+    header_line = table.header_line
     fmt = "pgfdd" if "img_path" in header else "dfscan"
-    required = PGFDD_REQUIRED if fmt == "pgfdd" else ("path", "label")
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputError(
-            f"{name} line {header_line} (header): missing column(s) "
-            f"{', '.join(repr(c) for c in missing)} (found: {', '.join(header)})")
-    col = {h: i for i, h in enumerate(header)}
+    require_columns(table, PGFDD_REQUIRED if fmt == "pgfdd" else ("path", "label"))
+    col = table.column
     if fmt == "pgfdd":
         available = ["gender", "race"]
     else:
@@ -121,7 +96,7 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
     if unknown or not chosen:
         raise InputError(f"unknown attribute(s) {', '.join(repr(a) for a in unknown)}; "
                          f"{name} has: {', '.join(available)}")
-    if len(records) == 1:
+    if not records:
         raise InputError(f"{name}: no rows after the header")
 
     path_col = "img_path" if fmt == "pgfdd" else "path"
@@ -132,18 +107,12 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
     groups: dict[str, list[str]] = {a: [] for a in available}
     intersec: list[str] = []
     first_line: dict[Path, int] = {}
-    for line, row in records[1:]:
+    for line, cells in records:
         where = f"{name} line {line}"
-        if len(row) != len(header):
-            raise InputError(f"{where}: expected {len(header)} fields, found {len(row)}")
-        cells = [c.strip() for c in row]
         raw_path = cells[col[path_col]]
         if not raw_path:
             raise InputError(f"{where}: empty {path_col}")
-        raw_label = cells[col["label"]]
-        label = LABEL_VALUES.get(raw_label.lower())
-        if label is None:
-            raise InputError(f"{where}: label {raw_label!r} is neither real/fake nor 0/1")
+        label = parse_label(cells[col["label"]], where)
         path = Path(os.path.abspath(base / raw_path))
         if path in first_line:
             raise InputError(f"{where}: duplicate path {raw_path!r} (first on line {first_line[path]})")
