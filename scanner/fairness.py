@@ -14,7 +14,6 @@ the same way. Nothing small passes silently.
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import json
 import math
