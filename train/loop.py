@@ -272,7 +272,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                                    max_steps=opts.max_steps_per_epoch)
     train_loader = make_loader(train_ds, batch_sampler=sampler, num_workers=opts.num_workers)
     keys = validation_keys(val_m, sbi=sbi, seed=opts.seed + 1_000_003)
-    val_loader = make_loader(val_ds, keys=keys, batch_size=opts.batch_size, num_workers=opts.num_workers)
+    # inference needs no gradients or decoder: larger validation batches cost little memory
+    val_loader = make_loader(val_ds, keys=keys, batch_size=max(opts.batch_size, 16), num_workers=opts.num_workers)
 
     provenance_base = {
         "train_manifest": train_m.path.name, "train_manifest_sha256": train_m.sha256,

@@ -49,7 +49,7 @@ def train_command(
                         device=device, resume=resume, seed=seed, no_sam=no_sam, lr=lr, pseudo_fakes=pseudo_fakes,
                         max_steps_per_epoch=max_steps_per_epoch, pretrained=pretrained, num_workers=workers,
                         fp16_deploy=fp16_deploy)
-    best = run_training(opts, progress=not quiet, log=None if quiet else console.print)
+    best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)))
     if not quiet:
         console.print(f"best checkpoint: [bold]{best}[/] (deploy: {best.with_name('best_deploy.safetensors')})")
 

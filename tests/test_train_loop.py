@@ -1,0 +1,135 @@
+"""The training loop: short CPU runs on generated crops, both backbones, SBI, resume, outputs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_data import make_crops
+from train.checkpoint import load_checkpoint, read_metadata
+from train.errors import InputError
+from train.loop import TrainOptions, train
+from train.model import PGFDD, PGFDDDeploy
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("crops")
+    return make_crops(root / "train", 24, seed=0), make_crops(root / "val", 8, seed=1)
+
+
+def _opts(sets, out: Path, **kw) -> TrainOptions:
+    base = dict(train=sets[0], val=sets[1], out=out, epochs=2, batch_size=2, device="cpu",
+                max_steps_per_epoch=3, pretrained=False, num_workers=0, lr=0.02, seed=0)
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory) -> tuple[Path, Path]:
+    """Two balanced groups (each real/fake pair shares one), shown by the background tone."""
+    root = tmp_path_factory.mktemp("grouped")
+    groups = ["g0" if (i // 2) % 2 == 0 else "g1" for i in range(16)]
+    return make_crops(root / "train", 16, seed=0, groups=groups), make_crops(root / "val", 8, seed=1, groups=groups[:8])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone,no_sam", [("efficientnet_lite0", False), ("xception", True)])
+def test_two_epochs_lower_the_loss_and_write_outputs(grouped, tmp_path, backbone, no_sam):
+    """Each epoch covers the same 16 crops in 4 batches (no augmentation), so the epoch means
+    compare like with like."""
+    torch.manual_seed(0)
+    lines: list[str] = []
+    best = train(_opts(grouped, tmp_path / "run", backbone=backbone, no_sam=no_sam, fp16_deploy=True,
+                       batch_size=4, max_steps_per_epoch=None, augment=False),
+                 progress=False, log=lines.append)
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["steps"] == "4" for r in rows)
+    assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
+    for r in rows:  # validation ran on 8 crops with groups: detection and fairness metrics
+        assert r["val_n"] == "8" and 0.0 <= float(r["val_auc"]) <= 1.0 and r["F_FPR"] != ""
+    best_epoch = max(rows, key=lambda r: float(r["val_auc"]))
+    model, cfg, info = load_checkpoint(best, deploy=False)
+    assert isinstance(model, PGFDD) and cfg.backbone == backbone
+    assert cfg.group_names == ["g0", "g1"] and cfg.method_names == ["real", "fake"]
+    assert info["threshold"] == pytest.approx(float(best_epoch["threshold"]), rel=1e-5)
+    assert info["provenance"]["sam"] is (not no_sam) and info["provenance"]["group_counts"] == [8, 8]
+    dep, _, dinfo = load_checkpoint(best.with_name("best_deploy.safetensors"))
+    assert isinstance(dep, PGFDDDeploy) and dinfo["kind"] == "deploy"
+    assert read_metadata(best.with_name("best_deploy.safetensors"))["dtype"] == "float16"
+    x = torch.rand(2, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(dep(x), model(x, inference=True)["prob"], atol=2e-3, rtol=0)
+    assert len(lines) == 3 and "val AUC" in lines[1]
+
+
+def test_pseudo_fakes_sbi_from_real_only_manifest_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    tr = make_crops(tmp_path / "train", 8, seed=2, fakes=False)
+    va = make_crops(tmp_path / "val", 4, seed=3, fakes=False)
+    out = tmp_path / "run"
+    args = ["train", "--train", str(tr), "--val", str(va), "--out", str(out), "--epochs", "1",
+            "--batch-size", "4", "--max-steps-per-epoch", "2", "--no-pretrained", "--no-sam",
+            "--pseudo-fakes", "sbi", "--workers", "1", "--device", "cpu", "--quiet"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    rows = _rows(out / "metrics.csv")
+    assert rows[0]["val_n"] == "8"  # 4 real crops + their 4 seeded pseudo-fakes
+    _, cfg, info = load_checkpoint(out / "best.safetensors", deploy=False)
+    assert cfg.method_names == ["real", "sbi"] and cfg.group_names == ["female-asian", "female-white", "male-asian", "male-white"]
+    assert info["provenance"]["pseudo_fakes"] == "sbi"
+    # without pseudo-fakes a real-only manifest cannot train: one line, exit 2
+    plain = [a for a in args if a not in ("--pseudo-fakes", "sbi")]
+    plain[plain.index(str(out))] = str(tmp_path / "run2")
+    r = CliRunner().invoke(app, plain)
+    assert r.exit_code == 2 and "no fake rows" in r.output
+
+
+def test_resume_continues_after_the_last_epoch(sets, tmp_path):
+    out = tmp_path / "run"
+    train(_opts(sets, out, epochs=1, max_steps_per_epoch=2, no_sam=True), progress=False)
+    first = load_checkpoint(out / "last.safetensors", deploy=False)[0].state_dict()
+    with pytest.raises(InputError, match="already holds a training run"):
+        train(_opts(sets, out, epochs=2, max_steps_per_epoch=2, no_sam=True), progress=False)
+    train(_opts(sets, out, epochs=2, max_steps_per_epoch=2, no_sam=True, resume=True), progress=False)
+    rows = _rows(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    second = load_checkpoint(out / "last.safetensors", deploy=False)[0].state_dict()
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # trained on from epoch 1's weights
+    with pytest.raises(InputError, match="already finished 2 epoch"):
+        train(_opts(sets, out, epochs=2, no_sam=True, resume=True), progress=False)
+    with pytest.raises(InputError, match="nothing to resume"):
+        train(_opts(sets, tmp_path / "empty", resume=True), progress=False)
+
+
+def test_resume_restores_optimizer_and_matches_an_uninterrupted_run(sets, tmp_path):
+    """1 epoch + resume to 2 gives the same weights as 2 epochs straight (momentum, RNG restored)."""
+    kw = dict(max_steps_per_epoch=1, no_sam=True, augment=False)
+    train(_opts(sets, tmp_path / "a", epochs=2, **kw), progress=False)
+    train(_opts(sets, tmp_path / "b", epochs=1, **kw), progress=False)
+    train(_opts(sets, tmp_path / "b", epochs=2, resume=True, **kw), progress=False)
+    a = load_checkpoint(tmp_path / "a" / "last.safetensors", deploy=False)[0].state_dict()
+    b = load_checkpoint(tmp_path / "b" / "last.safetensors", deploy=False)[0].state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_bad_options(sets, tmp_path):
+    with pytest.raises(InputError, match="pseudo-fakes"):
+        train(_opts(sets, tmp_path / "r", pseudo_fakes="gan"), progress=False)
+    with pytest.raises(InputError, match="even"):
+        train(_opts(sets, tmp_path / "r", batch_size=3), progress=False)
+    with pytest.raises(InputError, match="unknown backbone"):
+        train(_opts(sets, tmp_path / "r", backbone="resnet"), progress=False)
+    assert not (tmp_path / "r").exists()
