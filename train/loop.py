@@ -221,6 +221,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     device = resolve_device(opts.device)
     sbi = opts.pseudo_fakes == "sbi"
     train_m = read_manifest(opts.train)
+    if not (train_m.labels == 1).any() and not sbi:
+        raise InputError(f"{opts.train}: the training manifest has no fake rows; add fakes or pass --pseudo-fakes sbi")
     val_m = read_manifest(opts.val)
     if not (val_m.labels == 0).any() or not ((val_m.labels == 1).any() or sbi):
         raise InputError(f"{opts.val}: validation needs real and fake rows (or --pseudo-fakes sbi and real rows)")
