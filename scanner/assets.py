@@ -26,6 +26,6 @@ def default_weights() -> Path:
     if not DEFAULT_WEIGHTS.is_file():
         raise InputError(
             f"the default detector weights are missing ({DEFAULT_WEIGHTS}); pass --weights PATH "
-            "or rebuild them with recipes/starter_model.sh"
+            "or rebuild them with python recipes/build_starter.py"
         )
     return DEFAULT_WEIGHTS

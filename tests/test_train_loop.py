@@ -81,16 +81,16 @@ def test_pseudo_fakes_sbi_from_real_only_manifest_cli(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--train", str(tr), "--val", str(va), "--out", str(out), "--epochs", "1",
             "--batch-size", "4", "--max-steps-per-epoch", "2", "--no-pretrained", "--no-sam",
-            "--pseudo-fakes", "sbi", "--workers", "1", "--device", "cpu", "--quiet"]
+            "--pseudo-fakes", "sbi", "--optimizer", "adam", "--lr", "1e-3", "--workers", "1", "--device", "cpu", "--quiet"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     rows = _rows(out / "metrics.csv")
     assert rows[0]["val_n"] == "8"  # 4 real crops + their 4 seeded pseudo-fakes
     _, cfg, info = load_checkpoint(out / "best.safetensors", deploy=False)
     assert cfg.method_names == ["real", "sbi"] and cfg.group_names == ["female-asian", "female-white", "male-asian", "male-white"]
-    assert info["provenance"]["pseudo_fakes"] == "sbi"
+    assert info["provenance"]["pseudo_fakes"] == "sbi" and info["provenance"]["options"]["optimizer"] == "adam"
     # without pseudo-fakes a real-only manifest cannot train: one line, exit 2
-    plain = [a for a in args if a not in ("--pseudo-fakes", "sbi")]
+    plain = [a for a in args if a not in ("--pseudo-fakes", "sbi", "--optimizer", "adam")]
     plain[plain.index(str(out))] = str(tmp_path / "run2")
     r = CliRunner().invoke(app, plain)
     assert r.exit_code == 2 and "no fake rows" in r.output
@@ -113,9 +113,11 @@ def test_resume_continues_after_the_last_epoch(sets, tmp_path):
         train(_opts(sets, tmp_path / "empty", resume=True), progress=False)
 
 
-def test_resume_restores_optimizer_and_matches_an_uninterrupted_run(sets, tmp_path):
-    """1 epoch + resume to 2 gives the same weights as 2 epochs straight (momentum, RNG restored)."""
-    kw = dict(max_steps_per_epoch=1, no_sam=True, augment=False)
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.02), ("adam", 1e-3)])
+def test_resume_restores_optimizer_and_matches_an_uninterrupted_run(sets, tmp_path, optimizer, lr):
+    """1 epoch + resume to 2 gives the same weights as 2 epochs straight (momentum or Adam's
+    moments and step count, RNG restored)."""
+    kw = dict(max_steps_per_epoch=1, no_sam=True, augment=False, optimizer=optimizer, lr=lr)
     train(_opts(sets, tmp_path / "a", epochs=2, **kw), progress=False)
     train(_opts(sets, tmp_path / "b", epochs=1, **kw), progress=False)
     train(_opts(sets, tmp_path / "b", epochs=2, resume=True, **kw), progress=False)
@@ -130,6 +132,8 @@ def test_bad_options(sets, tmp_path):
         train(_opts(sets, tmp_path / "r", pseudo_fakes="gan"), progress=False)
     with pytest.raises(InputError, match="even"):
         train(_opts(sets, tmp_path / "r", batch_size=3), progress=False)
+    with pytest.raises(InputError, match="--optimizer must be one of sgd, adam"):
+        train(_opts(sets, tmp_path / "r", optimizer="rmsprop"), progress=False)
     with pytest.raises(InputError, match="unknown backbone"):
         train(_opts(sets, tmp_path / "r", backbone="resnet"), progress=False)
     assert not (tmp_path / "r").exists()

@@ -1,10 +1,10 @@
 """The PG-FDD training loop behind `dfscan train`.
 
 Per epoch: balanced batches ([reals..., fakes...]) → PG-FDD loss (DESIGN.md weights) → SAM
-(or plain SGD with `no_sam`) → validation (AUC, AP, EER, ACC at a threshold calibrated on the
-validation set, and the fairness gaps when the validation manifest has groups) appended to
-`metrics.csv`. The best epoch by validation AUC is kept as a full checkpoint (`best.safetensors`)
-and as the inference-only `best_deploy.safetensors`, both carrying the calibrated threshold.
+over SGD as PG-FDD (or Adam; or the base optimizer alone with `no_sam`) → validation (AUC, AP,
+EER, ACC at a threshold calibrated on the validation set, and the fairness gaps when the
+validation manifest has groups) appended to `metrics.csv`. The best epoch by validation AUC is
+kept as a full checkpoint (`best.safetensors`) and as the inference-only `best_deploy.safetensors`, both carrying the calibrated threshold.
 `last.safetensors` + `last_optim.safetensors` (momentum buffers, RNG states, progress; no
 pickle) let `resume` continue after the last finished epoch.
 """
@@ -40,6 +40,12 @@ FAIRNESS_KEYS = ("F_FPR", "F_MEO", "F_DP", "F_OAE", "demographic_parity_differen
 CSV_COLUMNS = (["epoch", "steps", "seconds", "lr", "train_loss"] + [f"loss_{k}" for k in LOSS_PARTS]
                + ["val_n", "val_auc", "val_ap", "val_eer", "val_acc", "threshold"] + list(FAIRNESS_KEYS))
 OPTIM_FORMAT = "dfscan.optimizer/1"
+# base optimizers: PG-FDD's SGD, or Adam, which learns far faster in a short CPU budget
+# (the starter model: recipes/build_starter.py)
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
+    "sgd": (torch.optim.SGD, DEFAULT_SGD),
+    "adam": (torch.optim.Adam, {"weight_decay": 0.0}),
+}
 
 
 @dataclass
@@ -57,6 +63,7 @@ class TrainOptions:
     seed: int = 0
     no_sam: bool = False
     lr: float = DEFAULT_SGD["lr"]
+    optimizer: str = "sgd"  # the base optimizer (under SAM unless no_sam): sgd as PG-FDD, or adam
     pseudo_fakes: str = "none"
     max_steps_per_epoch: int | None = None
     pretrained: bool = True
@@ -76,6 +83,8 @@ class TrainOptions:
             raise InputError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2 or self.batch_size % 2:
             raise InputError(f"--batch-size must be even and at least 2 (half real, half fake), got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
@@ -257,9 +266,10 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
 
     gen = torch.Generator().manual_seed(opts.seed)
     loss_fn = PGFDDLoss(train_m.group_counts(groups), generator=gen)
-    sgd = {**DEFAULT_SGD, "lr": opts.lr}
-    opt: torch.optim.Optimizer = (torch.optim.SGD(model.parameters(), **sgd) if opts.no_sam
-                                  else SAM(model.parameters(), torch.optim.SGD, rho=0.05, **sgd))
+    base_cls, base_kwargs = OPTIMIZERS[opts.optimizer]
+    base_kwargs = {**base_kwargs, "lr": opts.lr}
+    opt: torch.optim.Optimizer = (base_cls(model.parameters(), **base_kwargs) if opts.no_sam
+                                  else SAM(model.parameters(), base_cls, rho=0.05, **base_kwargs))
     state = {"epoch": 0, "step": 0, "best_auc": -math.inf, "best_epoch": 0, "seconds": 0.0}
     if opts.resume:
         state.update(load_optimizer(last_optim, opt, gen, device))
@@ -286,7 +296,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     }
     log(f"training {opts.backbone} PG-FDD on {len(train_m.samples)} crops "
         f"({train_m.counts()['real']} real, {train_m.counts()['fake']} fake{', + SBI pseudo-fakes' if sbi else ''}), "
-        f"{len(sampler)} steps/epoch of {opts.batch_size}, {'SAM' if not opts.no_sam else 'SGD'} lr {opts.lr}, {device}")
+        f"{len(sampler)} steps/epoch of {opts.batch_size}, {opts.optimizer.upper()}{'' if opts.no_sam else ' under SAM'} lr {opts.lr}, {device}")
 
     bars = _progress(progress)
     try:
