@@ -17,7 +17,7 @@
    scanner/assets/detector/pgfdd_efficientnet_lite0_starter.safetensors, and score the
    media's real videos with `dfscan scan` as a sanity check (they should read as real).
 
-Defaults fit in under an hour on the 2-core development box (~30 min of training at
+Defaults fit in under an hour on the 2-core development box (~55 min of training at
 ~3 s per step of 8); `--epochs`/`--max-steps-per-epoch` trade time for quality.
 """
 
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--media", type=Path, default=ROOT / "tests" / "data" / "media")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "starter-build")
     ap.add_argument("--frames", type=int, default=64, help="frames sampled per video")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=18)
     ap.add_argument("--max-steps-per-epoch", type=int, default=55)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-4)
