@@ -815,8 +815,8 @@ def write_plots(result: CheckResult, out_dir: str | Path) -> list[Path]:
         labels = [f"{k}\nn={rows[k]['n']}" + ("" if rows[k]["sufficient"] else " (small)") for k in names]
         ax.set_xticks(x, labels, fontsize=8, rotation=30 if len(names) > 5 else 0,
                       ha="right" if len(names) > 5 else "center")
-        ax.set(ylim=(0, 1.12), ylabel="rate", title=f"FPR and TPR per group: {scope}, threshold {doc['threshold']:.3g}")
-        ax.legend(fontsize=8, ncols=2, loc="upper left")
+        ax.set(ylim=(0, 1.35), yticks=np.linspace(0, 1, 6), ylabel="rate", title=f"FPR and TPR per group: {scope}, threshold {doc['threshold']:.3g}")
+        ax.legend(fontsize=8, ncols=4, loc="upper center")  # above the bars (rates stop at 1)
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"rates_{_slug(scope)}.png"
