@@ -4,7 +4,8 @@ Per epoch: balanced batches ([reals..., fakes...]) → PG-FDD loss (DESIGN.md we
 over SGD as PG-FDD (or Adam; or the base optimizer alone with `no_sam`) → validation (AUC, AP,
 EER, ACC at a threshold calibrated on the validation set, and the fairness gaps when the
 validation manifest has groups) appended to `metrics.csv`. The best epoch by validation AUC is
-kept as a full checkpoint (`best.safetensors`) and as the inference-only `best_deploy.safetensors`, both carrying the calibrated threshold.
+kept as a full checkpoint (`best.safetensors`) and as the inference-only
+`best_deploy.safetensors`, both carrying the calibrated threshold.
 `last.safetensors` + `last_optim.safetensors` (momentum buffers, RNG states, progress; no
 pickle) let `resume` continue after the last finished epoch.
 """
