@@ -231,8 +231,9 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     device = resolve_device(opts.device)
     sbi = opts.pseudo_fakes == "sbi"
     train_m = read_manifest(opts.train)
-    if not (train_m.labels == 1).any() and not sbi:
-        raise InputError(f"{opts.train}: the training manifest has no fake rows; add fakes or pass --pseudo-fakes sbi")
+    # balanced batches need reals and (fakes or SBI): the sampler says so before anything is read further
+    sampler = BalancedBatchSampler(train_m.labels, opts.batch_size, sbi=sbi, seed=opts.seed,
+                                   max_steps=opts.max_steps_per_epoch)
     val_m = read_manifest(opts.val)
     if not (val_m.labels == 0).any() or not ((val_m.labels == 1).any() or sbi):
         raise InputError(f"{opts.val}: validation needs real and fake rows (or --pseudo-fakes sbi and real rows)")
@@ -281,8 +282,6 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
               "std": config.std}
     train_ds = FaceDataset(train_m, augment=Augment() if opts.augment else None, **common)
     val_ds = FaceDataset(val_m, augment=None, **common)
-    sampler = BalancedBatchSampler(train_m.labels, opts.batch_size, sbi=sbi, seed=opts.seed,
-                                   max_steps=opts.max_steps_per_epoch)
     train_loader = make_loader(train_ds, batch_sampler=sampler, num_workers=opts.num_workers)
     keys = validation_keys(val_m, sbi=sbi, seed=opts.seed + 1_000_003)
     # inference needs no gradients or decoder: larger validation batches cost little memory
