@@ -1,4 +1,4 @@
-"""ONNX export of the inference subgraph (two backbone passes -> p_fake), checked and cached.
+"""ONNX export of the inference subgraph (`PGFDDDeploy`: one backbone pass where exact) -> p_fake, checked and cached.
 
 The graph: input `crops` float32 (N, 3, S, S) normalised, dynamic N; output `p_fake` float32 (N,).
 It is FP16-safe by construction of the model: `train.model.adain` computes its statistics in
@@ -29,7 +29,7 @@ from engines.onnxruntime import INPUT_NAME, OUTPUT_NAME, ort_session  # torch-fr
 from train.errors import InputError
 
 DEFAULT_OPSET = 18
-EXPORT_VERSION = "1"  # bump when the exported graph changes, so cached exports are redone
+EXPORT_VERSION = "2"  # bump when the exported graph changes, so cached exports are redone
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2
 

@@ -14,8 +14,6 @@ import numpy as np
 
 from train.errors import InputError
 
-CROP_SIZE = 256
-
 
 def weights_info(path: Path | None) -> dict[str, Any]:
     """Path, sha256, backbone and threshold of a checkpoint (or why it cannot be read)."""
@@ -33,7 +31,13 @@ def weights_info(path: Path | None) -> dict[str, Any]:
         meta = read_metadata(path)
         config = json.loads(meta["config"])
         info.update(ok=True, sha256=file_sha256(path), kind=meta.get("kind"), backbone=config.get("backbone"),
+                    input_size=int(config.get("input_size", 256)),
                     threshold=float(meta["threshold"]), size_mb=round(Path(path).stat().st_size / 1e6, 1))
+        from train.config import ModelConfig
+        from train.model import single_pass_exact
+
+        single, why = single_pass_exact(ModelConfig.from_dict(config))
+        info.update(inference_graph="single pass" if single else "two passes", inference_graph_reason=why)
     except (InputError, KeyError, ValueError) as exc:
         info["problem"] = str(exc)
     return info
@@ -66,15 +70,11 @@ def doctor_report(weights: Path | None = None, engine: Path | None = None) -> di
     return report
 
 
-def _is_crop(image: np.ndarray) -> bool:
-    return image.shape[:2] == (CROP_SIZE, CROP_SIZE)
-
-
-def crops_from_media(paths: Iterable[str | Path], *, limit: int = 16, frames: int = 4) -> np.ndarray:
+def crops_from_media(paths: Iterable[str | Path], *, size: int, limit: int = 16, frames: int = 4) -> np.ndarray:
     """Up to `limit` face crops from images/videos through the scan's own detector and crop.
 
-    Images that already are 256x256 crops are taken as they are (a folder made by
-    `dfscan extract-faces` works). Returns uint8 (N, 256, 256, 3); N may be 0.
+    Images that already are size x size crops (the model's input) are taken as they are (a
+    folder made by `dfscan extract-faces` works). Returns uint8 (N, size, size, 3); N may be 0.
     """
     from scanner.crop import crop_face
     from scanner.faces import FaceDetector
@@ -86,11 +86,11 @@ def crops_from_media(paths: Iterable[str | Path], *, limit: int = 16, frames: in
         for path in files:
             for frame in iter_frames(path, frames=frames):
                 image = np.ascontiguousarray(frame.image)
-                if _is_crop(image):
+                if image.shape[:2] == (size, size):
                     crops.append(image)
                 else:
                     for det in detector.detect(image):
-                        crops.append(crop_face(image, det.keypoints, det.box, size=CROP_SIZE))
+                        crops.append(crop_face(image, det.keypoints, det.box, size=size))
                 if len(crops) >= limit:
                     return np.stack(crops[:limit])
-    return np.stack(crops) if crops else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)

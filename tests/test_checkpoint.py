@@ -106,7 +106,7 @@ def test_wrong_keys_and_shapes(tmp_path, tiny_checkpoint):
     resized["head_fused.mlp.2.weight"] = torch.zeros(3, 512)
     p2 = tmp_path / "resized.safetensors"
     save_file(resized, str(p2), metadata=meta)
-    with pytest.raises(CheckpointError, match=r"wrong shapes: head_fused\.mlp\.2\.weight"):
+    with pytest.raises(CheckpointError, match=r"wrong shapes \(1\): head_fused\.mlp\.2\.weight"):
         load_checkpoint(p2)
 
     cfg = json.loads(meta["config"])
@@ -115,3 +115,26 @@ def test_wrong_keys_and_shapes(tmp_path, tiny_checkpoint):
     save_file(state, str(p3), metadata={**meta, "config": json.dumps(cfg)})
     with pytest.raises(CheckpointError, match="unknown backbone"):
         load_checkpoint(p3)
+
+
+def test_deploy_files_hold_the_single_pass_graph_and_older_two_pass_files_load(tmp_path):
+    torch.manual_seed(0)
+    cfg = ModelConfig(input_size=64)
+    model = PGFDD(cfg).eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    single = save_checkpoint(tmp_path / "single.safetensors", model.deploy(), cfg)
+    meta = read_metadata(single)
+    assert meta["deploy_graph"] == "single_pass" and "encoder_fair" in meta["deploy_note"]
+    from safetensors import safe_open
+
+    with safe_open(str(single), framework="pt") as f:
+        assert not any(k.startswith(("encoder_fair.", "block_fair.")) for k in f.keys())  # unused weights dropped
+    older = save_checkpoint(tmp_path / "two.safetensors", model.deploy(single_pass=False), cfg)
+    assert read_metadata(older)["deploy_graph"] == "two_pass"
+    a, b = load_checkpoint(single)[0], load_checkpoint(older)[0]
+    assert a.single_pass and b.single_pass
+    with torch.no_grad():
+        ref = model(x, inference=True)["prob"]
+        torch.testing.assert_close(a(x), ref, rtol=0, atol=1e-6)
+        torch.testing.assert_close(b(x), ref, rtol=0, atol=1e-6)
+    assert single.stat().st_size < 0.7 * older.stat().st_size

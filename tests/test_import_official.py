@@ -123,8 +123,8 @@ def test_renamed_key_is_named(tmp_path):
     with pytest.raises(CheckpointError) as err:
         import_official(pth, tmp_path / "out.safetensors")
     msg = str(err.value)
-    assert "missing keys: head_fused.mlp.2.weight" in msg
-    assert "unexpected keys: head_fused.mlp.3.weight" in msg
+    assert "missing keys (1): head_fused.mlp.2.weight" in msg
+    assert "unexpected keys (1): head_fused.mlp.3.weight" in msg
     assert not (tmp_path / "out.safetensors").exists()
 
 
@@ -137,12 +137,18 @@ def test_wrong_backbone_and_bad_files(tmp_path):
 
     pickled = tmp_path / "code.pth"
     torch.save({"opt": _Opaque()}, pickled)  # unpickling it would run arbitrary code: refused
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="weights-only loader refused") as err:
         import_official(pickled, tmp_path / "o.safetensors")
+    assert "weights_only=False" not in str(err.value)  # never advise unpickling
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a torch file at all")
-    with pytest.raises(CheckpointError, match="not a PyTorch state_dict"):
+    with pytest.raises(CheckpointError, match="not a tensors-only PyTorch state_dict"):
         import_official(junk, tmp_path / "o.safetensors")
+    foreign = tmp_path / "foreign.pth"  # another model's weights: hundreds of keys missing, a few named
+    torch.save({f"layer{i}.weight": torch.zeros(1) for i in range(300)}, foreign)
+    with pytest.raises(CheckpointError) as err:
+        import_official(foreign, tmp_path / "o.safetensors", ModelConfig())
+    assert "unexpected keys (300): " in str(err.value) and len(str(err.value)) < 1000
     with pytest.raises(CheckpointError, match="not found"):
         import_official(tmp_path / "missing.pth", tmp_path / "o.safetensors")
 

@@ -14,7 +14,8 @@ from train.backbones import BACKBONES, create_backbone
 from train.backbones.efficientnet_lite0 import efficientnet_lite0, imagenet_weights_path, load_imagenet_weights
 from train.config import ModelConfig
 from train.errors import CheckpointError, InputError
-from train.model import DEPLOY_PARTS, PGFDD, PGFDDDeploy, adain, count_parameters
+from train.model import (DEPLOY_PARTS, SINGLE_PASS_PARTS, PGFDD, PGFDDDeploy, adain, count_parameters,
+                         single_pass_exact)
 
 IMAGES = Path(__file__).parent / "data" / "media" / "images"
 
@@ -125,8 +126,8 @@ def test_config_validation():
 
 def test_training_forward_outputs():
     torch.manual_seed(0)
-    model = PGFDD(ModelConfig()).train()
-    x = torch.tanh(torch.randn(2, 3, 256, 256))
+    model = PGFDD(ModelConfig(input_size=64)).train()
+    x = torch.tanh(torch.randn(2, 3, 64, 64))
     out = model(x)
     for key in ("cls_spe", "cls_sha", "cls_fair", "cls_fused", "prob", "feat_spe", "feat_sha", "feat_fair"):
         assert key in out
@@ -134,7 +135,7 @@ def test_training_forward_outputs():
     assert out["feat_spe"].shape == out["feat_sha"].shape == (2, 256)
     assert len(out["recon"]) == 4
     for pred, target in out["recon"]:
-        assert pred.shape == target.shape == (1, 3, 256, 256)
+        assert pred.shape == target.shape == (1, 3, 64, 64)
         assert pred.abs().max() <= 1.0  # tanh output, the input's range
     # gradients reach every trainable part except block_fused (unused in the official forward)
     loss = sum(out[k].sum() for k in ("cls_spe", "cls_sha", "cls_fair", "cls_fused")) + sum(
@@ -148,47 +149,63 @@ def test_training_forward_outputs():
 
 
 def _check_deploy_equals_full(model: PGFDD, x: torch.Tensor) -> None:
+    """The single-pass deploy module reproduces the official two-pass p_fake (AdaIN fusion)."""
     deploy = model.deploy()
-    assert isinstance(deploy, PGFDDDeploy) and not deploy.training
-    assert {k.split(".")[0] for k in deploy.state_dict()} == set(DEPLOY_PARTS)
+    assert isinstance(deploy, PGFDDDeploy) and not deploy.training and deploy.single_pass
+    assert {k.split(".")[0] for k in deploy.state_dict()} == set(SINGLE_PASS_PARTS)
+    two_pass = model.deploy(single_pass=False)
+    assert {k.split(".")[0] for k in two_pass.state_dict()} == set(DEPLOY_PARTS)
     with torch.no_grad():
         full = torch.softmax(model(x, inference=True)["cls_fused"], dim=1)[:, 1]
-        p = deploy(x)
+        p, p2 = deploy(x), two_pass(x)
     assert p.shape == (x.shape[0],)
-    torch.testing.assert_close(p, full, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(p2, full, rtol=0, atol=1e-6)
+    torch.testing.assert_close(p, full, rtol=0, atol=1e-6)
     assert (p >= 0).all() and (p <= 1).all()
 
 
-def test_deploy_equals_full_efficientnet():
+def test_single_pass_deploy_equals_two_pass_efficientnet():
     torch.manual_seed(0)
-    model = PGFDD(ModelConfig(backbone="efficientnet_lite0"))
-    x = real_batch(4)
+    model = PGFDD(ModelConfig(backbone="efficientnet_lite0", input_size=128))
+    x = real_batch(4, 128)  # real photos
     calibrate_bn(model, x)
     _check_deploy_equals_full(model, x)
     with torch.no_grad():
         p = model.deploy()(x)
     assert p.std() > 0  # different crops, different scores
+    _check_deploy_equals_full(model, torch.tanh(torch.randn(3, 3, 128, 128)))  # and random inputs
 
 
-def test_deploy_equals_full_xception():
+def test_single_pass_deploy_equals_two_pass_xception():
     torch.manual_seed(0)
-    model = PGFDD(ModelConfig(backbone="xception"))
-    x = real_batch(2)
+    model = PGFDD(ModelConfig(backbone="xception", input_size=64))
+    x = real_batch(2, 64)
     calibrate_bn(model, x)
     _check_deploy_equals_full(model, x)
+
+
+def test_two_pass_where_single_pass_is_not_exact():
+    """A 1x1 feature grid leaves AdaIN undefined: the deploy module keeps the official graph."""
+    ok, why = single_pass_exact(ModelConfig(input_size=32))
+    assert not ok and "two-pass" in why
+    assert single_pass_exact(ModelConfig(input_size=64))[0]
+    dep = PGFDDDeploy(ModelConfig(input_size=32))
+    assert not dep.single_pass and hasattr(dep, "encoder_fair")
 
 
 def test_deploy_is_smaller_than_full():
     model = PGFDD(ModelConfig())
     full, dep = count_parameters(model), count_parameters(model.deploy())
     assert dep < full
-    assert dep == sum(count_parameters(getattr(model, n)) for n in DEPLOY_PARTS)
+    assert dep == sum(count_parameters(getattr(model, n)) for n in SINGLE_PASS_PARTS)
+    assert count_parameters(model.deploy(single_pass=False)) == sum(
+        count_parameters(getattr(model, n)) for n in DEPLOY_PARTS)
 
 
 def test_fp16_deploy_tracks_fp32():
     torch.manual_seed(0)
-    model = PGFDD(ModelConfig())
-    x = real_batch(2)
+    model = PGFDD(ModelConfig(input_size=64))  # CPU FP16 convolutions are slow: small crops
+    x = real_batch(2, 64)
     calibrate_bn(model, x)
     deploy = model.deploy()
     with torch.no_grad():

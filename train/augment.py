@@ -40,6 +40,18 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, brightness: float = 
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def scale_jitter(img: np.ndarray, rng: np.random.Generator, zoom: tuple[float, float] = (0.9, 1.2)) -> np.ndarray:
+    """Zoom about the centre by a random factor (black outside the image, as the scanner's crop).
+
+    Training crops cut from tight source crops carry black borders the scanner's crops of full
+    frames do not; zooming in now and then shows the model the face without them.
+    """
+    z = rng.uniform(*zoom)
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), 0.0, z)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
 def gaussian_blur(img: np.ndarray, rng: np.random.Generator, sigma: tuple[float, float] = (0.3, 1.5)) -> np.ndarray:
     s = rng.uniform(*sigma)
     k = 2 * int(np.ceil(3 * s)) + 1
@@ -64,6 +76,7 @@ class Augment:
     """
 
     p_flip: float = 0.5
+    p_scale: float = 0.0
     p_color: float = 0.5
     p_blur: float = 0.2
     p_jpeg: float = 0.3
@@ -71,6 +84,8 @@ class Augment:
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < self.p_flip:
             img = hflip(img)
+        if self.p_scale and rng.random() < self.p_scale:
+            img = scale_jitter(img, rng)
         if rng.random() < self.p_color:
             img = color_jitter(img, rng)
         if rng.random() < self.p_blur:

@@ -15,7 +15,7 @@ from torch import nn
 
 from train.config import ModelConfig
 from train.errors import CheckpointError
-from train.model import PGFDD, PGFDDDeploy
+from train.model import PGFDD, PGFDDDeploy, single_pass_exact
 
 FORMAT = "dfscan.checkpoint/1"
 
@@ -60,6 +60,9 @@ def save_checkpoint(path: str | Path, model: PGFDD | PGFDDDeploy, config: ModelC
         "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
         "dtype": "float16" if half else "float32",
     }
+    if isinstance(model, PGFDDDeploy):  # which inference graph the file holds, and why
+        metadata["deploy_graph"] = "single_pass" if model.single_pass else "two_pass"
+        metadata["deploy_note"] = single_pass_exact(config)[1]
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
@@ -83,6 +86,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def _few(what: str, keys: list[str], limit: int = 5) -> str:
+    """A count and the first few names: a foreign file can miss hundreds of keys."""
+    return f"{what} ({len(keys)}): {', '.join(keys[:limit])}{', ...' if len(keys) > limit else ''}"
+
+
 def _check_keys(path: Path, module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
@@ -90,12 +98,11 @@ def _check_keys(path: Path, module: nn.Module, state: dict[str, torch.Tensor]) -
     shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     problems = []
     if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
+        problems.append(_few("missing keys", missing))
     if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        problems.append(_few("unexpected keys", unexpected))
     if shapes:
-        problems.append("wrong shapes: " + ", ".join(
-            f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in shapes))
+        problems.append(_few("wrong shapes", [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in shapes], 3))
     if problems:
         raise CheckpointError(f"{path}: weights do not match the model ({'; '.join(problems)})")
 
@@ -131,6 +138,9 @@ def load_checkpoint(path: str | Path, *, deploy: bool = True, device: str | torc
         model = full_cls(config)
     except ValueError as exc:  # unknown backbone in the config
         raise CheckpointError(f"{path}: {exc}") from None
+    if isinstance(model, PGFDDDeploy) and model.single_pass:
+        # a two-pass deploy file (older dfscan) carries encoder_fair/block_fair: unused by the exact single pass
+        state = {k: v for k, v in state.items() if k.split(".", 1)[0] in model.parts}
     _check_keys(path, model, state)
     model.load_state_dict(state)
     if deploy and kind == "full":
@@ -145,8 +155,9 @@ def _official_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses pickled code; anything else is not a state_dict
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a PyTorch state_dict loadable with weights_only=True ({first})") from None
+        # PyTorch's own message advises weights_only=False, i.e. running the file's code: never relay that
+        raise CheckpointError(f"{path}: not a tensors-only PyTorch state_dict (the safe weights-only loader refused "
+                              f"it: {type(exc).__name__}); dfscan never unpickles code") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

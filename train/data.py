@@ -301,15 +301,18 @@ class BalancedBatchSampler(Sampler[list[Key]]):
     """Batches of `batch_size // 2` reals followed by as many fakes.
 
     Reals and fakes are each drawn without replacement, cycling through fresh permutations,
-    so the rarer class is repeated rather than the batch unbalanced. With `sbi`, each fake slot
-    is the pseudo-fake of the real in the same position (probability 1 without manifest
-    fakes, 0.5 with them). An epoch covers the larger class once (capped by `max_steps`).
-    `set_epoch` reseeds; the sampler lives in the main process, so this works with persistent
-    workers.
+    so the rarer class is repeated rather than the batch unbalanced. With `groups` (one name per
+    row, None where unknown), each label is also balanced over demographic groups: every known
+    group of that label is drawn equally often, while rows without a group keep their natural
+    share of the label (they train every non-demographic term). With `sbi`, each fake slot is
+    the pseudo-fake of the real in the same position (probability 1 without manifest fakes,
+    0.5 with them), so pseudo-fakes follow the reals' group balance. An epoch covers the larger
+    class once (capped by `max_steps`). `set_epoch` reseeds; the sampler lives in the main
+    process, so this works with persistent workers.
     """
 
     def __init__(self, labels: np.ndarray, batch_size: int, *, sbi: bool = False, seed: int = 0,
-                 max_steps: int | None = None):
+                 max_steps: int | None = None, groups: Sequence[str | None] | None = None):
         if batch_size < 2 or batch_size % 2:
             raise InputError(f"batch size must be even and at least 2 (half real, half fake), got {batch_size}")
         labels = np.asarray(labels)
@@ -321,6 +324,9 @@ class BalancedBatchSampler(Sampler[list[Key]]):
             raise InputError("the training manifest has no real rows (label real/0)")
         if self.fake.size == 0 and not sbi:
             raise InputError("the training manifest has no fake rows; add fakes or pass --pseudo-fakes sbi")
+        if groups is not None and len(groups) != self.n:
+            raise ValueError(f"{len(groups)} groups for {self.n} labels")
+        self.groups = list(groups) if groups is not None else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -331,15 +337,37 @@ class BalancedBatchSampler(Sampler[list[Key]]):
         steps = max(1, math.ceil(biggest / self.half))
         return min(steps, self.max_steps) if self.max_steps else steps
 
-    @staticmethod
-    def _stream(pool: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
+    def strata(self, pool: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """A label's rows by group and each stratum's draw probability (see the class docstring)."""
+        if self.groups is None:
+            return [pool], np.ones(1)
+        by: dict[str | None, list[int]] = {}
+        for i in pool.tolist():
+            by.setdefault(self.groups[i], []).append(i)
+        known = sorted(k for k in by if k is not None)
+        unknown_share = len(by.get(None, [])) / pool.size
+        names: list[str | None] = known + ([None] if None in by else [])
+        probs = np.array([(1.0 - unknown_share) / len(known) if k is not None else unknown_share for k in names]
+                         if known else [1.0])
+        return [np.array(by[k]) for k in names], probs / probs.sum()
+
+    @classmethod
+    def _stream(cls, pool: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
         while True:
             yield from rng.permutation(pool).tolist()
 
+    def _draws(self, pool: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
+        strata, probs = self.strata(pool)
+        streams = [self._stream(s, rng) for s in strata]
+        if len(streams) == 1:
+            yield from streams[0]
+        while True:
+            yield next(streams[int(rng.choice(len(streams), p=probs))])
+
     def __iter__(self) -> Iterator[list[Key]]:
         rng = np.random.default_rng([self.seed, self.epoch, 7])
-        reals = self._stream(self.real, rng)
-        fakes = self._stream(self.fake, rng) if self.fake.size else None
+        reals = self._draws(self.real, rng)
+        fakes = self._draws(self.fake, rng) if self.fake.size else None
         for _ in range(len(self)):
             r = [next(reals) for _ in range(self.half)]
             f = []

@@ -36,11 +36,13 @@ from train.model import PGFDD
 from train.sam import DEFAULT_SGD, SAM, bn_stats_frozen
 
 PSEUDO_FAKES = ("none", "sbi")
+THRESHOLD_METHODS = ("fpr", "eer", "youden")
 LOSS_PARTS = ("sha", "spe", "rec", "con", "fair", "fuse")
 FAIRNESS_KEYS = ("F_FPR", "F_MEO", "F_DP", "F_OAE", "demographic_parity_difference", "equalized_odds_difference")
 CSV_COLUMNS = (["epoch", "steps", "seconds", "lr", "train_loss"] + [f"loss_{k}" for k in LOSS_PARTS]
-               + ["val_n", "val_auc", "val_ap", "val_eer", "val_acc", "threshold"] + list(FAIRNESS_KEYS))
+               + ["val_n", "val_auc", "val_ap", "val_eer", "val_acc", "val_fpr", "val_tpr", "threshold"] + list(FAIRNESS_KEYS))
 OPTIM_FORMAT = "dfscan.optimizer/1"
+LOG_EVERY_S = 60.0  # progress lines when stderr is not a terminal
 # base optimizers: PG-FDD's SGD, or Adam, which learns far faster in a short CPU budget
 # (the starter model: recipes/build_starter.py)
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
@@ -61,6 +63,7 @@ class TrainOptions:
     batch_size: int = 32
     device: str = "auto"
     resume: bool = False
+    init_from: Path | None = None  # warm start: a full checkpoint's weights, fresh optimizer and epoch count
     seed: int = 0
     no_sam: bool = False
     lr: float = DEFAULT_SGD["lr"]
@@ -70,7 +73,11 @@ class TrainOptions:
     pretrained: bool = True
     num_workers: int | None = None
     augment: bool = True
-    threshold_method: str = "eer"
+    fairness: bool = True  # False: the ablation without L_fair and with plain CE instead of the CVaR fusion loss
+    scale_jitter: float = 0.0  # probability of a random 0.9-1.2x zoom (crops cut from tight source crops)
+    input_size: int = 256  # crop side the model is trained on; the scanner crops to the checkpoint's size
+    threshold_method: str = "fpr"  # eer | youden | fpr (the lowest threshold with FPR <= target_fpr on val reals)
+    target_fpr: float = 0.05
     fp16_deploy: bool = False  # store the deploy checkpoint's weights as float16 (half the size)
 
     def check(self) -> None:
@@ -88,6 +95,14 @@ class TrainOptions:
             raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
+        if self.threshold_method not in THRESHOLD_METHODS:
+            raise InputError(f"--threshold-method must be one of {', '.join(THRESHOLD_METHODS)}, got {self.threshold_method!r}")
+        if not 0.0 <= self.target_fpr < 1.0:
+            raise InputError(f"--target-fpr must be in [0, 1), got {self.target_fpr}")
+        if self.input_size < 64 or self.input_size % 32:
+            raise InputError(f"--input-size must be a multiple of 32 and at least 64, got {self.input_size}")
+        if self.resume and self.init_from is not None:
+            raise InputError("--resume continues a run; --init-from starts a new one from weights: pass one")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise InputError("--max-steps-per-epoch must be at least 1")
 
@@ -174,12 +189,13 @@ def predict(model: PGFDD, loader, device: torch.device, progress=None, task=None
     return np.concatenate(probs), np.concatenate(labels), index
 
 
-def validation_metrics(y: np.ndarray, p: np.ndarray, groups: list[str] | None, method: str = "eer") -> dict:
-    """AUC/AP/EER, the calibrated threshold, ACC there, and the fairness gaps (when groups)."""
-    threshold = calibrate_threshold(y, p, method)
+def validation_metrics(y: np.ndarray, p: np.ndarray, groups: list[str] | None, method: str = "fpr",
+                       max_fpr: float = 0.05) -> dict:
+    """AUC/AP/EER, the calibrated threshold, ACC/FPR/TPR there, and the fairness gaps (when groups)."""
+    threshold = calibrate_threshold(y, p, method, max_fpr)
     m = binary_metrics(y, p, threshold)
     out = {"val_n": m["n"], "val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["acc"],
-           "threshold": threshold}
+           "val_fpr": m["fpr"], "val_tpr": m["tpr"], "threshold": threshold}
     if groups is not None and len(set(groups)) > 1:
         out.update(fairness_metrics(y, p, groups, threshold))
     return out
@@ -227,13 +243,21 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     `log` receives one line per epoch (the CLI prints it); `progress` shows rich bars on stderr.
     """
     opts.check()
+    if opts.pretrained and not opts.resume and opts.init_from is None:
+        from train.backbones import missing_pretrained
+
+        hint = missing_pretrained(opts.backbone)
+        if hint:  # never train from random weights by accident
+            raise InputError(f"no ImageNet weights for {opts.backbone} on this machine: {hint}; "
+                             "or pass --no-pretrained to train from random weights")
     log = log or (lambda _msg: None)
     device = resolve_device(opts.device)
     sbi = opts.pseudo_fakes == "sbi"
     train_m = read_manifest(opts.train)
     # balanced batches need reals and (fakes or SBI): the sampler says so before anything is read further
     sampler = BalancedBatchSampler(train_m.labels, opts.batch_size, sbi=sbi, seed=opts.seed,
-                                   max_steps=opts.max_steps_per_epoch)
+                                   max_steps=opts.max_steps_per_epoch,
+                                   groups=[s.group for s in train_m.samples] if train_m.has_groups else None)
     val_m = read_manifest(opts.val)
     if not (val_m.labels == 0).any() or not ((val_m.labels == 1).any() or sbi):
         raise InputError(f"{opts.val}: validation needs real and fake rows (or --pseudo-fakes sbi and real rows)")
@@ -253,21 +277,23 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     if sbi and SBI_METHOD not in methods:
         methods = methods + [SBI_METHOD]
     groups = train_m.group_names
-    config = ModelConfig(backbone=opts.backbone, num_spe=len(methods), method_names=methods,
+    config = ModelConfig(backbone=opts.backbone, input_size=opts.input_size, num_spe=len(methods), method_names=methods,
                          num_fair=len(groups), group_names=groups)
 
-    if opts.resume:
-        model, saved_cfg, _ = load_checkpoint(last_ckpt, deploy=False, device=device)
+    if opts.resume or opts.init_from is not None:
+        source = last_ckpt if opts.resume else Path(opts.init_from)
+        model, saved_cfg, _ = load_checkpoint(source, deploy=False, device=device)
         if saved_cfg != config:
-            raise InputError(f"{last_ckpt}: the run was started with another backbone, groups or methods "
-                             f"({saved_cfg.backbone}, {saved_cfg.group_names}, {saved_cfg.method_names})")
+            raise InputError(f"{source}: the run was started with another backbone, input size, groups or methods "
+                             f"({saved_cfg.backbone}, {saved_cfg.input_size}px, {saved_cfg.group_names}, "
+                             f"{saved_cfg.method_names})")
     else:
         model = PGFDD(config, pretrained=opts.pretrained).to(device)
     # channels-last convolutions: ~15% faster training steps on the 2-core CPU (recipes/bench_train_step.py)
     model = model.to(memory_format=torch.channels_last)
 
     gen = torch.Generator().manual_seed(opts.seed)
-    loss_fn = PGFDDLoss(train_m.group_counts(groups), generator=gen)
+    loss_fn = PGFDDLoss(train_m.group_counts(groups), generator=gen, fairness=opts.fairness)
     base_cls, base_kwargs = OPTIMIZERS[opts.optimizer]
     base_kwargs = {**base_kwargs, "lr": opts.lr}
     opt: torch.optim.Optimizer = (base_cls(model.parameters(), **base_kwargs) if opts.no_sam
@@ -280,7 +306,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
 
     common = {"group_names": groups, "method_names": methods, "size": config.input_size, "mean": config.mean,
               "std": config.std}
-    train_ds = FaceDataset(train_m, augment=Augment() if opts.augment else None, **common)
+    train_ds = FaceDataset(train_m, augment=Augment(p_scale=opts.scale_jitter) if opts.augment else None, **common)
     val_ds = FaceDataset(val_m, augment=None, **common)
     train_loader = make_loader(train_ds, batch_sampler=sampler, num_workers=opts.num_workers)
     keys = validation_keys(val_m, sbi=sbi, seed=opts.seed + 1_000_003)
@@ -291,7 +317,10 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
         "train_manifest": train_m.path.name, "train_manifest_sha256": train_m.sha256,
         "val_manifest": val_m.path.name, "val_manifest_sha256": val_m.sha256,
         "train_counts": train_m.counts(), "val_counts": val_m.counts(), "group_counts": train_m.group_counts(groups),
-        "options": opts.to_json(), "sam": not opts.no_sam, "pseudo_fakes": opts.pseudo_fakes,
+        "options": opts.to_json(), "init_from": None if opts.init_from is None else Path(opts.init_from).name, "sam": not opts.no_sam, "pseudo_fakes": opts.pseudo_fakes,
+        "fairness_terms": opts.fairness,
+        "threshold_policy": (f"lowest threshold with FPR <= {opts.target_fpr:g} on the validation reals"
+                             if opts.threshold_method == "fpr" else f"{opts.threshold_method} point on validation"),
         "torch": torch.__version__, "device": str(device),
     }
     log(f"training {opts.backbone} PG-FDD on {len(train_m.samples)} crops "
@@ -308,6 +337,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 sums = {k: 0.0 for k in ("loss", *LOSS_PARTS)}
                 steps = 0
                 task = bars.add_task(f"epoch {epoch}/{opts.epochs}", total=len(sampler), info="")
+                last_line = time.perf_counter()
                 for batch in train_loader:
                     x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                     y, meth, grp = (batch[k].to(device) for k in ("label", "method", "group"))
@@ -329,11 +359,17 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                     for k in sums:
                         sums[k] += float(parts[k].detach())
                     bars.update(task, advance=1, info=f"loss {sums['loss'] / steps:.4f}")
+                    if not bars.console.is_terminal and time.perf_counter() - last_line >= LOG_EVERY_S:
+                        # no live bar in a CI log or a file: a line now and then instead of silence
+                        last_line = time.perf_counter()
+                        per_step = (last_line - t0) / steps
+                        log(f"epoch {epoch}: step {steps}/{len(sampler)}, loss {sums['loss'] / steps:.4f}, "
+                            f"{per_step:.2f} s/step, ~{per_step * (len(sampler) - steps) / 60:.0f} min left")
                 train_seconds = time.perf_counter() - t0
 
                 vtask = bars.add_task(f"validate {epoch}", total=len(keys), info="")
                 p, y_val, index = predict(model, val_loader, device, bars, vtask)
-                vm = validation_metrics(y_val, p, _val_groups(val_m, index), opts.threshold_method)
+                vm = validation_metrics(y_val, p, _val_groups(val_m, index), opts.threshold_method, opts.target_fpr)
                 state["epoch"], state["seconds"] = epoch, state["seconds"] + time.perf_counter() - t0
                 row = {"epoch": epoch, "steps": steps, "seconds": time.perf_counter() - t0, "lr": opts.lr,
                        "train_loss": sums["loss"] / max(steps, 1),

@@ -248,12 +248,14 @@ class PGFDDLoss(nn.Module):
     forward(out, label, method, group, recon=None) → dict with `loss` (the total) and each
     detached part (`sha, spe, rec, con, fair, fuse`). `recon` defaults to `out["recon"]`.
     `group_counts` are the training manifest's per-group sample counts (LDAM margins).
+    `fairness=False` is the ablation without PG-FDD's fairness terms: L_fair weighs 0 and the
+    fused head trains on plain cross-entropy instead of the bi-level CVaR loss.
     """
 
     WEIGHTS = {"sha": 1.0, "spe": 0.1, "rec": 0.3, "con": 0.05, "fair": 0.1, "fuse": 1.0}
 
     def __init__(self, group_counts: Sequence[float], weights: dict[str, float] | None = None,
-                 margin: float = 3.0, generator: torch.Generator | None = None):
+                 margin: float = 3.0, generator: torch.Generator | None = None, fairness: bool = True):
         super().__init__()
         unknown = set(weights or {}) - set(self.WEIGHTS)
         if unknown:
@@ -263,6 +265,9 @@ class PGFDDLoss(nn.Module):
         self.generator = generator
         self.fair = LDAMLoss(group_counts)
         self.fuse = BiLevelCVaRLoss()
+        self.fairness = fairness
+        if not fairness:  # the ablation: no demographic head loss, and plain CE on the fused head
+            self.weights["fair"] = 0.0
 
     def forward(self, out: dict, label: torch.Tensor, method: torch.Tensor, group: torch.Tensor,
                 recon: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
@@ -273,7 +278,8 @@ class PGFDDLoss(nn.Module):
             "rec": reconstruction_loss(out.get("recon", []) if recon is None else recon),
             "con": contrastive_loss(out["feat_sha"], out["feat_spe"], label, method, self.margin, self.generator),
             "fair": self.fair(out["cls_fair"], group),
-            "fuse": self.fuse(out["cls_fused"], label, group),
+            "fuse": (self.fuse(out["cls_fused"], label, group) if self.fairness
+                     else F.cross_entropy(out["cls_fused"], label)),
         }
         dev = out["cls_fused"].device
         total = sum(self.weights[k] * v.to(dev) for k, v in parts.items() if self.weights[k])

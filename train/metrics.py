@@ -150,13 +150,15 @@ def fairness_metrics(y_true: Any, p_fake: Any, groups: Any, threshold: float = 0
     }
 
 
-def calibrate_threshold(y_true: Any, p_fake: Any, method: str = "eer") -> float:
+def calibrate_threshold(y_true: Any, p_fake: Any, method: str = "eer", max_fpr: float = 0.05) -> float:
     """A decision threshold fitted on a validation set.
 
     "eer" (default): the operating point where FPR and FNR are closest, i.e. real and fake
     faces are misclassified equally often — the point deepfake benchmarks report and one that
     does not depend on the validation set's real/fake ratio. "youden": maximum balanced
-    accuracy (TPR - FPR). The threshold returned lies midway between the chosen score and
+    accuracy (TPR - FPR). "fpr": the lowest threshold whose false-positive rate on the
+    validation reals is at most `max_fpr` — what a scanner deploys, since accusing real people
+    is the costly error. The threshold returned lies midway between the chosen score and
     the next lower distinct score, so it reproduces that operating point with `p >= t`
     while not sitting exactly on a validation sample. Needs both classes.
     """
@@ -168,8 +170,12 @@ def calibrate_threshold(y_true: Any, p_fake: Any, method: str = "eer") -> float:
         i = int(np.argmin(np.abs((1.0 - tpr) - fpr)))
     elif method == "youden":
         i = int(np.argmax(tpr - fpr))
+    elif method == "fpr":
+        if not 0.0 <= max_fpr < 1.0:
+            raise InputError(f"the target false-positive rate must be in [0, 1), got {max_fpr}")
+        i = int(np.flatnonzero(fpr <= max_fpr + 1e-12).max())
     else:
-        raise InputError(f"unknown calibration method {method!r} (eer|youden)")
+        raise InputError(f"unknown calibration method {method!r} (eer|youden|fpr)")
     if i == 0:  # flag nothing: just above the highest score
         return float(np.nextafter(p.max(), np.inf))
     if i + 1 < thr.size:

@@ -3,8 +3,9 @@
 Module and attribute names follow the official implementation so its state_dict maps key for key
 (`encoder_f/_c/_fair`, `block_{spe,sha,fair,fused}`, `head_{spe,sha,fair,fused}`, `con_gan`).
 `block_fused` exists in the official network but its forward never uses it; it is kept for layout.
-Inference needs only encoder_f, encoder_fair, block_sha, block_fair, AdaIN and head_fused:
-`PGFDDDeploy` holds exactly those and returns p_fake.
+Inference needs encoder_f, encoder_fair, block_sha, block_fair, AdaIN and head_fused — and, since
+head_fused pools first and AdaIN keeps f_sha's spatial mean, in fact only encoder_f, block_sha and
+head_fused: `PGFDDDeploy` holds those (see `single_pass_exact`) and returns p_fake.
 """
 
 from __future__ import annotations
@@ -195,38 +196,69 @@ class PGFDD(nn.Module):
             ]
         return out
 
-    def deploy(self) -> "PGFDDDeploy":
+    def deploy(self, single_pass: bool | None = None) -> "PGFDDDeploy":
         """The inference-only module with this model's weights."""
-        return PGFDDDeploy.from_full(self)
+        return PGFDDDeploy.from_full(self, single_pass)
 
 
-DEPLOY_PARTS = ("encoder_f", "encoder_fair", "block_sha", "block_fair", "head_fused")
+SINGLE_PASS_PARTS = ("encoder_f", "block_sha", "head_fused")
+DEPLOY_PARTS = SINGLE_PASS_PARTS + ("encoder_fair", "block_fair")  # the two-pass graph's parts
+
+
+def single_pass_exact(config: ModelConfig) -> tuple[bool, str]:
+    """Whether p_fake can be computed from encoder_f alone, exactly, and why.
+
+    head_fused starts with a global average pool, and the spatial mean of AdaIN(x, y) is μy
+    whatever x is, so head_fused(AdaIN(f_fair, f_sha)) = head_fused(f_sha): encoder_fair
+    shapes the features only through training. This needs AdaIN to be defined, i.e. a feature
+    grid of at least 2x2 (its variance is unbiased: n − 1 in the denominator).
+    """
+    grid = -(-config.input_size // 32)  # both backbones reduce by 32 with 'same'-style padding
+    if grid < 2:
+        return False, (f"{config.input_size}px input gives a {grid}x{grid} feature grid, where AdaIN's unbiased "
+                       "variance is undefined: the two-pass graph is kept")
+    return True, ("head_fused begins with a global average pool and the spatial mean of AdaIN(f_fair, f_sha) is "
+                  "that of f_sha: p_fake depends on encoder_f only (encoder_fair, block_fair dropped)")
 
 
 class PGFDDDeploy(nn.Module):
-    """Inference subgraph: normalised (B,3,256,256) crops -> p_fake (B,). Two backbone passes."""
+    """Inference subgraph: normalised (B,3,S,S) crops -> p_fake (B,).
 
-    def __init__(self, config: ModelConfig | None = None, pretrained: bool = False):
+    One backbone pass (encoder_f → block_sha → head_fused) wherever `single_pass_exact` holds
+    for the config, else the official two passes with AdaIN fusion. `single_pass` forces either
+    (the two-pass graph is the reference the tests compare against).
+    """
+
+    def __init__(self, config: ModelConfig | None = None, pretrained: bool = False, single_pass: bool | None = None):
         super().__init__()
         self.config = config = config or ModelConfig()
+        self.single_pass = single_pass_exact(config)[0] if single_pass is None else bool(single_pass)
         ch = config.feature_channels
         self.encoder_f = create_backbone(config.backbone, pretrained, feature_channels=ch)
-        self.encoder_fair = create_backbone(config.backbone, pretrained, feature_channels=ch)
         self.block_sha = _block(config)
-        self.block_fair = _block(config)
         self.head_fused = _head(config, config.num_fused)
+        if not self.single_pass:
+            self.encoder_fair = create_backbone(config.backbone, pretrained, feature_channels=ch)
+            self.block_fair = _block(config)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return SINGLE_PASS_PARTS if self.single_pass else DEPLOY_PARTS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f_sha = self.block_sha(self.encoder_f(x))
-        f_fair = self.block_fair(self.encoder_fair(x))
-        logits, _ = self.head_fused(adain(f_fair, f_sha))
+        if self.single_pass:
+            logits, _ = self.head_fused(f_sha)
+        else:
+            f_fair = self.block_fair(self.encoder_fair(x))
+            logits, _ = self.head_fused(adain(f_fair, f_sha))
         return torch.softmax(logits.float(), dim=1)[:, 1]
 
     @classmethod
-    def from_full(cls, model: PGFDD) -> "PGFDDDeploy":
+    def from_full(cls, model: PGFDD, single_pass: bool | None = None) -> "PGFDDDeploy":
         """Copy the inference parts of a full model (eval mode, same device and dtype)."""
-        deploy = cls(model.config)
-        for name in DEPLOY_PARTS:
+        deploy = cls(model.config, single_pass=single_pass)
+        for name in deploy.parts:
             getattr(deploy, name).load_state_dict(getattr(model, name).state_dict())
         p = next(model.parameters())
         return deploy.to(device=p.device, dtype=p.dtype).eval()

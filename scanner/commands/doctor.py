@@ -59,7 +59,8 @@ def doctor(
         models.add_row(f"face detector ({fm['name']})", fm["path"],
                        f"{fm['size_kb']} KiB" if fm["present"] else "[red]missing[/]")
     w = report["weights"]
-    details = (f"{w['backbone']}, {w['kind']}, threshold {w['threshold']:.4g}, {w['size_mb']} MB, sha256 {w['sha256']}"
+    details = (f"{w['backbone']}, {w['input_size']}px, {w['kind']}, threshold {w['threshold']:.4g}, {w['size_mb']} MB, "
+               f"sha256 {w['sha256']}; inference: {w['inference_graph']} ({w['inference_graph_reason']})"
                if w["ok"] else f"[red]{w.get('problem', 'unreadable')}[/]")
     models.add_row("detector weights", w["path"], details)
     console.print(models)

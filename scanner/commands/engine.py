@@ -36,7 +36,7 @@ def _parity_crops(faces: list[Path], size: int):
     if faces:
         from scanner.doctor import crops_from_media
 
-        crops = crops_from_media(faces, limit=16)
+        crops = crops_from_media(faces, size=size, limit=16)
         if len(crops):
             return crops, f"{len(crops)} face crops from {', '.join(str(f) for f in faces)}"
         err_console.print("[yellow]warning:[/] no face found in --faces; measuring parity on synthetic crops")

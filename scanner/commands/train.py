@@ -31,6 +31,7 @@ def train_command(
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=2, help="Batch size, half real and half fake (even)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out after its last finished epoch."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from a full checkpoint's weights (fresh optimizer), e.g. a committed training state."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, augmentation and pseudo-fakes."),
     no_sam: bool = typer.Option(False, "--no-sam", help="The base optimizer alone, without SAM (half the cost per step)."),
     optimizer: str = typer.Option("sgd", "--optimizer", help="Base optimizer: sgd (PG-FDD) or adam (fast on a small budget)."),
@@ -39,6 +40,11 @@ def train_command(
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Cap the steps of each epoch."),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Start the backbones from ImageNet weights."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes (default: one per two cores)."),
+    input_size: int = typer.Option(256, "--input-size", min=64, help="Crop side the model trains on (multiple of 32); scans crop to it."),
+    threshold_method: str = typer.Option("fpr", "--threshold-method", help="fpr (lowest threshold with FPR <= --target-fpr on validation reals), eer or youden."),
+    target_fpr: float = typer.Option(0.05, "--target-fpr", min=0.0, max=0.999, help="The false-positive rate the fpr threshold allows."),
+    fairness: bool = typer.Option(True, "--fairness/--no-fairness", help="PG-FDD's fairness terms (LDAM demographic head, bi-level CVaR); --no-fairness is the ablation."),
+    scale_jitter: float = typer.Option(0.0, "--scale-jitter", min=0.0, max=1.0, help="Probability of a random 0.9-1.2x zoom (for crops cut from tight source crops)."),
     fp16_deploy: bool = typer.Option(False, "--fp16-deploy", help="Store the deploy checkpoint's weights as float16."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or epoch lines."),
 ) -> None:
@@ -47,8 +53,9 @@ def train_command(
     from train.loop import train as run_training
 
     opts = TrainOptions(train=train, val=val, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
-                        device=device, resume=resume, seed=seed, no_sam=no_sam, optimizer=optimizer, lr=lr, pseudo_fakes=pseudo_fakes,
+                        device=device, resume=resume, init_from=init_from, seed=seed, no_sam=no_sam, optimizer=optimizer, lr=lr, pseudo_fakes=pseudo_fakes,
                         max_steps_per_epoch=max_steps_per_epoch, pretrained=pretrained, num_workers=workers,
+                        input_size=input_size, scale_jitter=scale_jitter, fairness=fairness, threshold_method=threshold_method, target_fpr=target_fpr,
                         fp16_deploy=fp16_deploy)
     best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)))
     if not quiet:

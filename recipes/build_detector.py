@@ -1,0 +1,404 @@
+"""Build dfscan's default detector from DFDC face crops and UTKFace, on folders you downloaded.
+
+    python recipes/build_detector.py prepare --dfdc DFDC_DIR --utkface UTK_DIR --reserved RESERVED_DIR \\
+        --work runs/detector
+    python recipes/build_detector.py train --work runs/detector [--minutes 90] [--resume]
+    python recipes/build_detector.py evaluate --work runs/detector
+    python recipes/build_detector.py ship --work runs/detector
+
+DFDC_DIR holds `metadata.csv` (videoname,...,label,original) and `faces_224/<video>.jpg` (one
+face crop per DFDC video, as in the public `i-Shreyansh/DeepFake-Detection` snapshot); UTK_DIR
+holds UTKFace's aligned `age_gender_race_date.jpg.chip.jpg` files. RESERVED_DIR holds
+`dfdc_sources.txt` and `utkface.txt`: data kept for the release evaluation, which this recipe
+never trains, validates or selects a model on.
+
+prepare:
+1. Drops every reserved row: DFDC reals whose video is listed and fakes whose `original` is
+   listed; UTKFace files listed by name.
+2. Splits the rest: DFDC by source video (a fake stays on its source real's side), UTKFace by
+   file (UTKFace has no identity labels; one file is one person-photo), 10 % to validation, by a
+   seeded hash.
+3. Picks a compute-sized training set: every DFDC training real, as many DFDC fakes (one per
+   source video in turn, so every source contributes before any contributes twice) and
+   `--utk-train` UTKFace faces; validation keeps one fake per source.
+4. Makes every crop with the scanner's own `crop_face` (square, 1.3x the detected box,
+   eye-levelled, `--size` pixels): MediaPipe's short-range model finds the face in these tight
+   crops (the scanner's default full-range model misses most faces that fill the frame); where
+   it finds none, the whole image stands in as the face box. So training crops have the
+   geometry the scanner feeds the model, black border included where the 1.3x square leaves
+   the original tight crop.
+5. Writes `train.csv`, `val.csv` (scanner-made crops) and `val_tight.csv` (the raw tight DFDC
+   crops and UTKFace images of the same validation rows, resized), with `gender`/`race`
+   attribute columns for UTKFace rows (empty for DFDC, whose crops carry no demographic labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "scanner" / "assets" / "detector" / "pgfdd_efficientnet_lite0_dfdc_utk.safetensors"
+UTK_GENDER = {"0": "male", "1": "female"}
+UTK_RACE = {"0": "white", "1": "black", "2": "asian", "3": "indian", "4": "others"}
+COLUMNS = ["path", "label", "method", "domain", "gender", "race", "source", "kp"]
+
+
+def _unit(key: str, seed: int) -> float:
+    """A seeded hash of `key` mapped to [0, 1): stable splits without a random state."""
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:12], 16) / float(1 << 48)
+
+
+def _read_lines(path: Path) -> set[str]:
+    return {ln.strip() for ln in path.read_text().splitlines() if ln.strip()}
+
+
+def dfdc_rows(dfdc: Path, reserved: set[str], val_fraction: float, seed: int) -> dict[str, list[dict]]:
+    """DFDC rows by split, reserved sources dropped; each row knows its source cluster."""
+    out: dict[str, list[dict]] = {"train": [], "val": [], "reserved": []}
+    with open(dfdc / "metadata.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            video = r["videoname"].removesuffix(".mp4")
+            fake = r["label"].upper() == "FAKE"
+            source = (r["original"] if fake else r["videoname"]).removesuffix(".mp4")
+            image = dfdc / "faces_224" / f"{video}.jpg"
+            row = {"image": image, "label": "fake" if fake else "real", "source": source, "domain": "dfdc",
+                   "method": "dfdc" if fake else "real", "gender": "", "race": ""}
+            if source in reserved or video in reserved:
+                out["reserved"].append(row)
+            elif image.is_file():
+                out["val" if _unit(source, seed) < val_fraction else "train"].append(row)
+    return out
+
+
+def utk_rows(utk: Path, reserved: set[str], val_fraction: float, seed: int) -> dict[str, list[dict]]:
+    """UTKFace rows by split with gender and race from the file name; malformed names skipped."""
+    out: dict[str, list[dict]] = {"train": [], "val": [], "reserved": [], "malformed": []}
+    for image in sorted(utk.glob("*.jpg")):
+        parts = image.name.split("_")
+        if len(parts) < 4 or parts[1] not in UTK_GENDER or parts[2] not in UTK_RACE:
+            out["malformed"].append({"image": image})
+            continue
+        row = {"image": image, "label": "real", "source": image.name, "domain": "utkface", "method": "real",
+               "gender": UTK_GENDER[parts[1]], "race": UTK_RACE[parts[2]]}
+        if image.name in reserved:
+            out["reserved"].append(row)
+        else:
+            out["val" if _unit(image.name, seed) < val_fraction else "train"].append(row)
+    return out
+
+
+def one_fake_per_source_in_turn(fakes: list[dict], n: int, seed: int) -> list[dict]:
+    """Up to n fakes, round-robin over source videos (seeded order), so sources stay diverse."""
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for r in sorted(fakes, key=lambda r: _unit(str(r["image"]), seed)):
+        by_source[r["source"]].append(r)
+    order = sorted(by_source, key=lambda s: _unit(s, seed + 1))
+    picked: list[dict] = []
+    depth = 0
+    while len(picked) < n and any(len(v) > depth for v in by_source.values()):
+        for s in order:
+            if len(by_source[s]) > depth:
+                picked.append(by_source[s][depth])
+                if len(picked) == n:
+                    break
+        depth += 1
+    return picked
+
+
+# ---------------------------------------------------------------- scanner-made crops
+
+_DET = None
+
+
+def _init_worker() -> None:
+    global _DET
+    import cv2
+
+    from scanner.faces import FaceDetector
+
+    cv2.setNumThreads(1)
+    _DET = (FaceDetector("short", min_score=0.5), FaceDetector("full", min_score=0.5))
+
+
+def _crop_one(job: tuple[str, str, int]) -> tuple[str, str, bool]:
+    """(image, out png, size) → (out png, keypoints text, detected?) with the scanner's crop."""
+    import cv2
+    import numpy as np
+
+    from scanner.crop import crop_face, crop_keypoints
+
+    src, dst, size = job
+    bgr = cv2.imread(src, cv2.IMREAD_COLOR)
+    if bgr is None:
+        return dst, "", False
+    img = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    h, w = img.shape[:2]
+    dets = _DET[0].detect(img)
+    offset = 0
+    if not dets:  # a face that fills the frame: give the full-range model some margin
+        offset = max(h, w) // 5
+        padded = cv2.copyMakeBorder(img, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=0)
+        dets = _DET[1].detect(np.ascontiguousarray(padded))
+    if dets:
+        d = max(dets, key=lambda d: d.box[2] * d.box[3])
+        x, y, bw, bh = d.box
+        box = (x - offset, y - offset, bw, bh)
+        kp = None if d.keypoints is None else np.asarray(d.keypoints, np.float64) - offset
+    else:  # no detection: the tight crop itself is the face box
+        box, kp = (0.0, 0.0, float(w), float(h)), None
+    crop = crop_face(img, kp, box, size=size)
+    cv2.imwrite(dst, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    kp_text = "" if kp is None else " ".join(f"{v:.2f}" for v in crop_keypoints(kp, box, size=size).reshape(-1))
+    return dst, kp_text, bool(dets)
+
+
+def make_crops(rows: list[dict], out_dir: Path, size: int, workers: int) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for r in rows:
+        r["crop"] = out_dir / r["domain"] / (Path(r["image"]).name.split(".")[0] + ".png")
+        r["crop"].parent.mkdir(parents=True, exist_ok=True)
+        jobs.append((str(r["image"]), str(r["crop"]), size))
+    by_dst = {str(r["crop"]): r for r in rows}
+    found = 0
+    t0 = time.time()
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        for i, (dst, kp, hit) in enumerate(pool.imap_unordered(_crop_one, jobs, chunksize=64), 1):
+            by_dst[dst]["kp"] = kp
+            found += hit
+            if i % 5000 == 0:
+                print(f"  {i}/{len(jobs)} crops, {time.time() - t0:.0f}s", flush=True)
+    return {"crops": len(rows), "face_found": found}
+
+
+def write_manifest(path: Path, rows: list[dict], key: str) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "path": os.path.relpath(r[key], path.parent), "kp": r.get("kp", "") if key == "crop" else ""})
+
+
+def prepare(a: argparse.Namespace) -> None:
+    work = a.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    dfdc = dfdc_rows(a.dfdc, _read_lines(a.reserved / "dfdc_sources.txt"), a.val_fraction, a.seed)
+    utk = utk_rows(a.utkface, _read_lines(a.reserved / "utkface.txt"), a.val_fraction, a.seed)
+
+    def split(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+        return [r for r in rows if r["label"] == "real"], [r for r in rows if r["label"] == "fake"]
+
+    tr_real, tr_fake = split(dfdc["train"])
+    va_real, va_fake = split(dfdc["val"])
+    train_rows = tr_real + one_fake_per_source_in_turn(tr_fake, len(tr_real), a.seed)
+    utk_train = sorted(utk["train"], key=lambda r: _unit(r["source"], a.seed + 2))[: a.utk_train]
+    train_rows += utk_train
+    val_rows = va_real + one_fake_per_source_in_turn(va_fake, len({r["source"] for r in va_fake}), a.seed)
+    val_rows += utk["val"]
+
+    train_sources = {r["source"] for r in train_rows if r["domain"] == "dfdc"}
+    val_sources = {r["source"] for r in val_rows if r["domain"] == "dfdc"}
+    assert not train_sources & val_sources, "DFDC source on both sides of the split"
+
+    print(f"making {len(train_rows)} training and {len(val_rows)} validation crops at {a.size}px", flush=True)
+    stats = {"train": make_crops(train_rows, work / "crops", a.size, a.workers),
+             "val": make_crops(val_rows, work / "crops", a.size, a.workers)}
+    write_manifest(work / "train.csv", train_rows, "crop")
+    write_manifest(work / "val.csv", val_rows, "crop")
+    write_manifest(work / "val_tight.csv", val_rows, "image")
+
+    def counts(rows: list[dict]) -> dict:
+        c: dict[str, int] = defaultdict(int)
+        for r in rows:
+            c[f"{r['domain']}:{r['label']}"] += 1
+        return dict(sorted(c.items()))
+
+    info = {
+        "seed": a.seed, "size": a.size, "val_fraction": a.val_fraction,
+        "reserved_dropped": {"dfdc": len(dfdc["reserved"]), "utkface": len(utk["reserved"])},
+        "utkface_malformed_names": len(utk["malformed"]),
+        "available": {"dfdc_train": len(dfdc["train"]), "dfdc_val": len(dfdc["val"]),
+                      "utkface_train": len(utk["train"]), "utkface_val": len(utk["val"])},
+        "train": counts(train_rows), "val": counts(val_rows),
+        "dfdc_sources": {"train": len(train_sources), "val": len(val_sources)},
+        "crops": stats, "seconds": round(time.time() - t0),
+    }
+    (work / "prepare.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps(info, indent=2))
+
+
+# ---------------------------------------------------------------- train / evaluate / ship
+
+TRAIN_SETTINGS = ["--backbone", "efficientnet_lite0", "--batch-size", "32", "--pseudo-fakes", "sbi",
+                  "--optimizer", "adam", "--lr", "3e-4", "--no-sam", "--scale-jitter", "0.5",
+                  "--threshold-method", "fpr", "--target-fpr", "0.05", "--fp16-deploy"]
+
+
+def _dfscan() -> list[str]:
+    exe = Path(sys.executable).parent / "dfscan"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-c", "from scanner.cli import app; app()"]
+
+
+def run(cmd: list[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def train(a: argparse.Namespace) -> None:
+    """`dfscan train` with the recipe's settings (see the model card for why each)."""
+    work = a.work.resolve()
+    size = json.loads((work / "prepare.json").read_text())["size"]
+    cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
+                       "--out", str(work / a.run), "--epochs", str(a.epochs), "--max-steps-per-epoch", str(a.steps),
+                       "--input-size", str(size), "--seed", str(a.seed), *TRAIN_SETTINGS]
+    if a.no_fairness:
+        cmd.append("--no-fairness")
+    if a.resume:
+        cmd.append("--resume")
+    elif a.init_from:
+        cmd += ["--init-from", str(a.init_from)]
+    run(cmd)
+
+
+def _scores(checkpoint: Path, manifest: Path, seed: int) -> tuple:
+    """p_fake of every row and of one seeded pseudo-fake per real row, as validation makes them."""
+    import numpy as np
+    import torch
+
+    from train.checkpoint import load_checkpoint
+    from train.data import FaceDataset, make_loader, read_manifest, validation_keys
+
+    model, cfg, info = load_checkpoint(checkpoint, deploy=True)
+    m = read_manifest(manifest)
+    ds = FaceDataset(m, group_names=["all"], method_names=["real", "sbi"], size=cfg.input_size, mean=cfg.mean,
+                     std=cfg.std)
+    keys = validation_keys(m, sbi=True, seed=seed)
+    probs = []
+    with torch.no_grad():
+        for batch in make_loader(ds, keys=keys, batch_size=64, num_workers=1):
+            probs.append(model(batch["image"]).numpy())
+    n = len(m.samples)
+    rows = [m.samples[i - n if i >= n else i] for i, _ in keys]
+    y = np.array([1 if i >= n else s.label for (i, _), s in zip(keys, rows)])
+    kind = np.array(["sbi" if i >= n else s.method for (i, _), s in zip(keys, rows)])
+    domain = np.array([s.domain for s in rows])
+    group = np.array([f"{s.attrs.get('gender', '')}-{s.attrs.get('race', '')}" for s in rows])
+    return np.concatenate(probs), y, kind, domain, group, info
+
+
+def _metrics(y, p, threshold: float) -> dict:
+    from train.metrics import binary_metrics
+
+    m = binary_metrics(y, p, threshold)
+    return {k: round(float(m[k]), 4) for k in ("n", "auc", "ap", "eer", "acc", "tpr", "fpr")}
+
+
+def evaluate(a: argparse.Namespace) -> None:
+    """Validation figures of a checkpoint: scanner-made vs tight crops, per domain, per group."""
+    import numpy as np
+
+    work = a.work.resolve()
+    ckpt = a.checkpoint or work / "run" / "best.safetensors"
+    seed = 1_000_003  # the loop's validation pseudo-fakes (seed 0 + 1_000_003)
+    out: dict = {"checkpoint": str(ckpt)}
+    for name, manifest in (("scanner_crops", work / "val.csv"), ("tight_crops", work / "val_tight.csv")):
+        p, y, kind, domain, group, info = _scores(ckpt, manifest, seed)
+        t = info["threshold"]
+        res = {"threshold": t, "all": _metrics(y, p, t)}
+        dfdc = domain == "dfdc"
+        res["dfdc (real vs DFDC fakes)"] = _metrics(y[dfdc & (kind != "sbi")], p[dfdc & (kind != "sbi")], t)
+        utk = domain == "utkface"
+        res["utkface (real vs SBI)"] = _metrics(y[utk], p[utk], t)
+        res["real+DFDC fakes, both domains"] = _metrics(y[kind != "sbi"], p[kind != "sbi"], t)
+        res["utkface reals called fake, by group"] = {
+            g: round(float((p[utk & (y == 0) & (group == g)] >= t).mean()), 4)
+            for g in sorted(set(group[utk].tolist()))}
+        out[name] = res
+    (work / f"eval-{ckpt.parent.name}-{ckpt.stem}.json").write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+def fairness_set(a: argparse.Namespace) -> None:
+    """A labelled set for `dfscan fairness-check`: UTKFace validation reals and one seeded
+    pseudo-fake of each (the same the loop validates on), with gender and race columns."""
+    import cv2
+
+    from train.data import FaceDataset, read_manifest, validation_keys
+
+    work = a.work.resolve()
+    m = read_manifest(work / "val.csv")
+    keep = [i for i, s in enumerate(m.samples) if s.domain == "utkface"]
+    ds = FaceDataset(m, group_names=["all"], method_names=["real", "sbi"], size=json.loads(
+        (work / "prepare.json").read_text())["size"])
+    keys = {k[0]: k for k in validation_keys(m, sbi=True, seed=1_000_003)}
+    folder = work / "fairness"
+    (folder / "fake").mkdir(parents=True, exist_ok=True)
+    n = len(m.samples)
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "gender", "race"])
+        for i in keep:
+            s = m.samples[i]
+            w.writerow([os.path.relpath(s.path, folder), "real", s.attrs["gender"], s.attrs["race"]])
+            img = ds.image(keys[n + i])[0]
+            dst = folder / "fake" / s.path.name
+            cv2.imwrite(str(dst), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            w.writerow([os.path.relpath(dst, folder), "fake", s.attrs["gender"], s.attrs["race"]])
+    print(f"{folder / 'labels.csv'}: {2 * len(keep)} rows")
+
+
+def ship(a: argparse.Namespace) -> None:
+    """Copy a run's deploy weights to the package and sanity-scan the shared real videos."""
+    work = a.work.resolve()
+    src = a.checkpoint or work / "run" / "best_deploy.safetensors"
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, a.out)
+    run(_dfscan() + ["scan", str(ROOT / "tests" / "data" / "media" / "videos"), "--weights", str(a.out),
+                     "--report", str(work / "scan-shared-videos.json"), "--quiet"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="manifests and scanner-made crops from the DFDC and UTKFace folders")
+    p.add_argument("--dfdc", type=Path, required=True)
+    p.add_argument("--utkface", type=Path, required=True)
+    p.add_argument("--reserved", type=Path, required=True, help="folder with dfdc_sources.txt and utkface.txt")
+    p.add_argument("--size", type=int, default=128, help="crop size = the model's input size")
+    p.add_argument("--utk-train", type=int, default=12000, help="UTKFace training faces")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    p = sub.add_parser("train", help="dfscan train on the prepared manifests")
+    p.add_argument("--run", default="run", help="run folder under --work")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--steps", type=int, default=400, help="steps of 32 crops per epoch")
+    p.add_argument("--no-fairness", action="store_true", help="the ablation without PG-FDD's fairness terms")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--init-from", type=Path, help="full checkpoint to start from (e.g. the committed state)")
+    p = sub.add_parser("evaluate", help="validation figures of a checkpoint")
+    p.add_argument("--checkpoint", type=Path)
+    sub.add_parser("fairness-set", help="labelled UTKFace validation set for dfscan fairness-check")
+    p = sub.add_parser("ship", help="copy deploy weights into the package, scan the shared real videos")
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--out", type=Path, default=TARGET)
+    for p in sub.choices.values():
+        p.add_argument("--work", type=Path, default=ROOT / "runs" / "detector")
+        p.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
