@@ -256,6 +256,24 @@ def test_balanced_sampler_sbi_pairs_and_mix():
     assert all(labels[k] == 1 for k in keys if k < 80)
 
 
+def test_balanced_sampler_balances_groups_within_each_label():
+    """Known groups of a label are drawn equally often however rare; rows without a group
+    (e.g. DFDC crops) keep their natural share of the label."""
+    labels = np.array([0] * 1000 + [1] * 300)
+    groups = ["common"] * 560 + ["rare"] * 40 + [None] * 400 + [None] * 300
+    s = BalancedBatchSampler(labels, 32, seed=0, groups=groups)
+    reals = [k for b in s for k, _ in b[:16]]
+    kinds = [groups[k] for k in reals]
+    n = len(kinds)
+    assert kinds.count(None) / n == pytest.approx(0.4, abs=0.05)
+    assert kinds.count("rare") / n == pytest.approx(0.3, abs=0.05)  # 4 % of the reals, 30 % of the draws
+    assert kinds.count("common") / n == pytest.approx(0.3, abs=0.05)
+    assert all(labels[k] == 1 for b in s for k, _ in b[16:])
+    assert list(s) == list(s)  # reproducible within an epoch
+    ungrouped = [k for b in BalancedBatchSampler(labels, 32, seed=0) for k, _ in b[:16]]
+    assert sum(groups[k] == "rare" for k in ungrouped) / len(ungrouped) < 0.1
+
+
 def test_sampler_bad_input():
     with pytest.raises(InputError, match="no fake rows.*--pseudo-fakes sbi"):
         BalancedBatchSampler(np.zeros(4, int), 4)

@@ -232,3 +232,25 @@ def test_pgfdd_loss_on_model_output():
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
     with pytest.raises(InputError, match="unknown loss weight"):
         PGFDDLoss([1, 2], weights={"bogus": 1.0})
+
+
+def test_pgfdd_loss_without_fairness_terms_is_the_plain_ablation():
+    """--no-fairness: L_fair weighs nothing and the fused head trains on plain cross-entropy."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    n = 8
+    out = {k: torch.randn(n, c, requires_grad=True) for k, c in
+           (("cls_spe", 3), ("cls_sha", 2), ("cls_fair", 4), ("cls_fused", 2))}
+    out.update(feat_sha=torch.randn(n, 16), feat_spe=torch.randn(n, 16), recon=[])
+    label = torch.tensor([0] * 4 + [1] * 4)
+    group = torch.tensor([0, 1, 2, 3, 0, 0, 0, 1])
+    fair = PGFDDLoss([4, 2, 1, 1], generator=torch.Generator().manual_seed(0))(out, label, label, group)
+    plain = PGFDDLoss([4, 2, 1, 1], generator=torch.Generator().manual_seed(0), fairness=False)(out, label, label, group)
+    assert float(plain["fuse"]) == pytest.approx(float(F.cross_entropy(out["cls_fused"], label)), rel=1e-6)
+    assert float(fair["fuse"]) != pytest.approx(float(plain["fuse"]), rel=1e-3)  # the CVaR weights the worst groups
+    w = PGFDDLoss.WEIGHTS
+    expect = sum(w[k] * float(plain[k]) for k in ("sha", "spe", "rec", "con", "fuse"))
+    assert float(plain["loss"]) == pytest.approx(expect, rel=1e-5)  # no L_fair
+    plain["loss"].backward()
+    assert out["cls_fair"].grad is None

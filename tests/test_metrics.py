@@ -193,6 +193,22 @@ def test_calibrate_threshold_reproduces_operating_point():
         calibrate_threshold(Y8, P8, "median")
 
 
+def test_calibrate_threshold_at_a_target_false_positive_rate():
+    """The deployed policy: the lowest threshold that flags at most 5 % of validation reals."""
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 200 + [1] * 100)
+    p = np.concatenate([rng.beta(2, 5, 200), rng.beta(5, 2, 100)])
+    t = calibrate_threshold(y, p, "fpr", max_fpr=0.05)
+    m = binary_metrics(y, p, t)
+    assert m["fpr"] <= 0.05 and m["fpr"] == pytest.approx(10 / 200)  # 10 of 200 reals at most
+    next_real = p[(y == 0) & (p < t)].max()
+    assert binary_metrics(y, p, next_real)["fpr"] > 0.05  # the lowest such threshold: one real lower breaks it
+    assert calibrate_threshold(y, p, "fpr", max_fpr=0.0) > p[y == 0].max()  # flag no real at all
+    assert calibrate_threshold(y, p, "fpr", max_fpr=0.2) < t  # a looser policy, a lower threshold
+    with pytest.raises(InputError, match="false-positive"):
+        calibrate_threshold(y, p, "fpr", max_fpr=1.5)
+
+
 def test_bootstrap_ci_stratified_and_reproducible():
     rng = np.random.default_rng(0)
     n = 400

@@ -97,3 +97,18 @@ def test_seeded_and_varied(real_crop):
 def test_rejects_non_uint8():
     with pytest.raises(ValueError, match="uint8 RGB"):
         self_blend(np.zeros((256, 256, 3), np.float32), None, np.random.default_rng(0))
+
+
+def test_scale_jitter_zooms_about_the_centre():
+    from train.augment import Augment, scale_jitter
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[24:40, 24:40] = 200  # a centred square
+    rng = np.random.default_rng(0)
+    outs = [scale_jitter(img, rng) for _ in range(20)]
+    areas = [int((o[..., 0] > 100).sum()) for o in outs]
+    assert min(areas) < 256 < max(areas)  # zoomed out and in (0.9-1.2x)
+    for o in outs:
+        ys, xs = np.nonzero(o[..., 0] > 100)
+        assert abs(ys.mean() - 31.5) < 1 and abs(xs.mean() - 31.5) < 1  # about the centre
+    assert Augment().p_scale == 0.0  # off unless asked for (--scale-jitter)

@@ -361,8 +361,14 @@ class BalancedBatchSampler(Sampler[list[Key]]):
         streams = [self._stream(s, rng) for s in strata]
         if len(streams) == 1:
             yield from streams[0]
+        # smooth weighted round-robin: each stratum gets its share at every point of the
+        # epoch, and equal-sized strata with equal shares still cover every row once per epoch
+        credit = np.zeros(len(streams))
         while True:
-            yield next(streams[int(rng.choice(len(streams), p=probs))])
+            credit += probs
+            k = int(np.argmax(credit))
+            credit[k] -= 1.0
+            yield next(streams[k])
 
     def __iter__(self) -> Iterator[list[Key]]:
         rng = np.random.default_rng([self.seed, self.epoch, 7])
