@@ -175,8 +175,10 @@ def cached_onnx(weights: str | Path, *, fp16: bool = False) -> Path:
         raise InputError(f"{weights}: weights file not found")
     path = cached_onnx_path(file_sha256(weights), fp16=fp16)
     if path.is_file():
+        from engines.base import checkpoint_config
+
         try:
-            check_onnx(path)
+            check_onnx(path, input_size=checkpoint_config(weights).input_size)
             return path
         except InputError:  # a damaged cache entry is redone, not trusted
             path.unlink(missing_ok=True)

@@ -4,6 +4,7 @@
         --work runs/detector
     python recipes/build_detector.py train --work runs/detector [--minutes 90] [--resume]
     python recipes/build_detector.py evaluate --work runs/detector
+    python recipes/build_detector.py fairness-set --work runs/detector
     python recipes/build_detector.py ship --work runs/detector
 
 DFDC_DIR holds `metadata.csv` (videoname,...,label,original) and `faces_224/<video>.jpg` (one
@@ -359,12 +360,27 @@ def fairness_set(a: argparse.Namespace) -> None:
     print(f"{folder / 'labels.csv'}: {2 * len(keep)} rows")
 
 
+CAVEAT = ("Research use only: trained on DFDC and UTKFace, whose terms forbid commercial use; "
+          "measured on their validation splits, not on your data (see MODEL_CARD.md).")
+STATE = ROOT / "recipes" / "state" / "pgfdd_efficientnet_lite0_dfdc_utk_full.safetensors"
+
+
 def ship(a: argparse.Namespace) -> None:
-    """Copy a run's deploy weights to the package and sanity-scan the shared real videos."""
+    """Write the shipped deploy weights (float16, with the card's caveat) and the resumable full
+    training state (float16, for `train --init-from` in a later session), then sanity-scan the
+    shared real videos with the shipped file."""
+    from train.checkpoint import load_checkpoint, save_checkpoint
+
     work = a.work.resolve()
-    src = a.checkpoint or work / "run" / "best_deploy.safetensors"
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, a.out)
+    src = a.checkpoint or work / "run" / "best.safetensors"
+    model, cfg, info = load_checkpoint(src, deploy=False)
+    prov = {**info["provenance"], "shipped_from": src.name,
+            "data_terms": "DFDC and UTKFace: non-commercial research use only"}
+    save_checkpoint(a.out, model.deploy(), cfg, threshold=info["threshold"], provenance=prov, half=True,
+                    caveat=CAVEAT)
+    save_checkpoint(a.state, model, cfg, threshold=info["threshold"], provenance=prov, half=True, caveat=CAVEAT)
+    print(f"wrote {a.out} ({a.out.stat().st_size / 2**20:.1f} MiB) and {a.state} "
+          f"({a.state.stat().st_size / 2**20:.1f} MiB)")
     run(_dfscan() + ["scan", str(ROOT / "tests" / "data" / "media" / "videos"), "--weights", str(a.out),
                      "--report", str(work / "scan-shared-videos.json"), "--quiet"])
 
@@ -393,6 +409,7 @@ def main() -> None:
     p = sub.add_parser("ship", help="copy deploy weights into the package, scan the shared real videos")
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=TARGET)
+    p.add_argument("--state", type=Path, default=STATE, help="full float16 training state to commit")
     for p in sub.choices.values():
         p.add_argument("--work", type=Path, default=ROOT / "runs" / "detector")
         p.add_argument("--seed", type=int, default=0)

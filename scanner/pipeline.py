@@ -477,6 +477,8 @@ def model_info(weights: Path) -> tuple[dict, dict]:
         raise InputError(f"{weights}: bad checkpoint metadata ({exc})") from None
     model = {"name": Path(weights).name, "sha256": file_sha256(weights),
              "backbone": str(config.get("backbone", "unknown")), "threshold": threshold}
+    if meta.get("caveat"):  # the model card's one-line warning (starter / research-only models)
+        model["caveat"] = meta["caveat"]
     return model, config
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+# The fixture models take 128-px crops: the code under test does not depend on the size (the
+# shipped model's is in its config), and inference and scans cost a quarter of 256 px.
+TEST_SIZE = 128
+
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
@@ -15,7 +19,7 @@ def tiny_checkpoint(tmp_path_factory):
     from train.model import PGFDD
 
     torch.manual_seed(0)
-    config = ModelConfig(backbone="efficientnet_lite0")
+    config = ModelConfig(backbone="efficientnet_lite0", input_size=TEST_SIZE)
     model = PGFDD(config, pretrained=False).eval()
     path = tmp_path_factory.mktemp("ckpt") / "tiny_deploy.safetensors"
     return save_checkpoint(path, model.deploy(), config, threshold=0.5,
@@ -32,7 +36,7 @@ def tiny_full_checkpoint(tmp_path_factory):
     from train.model import PGFDD
 
     torch.manual_seed(1)
-    config = ModelConfig(backbone="efficientnet_lite0")
+    config = ModelConfig(backbone="efficientnet_lite0", input_size=TEST_SIZE)
     model = PGFDD(config, pretrained=False).eval()
     path = tmp_path_factory.mktemp("ckpt") / "tiny_full.safetensors"
     return save_checkpoint(path, model, config, threshold=0.5,

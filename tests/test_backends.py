@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from tests.test_export import real_crops, shared_cache, sharp_checkpoint  # noqa: F401 - fixtures
+from tests.conftest import TEST_SIZE
 from train.errors import InputError
+
+S = TEST_SIZE
 
 
 @pytest.fixture()
@@ -56,17 +59,17 @@ def test_batch_size_does_not_change_scores(sharp_checkpoint, shared_cache, ort_b
 
 
 def test_empty_batch(ort_backend, torch_backend):
-    empty = np.zeros((0, 256, 256, 3), np.uint8)
+    empty = np.zeros((0, S, S, 3), np.uint8)
     for backend in (ort_backend, torch_backend):
         out = backend.predict(empty)
         assert out.shape == (0,) and out.dtype == np.float32
 
 
 @pytest.mark.parametrize("bad, message", [
-    (np.zeros((2, 256, 256, 3), np.float32), "uint8"),
+    (np.zeros((2, S, S, 3), np.float32), "uint8"),
     (np.zeros((2, 224, 224, 3), np.uint8), "shape"),
-    (np.zeros((256, 256, 3), np.uint8), "shape"),
-    (np.zeros((2, 3, 256, 256), np.uint8), "shape"),
+    (np.zeros((S, S, 3), np.uint8), "shape"),
+    (np.zeros((2, 3, S, S), np.uint8), "shape"),
     ([[0]], "numpy array"),
 ])
 def test_bad_crops_are_input_errors(ort_backend, torch_backend, bad, message):

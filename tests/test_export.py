@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import TEST_SIZE
 from train.errors import InputError
 
 MEDIA = Path(__file__).parent / "data" / "media" / "images"
@@ -14,15 +15,15 @@ FACE_IMAGES = ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7
                "astronaut.png"]
 
 
-def real_crops(n: int | None = None) -> np.ndarray:
-    """Face photos from tests/data/media (aligned portraits), resized to 256x256 uint8 RGB."""
+def real_crops(n: int | None = None, size: int = TEST_SIZE) -> np.ndarray:
+    """Face photos from tests/data/media (aligned portraits), resized to the fixture models' input, uint8 RGB."""
     import cv2
 
     names = FACE_IMAGES if n is None else [FACE_IMAGES[i % len(FACE_IMAGES)] for i in range(n)]
     out = []
     for i, name in enumerate(names):
         img = cv2.imread(str(MEDIA / name), cv2.IMREAD_COLOR)[:, :, ::-1]
-        img = cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         out.append(np.roll(img, 7 * (i // len(FACE_IMAGES)), axis=1))  # repeats differ a little
     return np.ascontiguousarray(np.stack(out))
 
@@ -103,7 +104,7 @@ def test_export_passes_checker_and_io_contract(exported):
     assert inp.name == "crops" and out.name == "p_fake"
     dims = inp.type.tensor_type.shape.dim
     assert dims[0].dim_param and not dims[0].dim_value  # symbolic batch
-    assert [d.dim_value for d in dims[1:]] == [3, 256, 256]
+    assert [d.dim_value for d in dims[1:]] == [3, TEST_SIZE, TEST_SIZE]
     assert len(out.type.tensor_type.shape.dim) == 1
     assert not any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer)
     assert parity["crops"] == 6 and parity["max_abs_diff"] <= 1e-4
@@ -129,7 +130,7 @@ def test_normalise_matches_training_formula():
     crops = real_crops(2)
     x = normalise(crops, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     expected = (crops.astype(np.float32) / 255.0 - 0.5) / 0.5
-    assert x.shape == (2, 3, 256, 256) and x.flags["C_CONTIGUOUS"]
+    assert x.shape == (2, 3, TEST_SIZE, TEST_SIZE) and x.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(x, expected.transpose(0, 3, 1, 2), atol=1e-6)
     y = normalise(crops, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     np.testing.assert_allclose(y[:, 2], (crops[..., 2] / 255.0 - 0.406) / 0.225, atol=1e-5)
@@ -232,8 +233,8 @@ def test_fp16_graph_parity_on_cpu(tiny_checkpoint, tmp_path):
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     halves = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
-    assert len(halves) > 100  # the weights really are FP16
+    assert len(halves) > 50  # the weights really are FP16 (single pass: encoder_f, block_sha, head_fused)
     casts = [n for n in model.graph.node if n.op_type == "Cast"]
     to_float = [n for n in casts if any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
-    assert len(to_float) >= 3  # AdaIN's two inputs and the logits are lifted to float32
+    assert len(to_float) >= 1  # the logits are lifted to float32 for the softmax
     assert parity["precision"] == "fp16" and parity["max_abs_diff"] <= 1e-3

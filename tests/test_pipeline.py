@@ -18,6 +18,7 @@ import pytest
 
 from scanner import report as rp
 from scanner.pipeline import FAULT_ENV, ScanOptions, scan
+from tests.conftest import TEST_SIZE
 
 MEDIA = Path(__file__).parent / "data" / "media"
 VIDEOS = MEDIA / "videos"
@@ -195,21 +196,21 @@ def test_crops_mode_scores_every_crop_without_detection(tmp_path, tiny_checkpoin
 
     face = cv2.imread(str(IMAGES / "single_face.jpg"))
     cv2.imwrite(str(tmp_path / "face.png"), cv2.resize(face, (300, 300)))
-    noise = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)  # BGR on disk; no face at all
+    noise = np.random.default_rng(1).integers(0, 256, (TEST_SIZE, TEST_SIZE, 3), dtype=np.uint8)  # BGR; no face at all
     cv2.imwrite(str(tmp_path / "noise.png"), noise)
     report = scan([tmp_path], _opts(tiny_checkpoint, crops=True, workers=1, infer_in_workers=in_workers))
     rp.validate_report(report)
     items = _by_name(report)
     assert report["settings"]["crops"] is True
     assert report["summary"]["infer_in_workers"] is in_workers
-    for name, size in (("face.png", 300), ("noise.png", 256)):
+    for name, size in (("face.png", 300), ("noise.png", TEST_SIZE)):
         item = items[name]
         assert item["kind"] == "crop" and item["status"] == "ok"
         assert len(item["subjects"]) == 1 and len(item["subjects"][0]["frames"]) == 1
         frame = item["subjects"][0]["frames"][0]
         assert frame["box"] == [0, 0, size, size] and frame["face_score"] is None
     assert report["summary"]["stages"]["detect"] == 0
-    # the 256x256 file is scored as it is: the same number the backend gives for its pixels
+    # a file of the model's input size is scored as it is: the same number the backend gives for its pixels
     backend = TorchBackend(tiny_checkpoint)
     expected = float(backend.predict(np.ascontiguousarray(noise[None, :, :, ::-1]))[0])
     backend.close()

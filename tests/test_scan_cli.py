@@ -68,7 +68,8 @@ def test_fail_on_fake_and_threshold(tmp_path, images, tiny_checkpoint):
     out = tmp_path / "out.json"
     r = dfscan("scan", images, "--report", out, *_common(tiny_checkpoint), "--threshold", "0", "--fail-on-fake", "--quiet")
     assert r.returncode == 1, r.stderr
-    assert r.stdout == ""  # --quiet: no summary
+    assert r.stdout == ""  # --quiet: no summary, but one line says why the exit code is 1
+    assert r.stderr.strip().splitlines() == [f"--fail-on-fake: 2 file(s) judged fake (see {out})"]
     report = json.loads(out.read_text())
     assert report["summary"]["fakes"] == 2 and report["model"]["threshold"] == 0
     r = dfscan("scan", images, "--report", out, *_common(tiny_checkpoint), "--threshold", "1", "--fail-on-fake", "--quiet")
@@ -95,6 +96,25 @@ def test_csv_and_jsonl_formats_and_stdout(tmp_path, images, tiny_checkpoint):
     assert r.returncode == 0, r.stderr
     rp.validate_report(json.loads(r.stdout))
     assert "dfscan scan" in r.stderr  # the summary table moved to stderr
+
+
+def test_summary_shows_threshold_caveat_skipped_files_and_odd_crops(tmp_path, images, tiny_checkpoint):
+    from train.checkpoint import load_checkpoint, save_checkpoint
+
+    model, cfg, info = load_checkpoint(tiny_checkpoint)
+    weights = save_checkpoint(tmp_path / "research.safetensors", model, cfg, threshold=0.5,
+                              caveat="Research use only: a test caveat.")
+    (images / "notes.txt").write_text("not media")
+    shutil.copy(IMAGES / "group_sample1.jpg", images / "group.jpg")  # a 1920-wide photo, not a crop
+    out = tmp_path / "out.json"
+    r = dfscan("scan", images, "--report", out, *_common(weights), "--crops", env={"NO_COLOR": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "(fake when p_fake >= 0.5)" in r.stdout and "Research use only: a test caveat." in r.stdout
+    assert "1 other file(s) skipped" in r.stdout
+    assert "--crops: 1 input(s) do not look like face crops" in r.stderr and "group.jpg" in r.stderr
+    report = json.loads(out.read_text())
+    rp.validate_report(report)
+    assert report["model"]["caveat"] == "Research use only: a test caveat."
 
 
 def test_resume_from_cli(tmp_path, images, tiny_checkpoint):

@@ -38,11 +38,13 @@ def _kind(model: nn.Module) -> str:
 
 
 def save_checkpoint(path: str | Path, model: PGFDD | PGFDDDeploy, config: ModelConfig | None = None, *,
-                    threshold: float = 0.5, provenance: dict | None = None, half: bool = False) -> Path:
+                    threshold: float = 0.5, provenance: dict | None = None, half: bool = False,
+                    caveat: str | None = None) -> Path:
     """Write weights (float32, contiguous, CPU) and metadata atomically; returns the path.
 
     `half=True` stores floating tensors as float16 (half the file: shipped weights);
-    `load_checkpoint` casts them back to float32.
+    `load_checkpoint` casts them back to float32. `caveat` is the model card's one-line
+    warning (e.g. research-only data terms); scans show it beside every verdict summary.
     """
     from safetensors.torch import save_file
 
@@ -60,6 +62,8 @@ def save_checkpoint(path: str | Path, model: PGFDD | PGFDDDeploy, config: ModelC
         "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
         "dtype": "float16" if half else "float32",
     }
+    if caveat:
+        metadata["caveat"] = " ".join(caveat.split())
     if isinstance(model, PGFDDDeploy):  # which inference graph the file holds, and why
         metadata["deploy_graph"] = "single_pass" if model.single_pass else "two_pass"
         metadata["deploy_note"] = single_pass_exact(config)[1]

@@ -50,16 +50,17 @@ def extract_faces(
     frames: int = typer.Option(32, "--frames", min=1, help="Frames sampled per video, evenly spaced."),
     fps: Optional[float] = typer.Option(None, "--fps", min=0.0, help="Sample F frames per second instead of --frames."),
     face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
+    size: int = typer.Option(256, "--size", min=32, max=1024, help="Crop side in pixels: the --input-size you will train at."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
-    """Extract aligned 256x256 face crops and a training manifest from videos and images."""
+    """Extract aligned face crops (256x256 unless --size) and a training manifest from videos and images."""
     from scanner.extract import extract_faces as run
 
     if labels is not None and label != LabelChoice.real:
         err_console.print("note: --label is ignored when --labels is given")
     with FileProgress("extracting", enabled=not quiet, unit="inputs", status=lambda p: f"{p.crops} crops") as progress:
         result = run(inputs or [], out, manifest, labels=labels, frames=frames, fps=fps or None,
-                     face_model=face_model.value, progress=progress.update, label=label.value)
+                     face_model=face_model.value, progress=progress.update, label=label.value, size=size)
     if not quiet:
         _print_summary(result)
     raise typer.Exit(EXIT_PARTIAL if result.errors else EXIT_OK)

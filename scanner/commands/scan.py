@@ -61,7 +61,7 @@ def scan(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Face crops per inference batch (default: the backend's)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/detect processes (default: one per CPU core)."),
     backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Inference backend."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Detector checkpoint (.safetensors; default: the shipped starter model)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Detector checkpoint (.safetensors; default: the shipped model)."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine folder built by `dfscan build-engine`."),
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's calibrated threshold)."),
     crops: bool = typer.Option(False, "--crops", help="Inputs are already-aligned face crops: no face detection."),
@@ -95,6 +95,8 @@ def scan(
         sys.stdout.flush()
 
     summary = result["summary"]
+    if crops:
+        _warn_unlike_crops(result)
     if not quiet:
         _print_summary(result, report)
     if summary.get("interrupted"):
@@ -102,6 +104,9 @@ def scan(
         err_console.print(f"interrupted: wrote {summary['files']} finished items{where}; rerun with --resume to finish")
         raise typer.Exit(130)
     if fail_on_fake and summary["fakes"]:
+        if quiet:  # the exit code alone does not say why
+            err_console.print(f"--fail-on-fake: {summary['fakes']} file(s) judged fake"
+                              + (f" (see {report})" if report else ""))
         raise typer.Exit(EXIT_GATE)
     if summary["error"]:
         raise typer.Exit(EXIT_PARTIAL)
@@ -109,6 +114,28 @@ def scan(
 
 
 scan.__doc__ = (scan.__doc__ or "") + "\n" + EXAMPLE
+
+
+def unlike_crops(result: dict) -> list[dict]:
+    """--crops items that do not look like face crops: far from square, or much larger than a crop."""
+    odd = []
+    for item in result["items"]:
+        m = item.get("media") or {}
+        w, h = m.get("width") or 0, m.get("height") or 0
+        if item.get("kind") == "crop" and w and h and (max(w, h) > 1.25 * min(w, h) or min(w, h) > 1024):
+            odd.append(item)
+    return odd
+
+
+def _warn_unlike_crops(result: dict) -> None:
+    from rich.markup import escape
+
+    odd = unlike_crops(result)
+    if odd:
+        first = odd[0]
+        err_console.print(f"[yellow]warning:[/] --crops: {len(odd)} input(s) do not look like face crops (e.g. "
+                          f"{escape(first['path'])}, {first['media']['width']}x{first['media']['height']}); each was "
+                          "centre-cropped and scored as one face. Scan without --crops to find the faces.")
 
 
 def _faces_per_second(p) -> str:
@@ -125,12 +152,16 @@ def _print_summary(result: dict, report: Optional[Path]) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("files", f"{s['files']} ({s['ok']} ok, {s['no_face']} no face, {s['error']} error"
-                  + (f", {s['resumed']} resumed" if s.get("resumed") else "") + ")")
-    table.add_row("verdicts", f"[red]{s['fakes']} fake[/] / {s['real']} real")
+                  + (f", {s['resumed']} resumed" if s.get("resumed") else "") + ")"
+                  + (f"; {s['skipped']} other file(s) skipped (not video or image)" if s.get("skipped") else ""))
+    thr = result["model"]["threshold"]
+    table.add_row("verdicts", f"[red]{s['fakes']} fake[/] / {s['real']} real (fake when p_fake >= {thr:.3g})")
     table.add_row("people", str(s.get("subjects", 0)))
     table.add_row("time", f"{s['seconds']:.1f} s ({s['throughput']['files_per_s']:.2f} files/s, "
                   f"{s['throughput']['faces_per_s']:.1f} faces/s)")
-    table.add_row("model", f"{escape(result['model']['name'])} ({result['model']['backbone']}, threshold {result['model']['threshold']:g})")
+    table.add_row("model", f"{escape(result['model']['name'])} ({result['model']['backbone']}, threshold {thr:g})")
+    if result["model"].get("caveat"):
+        table.add_row("", f"[yellow]{escape(result['model']['caveat'])}[/]")
     table.add_row("backend", f"{result['backend']['name']} {result['backend']['device']} {result['backend']['precision']}")
     if report is not None:
         table.add_row("report", escape(str(report)))
@@ -139,7 +170,7 @@ def _print_summary(result: dict, report: Optional[Path]) -> None:
     if fakes:
         t = Table(title="judged fake", title_justify="left")
         t.add_column("file")
-        t.add_column("p_fake", justify="right")
+        t.add_column(f"p_fake (fake ≥ {thr:.3g})", justify="right")
         t.add_column("people", justify="right")
         for item in fakes[:10]:
             t.add_row(escape(item["path"]), f"{item['score']:.3f}", str(sum(x['verdict'] == 'fake' for x in item["subjects"])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -21,12 +22,33 @@ Writes runs/starter/best.safetensors (full), best_deploy.safetensors (use with
 """
 
 
+class Backbone(str, Enum):
+    efficientnet_lite0 = "efficientnet_lite0"
+    xception = "xception"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class PseudoFakes(str, Enum):
+    none = "none"
+    sbi = "sbi"
+
+
+class ThresholdMethod(str, Enum):
+    fpr = "fpr"
+    eer = "eer"
+    youden = "youden"
+
+
 @friendly_errors
 def train_command(
     train: Path = typer.Option(..., "--train", help="Training manifest CSV (path,label[,group][,method]... or the official PG-FDD CSV)."),
     val: Path = typer.Option(..., "--val", help="Validation manifest CSV (threshold calibration, best-epoch choice)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints and metrics.csv."),
-    backbone: str = typer.Option("efficientnet_lite0", "--backbone", help="efficientnet_lite0 (edge) or xception (official PG-FDD)."),
+    backbone: Backbone = typer.Option(Backbone.efficientnet_lite0, "--backbone", help="efficientnet_lite0 (edge) or xception (official PG-FDD)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=2, help="Batch size, half real and half fake (even)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -34,14 +56,14 @@ def train_command(
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from a full checkpoint's weights (fresh optimizer), e.g. a committed training state."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, augmentation and pseudo-fakes."),
     no_sam: bool = typer.Option(False, "--no-sam", help="The base optimizer alone, without SAM (half the cost per step)."),
-    optimizer: str = typer.Option("sgd", "--optimizer", help="Base optimizer: sgd (PG-FDD) or adam (fast on a small budget)."),
+    optimizer: Optimizer = typer.Option(Optimizer.sgd, "--optimizer", help="Base optimizer: sgd (PG-FDD) or adam (fast on a small budget)."),
     lr: float = typer.Option(5e-4, "--lr", help="Learning rate (PG-FDD's SGD: 5e-4; adam: try 3e-4)."),
-    pseudo_fakes: str = typer.Option("none", "--pseudo-fakes", help="none, or sbi: self-blended fakes from the real rows."),
+    pseudo_fakes: PseudoFakes = typer.Option(PseudoFakes.none, "--pseudo-fakes", help="none, or sbi: self-blended fakes from the real rows."),
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Cap the steps of each epoch."),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Start the backbones from ImageNet weights."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes (default: one per two cores)."),
     input_size: int = typer.Option(256, "--input-size", min=64, help="Crop side the model trains on (multiple of 32); scans crop to it."),
-    threshold_method: str = typer.Option("fpr", "--threshold-method", help="fpr (lowest threshold with FPR <= --target-fpr on validation reals), eer or youden."),
+    threshold_method: ThresholdMethod = typer.Option(ThresholdMethod.fpr, "--threshold-method", help="fpr (lowest threshold with FPR <= --target-fpr on validation reals), eer or youden."),
     target_fpr: float = typer.Option(0.05, "--target-fpr", min=0.0, max=0.999, help="The false-positive rate the fpr threshold allows."),
     fairness: bool = typer.Option(True, "--fairness/--no-fairness", help="PG-FDD's fairness terms (LDAM demographic head, bi-level CVaR); --no-fairness is the ablation."),
     scale_jitter: float = typer.Option(0.0, "--scale-jitter", min=0.0, max=1.0, help="Probability of a random 0.9-1.2x zoom (for crops cut from tight source crops)."),
@@ -52,10 +74,10 @@ def train_command(
     from train.loop import TrainOptions
     from train.loop import train as run_training
 
-    opts = TrainOptions(train=train, val=val, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
-                        device=device, resume=resume, init_from=init_from, seed=seed, no_sam=no_sam, optimizer=optimizer, lr=lr, pseudo_fakes=pseudo_fakes,
+    opts = TrainOptions(train=train, val=val, out=out, backbone=backbone.value, epochs=epochs, batch_size=batch_size,
+                        device=device, resume=resume, init_from=init_from, seed=seed, no_sam=no_sam, optimizer=optimizer.value, lr=lr, pseudo_fakes=pseudo_fakes.value,
                         max_steps_per_epoch=max_steps_per_epoch, pretrained=pretrained, num_workers=workers,
-                        input_size=input_size, scale_jitter=scale_jitter, fairness=fairness, threshold_method=threshold_method, target_fpr=target_fpr,
+                        input_size=input_size, scale_jitter=scale_jitter, fairness=fairness, threshold_method=threshold_method.value, target_fpr=target_fpr,
                         fp16_deploy=fp16_deploy)
     best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)))
     if not quiet:
