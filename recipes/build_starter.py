@@ -13,9 +13,12 @@
    a few hundred steps (validation AUC 0.54-0.61 after one or two epochs, 0.72 after one with Adam).
    Validation every epoch on the held-out identities and their seeded pseudo-fakes; the
    threshold is calibrated there.
-4. Copy the best epoch's deploy-only weights (float16) to
-   scanner/assets/detector/pgfdd_efficientnet_lite0_starter.safetensors, and score the
-   media's real videos with `dfscan scan` as a sanity check (they should read as real).
+4. Copy the best epoch's deploy-only weights (float16) to `--out` (default
+   runs/starter-build/pgfdd_efficientnet_lite0_starter.safetensors), and score the media's real
+   videos with `dfscan scan` as a sanity check (they should read as real).
+
+The starter needs no third-party data and carries only the test media's MIT/BSD terms, but it
+never saw a real deepfake; dfscan ships the DFDC + UTKFace model of recipes/build_detector.py.
 
 Defaults fit in under an hour on the 2-core development box (~55 min of training at
 ~3 s per step of 8); `--epochs`/`--max-steps-per-epoch` trade time for quality.
@@ -35,7 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "scanner" / "assets" / "detector" / "pgfdd_efficientnet_lite0_starter.safetensors"
+TARGET = ROOT / "runs" / "starter-build" / "pgfdd_efficientnet_lite0_starter.safetensors"
 SAME_PERSON = {"noface_face.mov": "face_noface.mov"}  # one man in both clips (LICENSES.md)
 
 
@@ -113,7 +116,8 @@ def main() -> None:
     run(dfscan + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
                   "--backbone", "efficientnet_lite0", "--epochs", str(a.epochs), "--batch-size", str(a.batch_size),
                   "--max-steps-per-epoch", str(a.max_steps_per_epoch), "--lr", str(a.lr), "--seed", str(a.seed),
-                  "--pseudo-fakes", "sbi", "--optimizer", "adam", "--no-sam", "--fp16-deploy", "--out", str(work / "run")])
+                  "--pseudo-fakes", "sbi", "--optimizer", "adam", "--no-sam", "--fp16-deploy",
+                  "--threshold-method", "eer", "--out", str(work / "run")])
     t_train = time.time() - t1
 
     a.out.parent.mkdir(parents=True, exist_ok=True)

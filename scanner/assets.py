@@ -11,7 +11,7 @@ FACE_MODELS = {
     "full": ASSETS / "mediapipe" / "face_detection_full_range_sparse.tflite",
     "short": ASSETS / "mediapipe" / "face_detection_short_range.tflite",
 }
-DEFAULT_WEIGHTS = ASSETS / "detector" / "pgfdd_efficientnet_lite0_starter.safetensors"
+DEFAULT_WEIGHTS = ASSETS / "detector" / "pgfdd_efficientnet_lite0_dfdc_utk.safetensors"
 
 
 def face_model_path(name: str = "full") -> Path:
@@ -22,10 +22,10 @@ def face_model_path(name: str = "full") -> Path:
 
 
 def default_weights() -> Path:
-    """The shipped starter detector; a clear error if this install lacks it."""
+    """The shipped detector; a clear error if this install lacks it."""
     if not DEFAULT_WEIGHTS.is_file():
         raise InputError(
             f"the default detector weights are missing ({DEFAULT_WEIGHTS}); pass --weights PATH "
-            "or rebuild them with python recipes/build_starter.py"
+            "or rebuild them with python recipes/build_detector.py (see MODEL_CARD.md)"
         )
     return DEFAULT_WEIGHTS

@@ -268,7 +268,12 @@ GATES = {
     "max-fdp": ("F_DP", "<="),
     "max-foae": ("F_OAE", "<="),
     "min-auc": ("AUC", ">="),
+    "max-fpr": ("FPR", "<="),
+    "min-tpr": ("TPR", ">="),
 }
+# gates on a rate itself (overall and in the worst group), not on a gap between groups: every gap
+# passes when every group is equally wrong (FPR 1.00 everywhere)
+ABSOLUTE = {"AUC": "auc", "FPR": "fpr", "TPR": "tpr"}
 
 
 @dataclass
@@ -286,6 +291,8 @@ class CheckOptions:
     max_fdp: float | None = None
     max_foae: float | None = None
     min_auc: float | None = None
+    max_fpr: float | None = None
+    min_tpr: float | None = None
 
     def validate(self) -> "CheckOptions":
         if self.min_group < 1:
@@ -298,14 +305,16 @@ class CheckOptions:
             value = getattr(self, gate.replace("-", "_"))
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise InputError(f"{gate} must be a non-negative number, got {value}")
-        if self.min_auc is not None and self.min_auc > 1:
-            raise InputError(f"min-auc is a fraction in [0, 1], got {self.min_auc}")
+        for name in ("min_auc", "max_fpr", "min_tpr"):
+            value = getattr(self, name)
+            if value is not None and value > 1:
+                raise InputError(f"{name.replace('_', '-')} is a fraction in [0, 1], got {value}")
         return self
 
 
 _TYPES = {"attrs": list, "threshold": float, "min_group": int, "allow_small_groups": bool,
           "bootstrap": int, "seed": int, "max_ffpr": float, "max_fmeo": float, "max_fdp": float,
-          "max_foae": float, "min_auc": float}
+          "max_foae": float, "min_auc": float, "max_fpr": float, "min_tpr": float}
 
 
 def read_config(path: str | Path | None = None, *, cwd: Path | None = None) -> dict[str, Any]:
@@ -470,8 +479,8 @@ def analyse(labelled: LabelledSet, scores: Scores, options: CheckOptions) -> Che
         fairness[scope] = {k: fairness_metrics(yk, pk, gk, threshold)[k] for k in FAIRNESS_KEYS}
         if options.bootstrap:
             ci = bootstrap_ci(lambda a, b, c: fairness_metrics(a, b, c, threshold), yk, pk, gk,
-                              n=options.bootstrap, seed=options.seed, strata=gk)
-            intervals[scope] = {k: {"low": ci[k][0], "high": ci[k][1]} for k in FAIRNESS_KEYS}
+                              n=options.bootstrap, seed=options.seed, strata=gk, bias_corrected=True)
+            intervals[scope] = {k: {"low": ci[k][0], "high": ci[k][1], "unstable": ci[k][2]} for k in FAIRNESS_KEYS}
 
     document: dict[str, Any] = {
         "schema": SCHEMA,
@@ -517,10 +526,14 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
         gates.append({"gate": gate, "metric": metric, "scope": scope, "value": value,
                       "op": op, "limit": limit, "status": status, "note": note})
 
-    if options.min_auc is not None:
-        auc = doc["overall"]["auc"]
-        add("min-auc", "AUC", "overall", auc, options.min_auc, ">=",
-            "" if auc is not None and not math.isnan(auc) else "not computable: needs real and fake items")
+    for gate, (metric, op) in GATES.items():
+        limit = getattr(options, gate.replace("-", "_"))
+        if limit is None or metric not in ABSOLUTE:
+            continue
+        value = doc["overall"][ABSOLUTE[metric]]
+        add(gate, metric, "overall", value, limit, op,
+            "" if value is not None and not math.isnan(value) else
+            f"not computable: needs {'real' if metric == 'FPR' else 'fake' if metric == 'TPR' else 'real and fake'} items")
     for scope in scopes:
         rows = doc["by_group"][scope]
         small = doc["groups"][scope]["insufficient"]
@@ -536,22 +549,23 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
             limit = getattr(options, gate.replace("-", "_"))
             if limit is None:
                 continue
-            if metric == "AUC":
-                defined = {k: r["auc"] for k, r in rows.items()
-                           if r["sufficient"] and r["auc"] is not None and not math.isnan(r["auc"])}
-                one_class = [k for k, r in rows.items() if r["sufficient"] and k not in defined]
+            if metric in ABSOLUTE:
+                key = ABSOLUTE[metric]
+                defined = {k: r[key] for k, r in rows.items()
+                           if r["sufficient"] and r[key] is not None and not math.isnan(r[key])}
+                undefined = [k for k, r in rows.items() if r["sufficient"] and k not in defined]
                 if defined:
-                    worst = min(defined, key=defined.get)
+                    worst = (min if op == ">=" else max)(defined, key=defined.get)
                     why = f"worst group: {worst}"
-                    if one_class:
-                        why += "; no AUC (one class only): " + ", ".join(one_class)
-                    add(gate, "worst-group AUC", scope, defined[worst], limit, op, why)
-                elif not one_class:
-                    add(gate, "worst-group AUC", scope, None, limit, op,
+                    if undefined:
+                        why += f"; no {metric} (no {'reals' if metric == 'FPR' else 'fakes' if metric == 'TPR' else 'second class'}): " + ", ".join(undefined)
+                    add(gate, f"worst-group {metric}", scope, defined[worst], limit, op, why)
+                elif not undefined:
+                    add(gate, f"worst-group {metric}", scope, None, limit, op,
                         "not computable: no group has min-group items")
                 else:
-                    add(gate, "worst-group AUC", scope, None, limit, op,
-                        "not computable: no group with min-group items holds both real and fake")
+                    add(gate, f"worst-group {metric}", scope, None, limit, op,
+                        f"not computable: no group with min-group items has a defined {metric}")
             else:
                 value = doc["fairness"][scope][metric]
                 why = ("not computable: fewer than two groups with min-group items" if few
@@ -595,7 +609,7 @@ def _fair_cell(doc: dict, scope: str, key: str) -> str:
     text = _fmt(doc["fairness"][scope][key], digits)
     ci = doc["intervals"].get(scope, {}).get(key)
     if ci and ci["low"] is not None:
-        text += f" [{_fmt(ci['low'], digits)}, {_fmt(ci['high'], digits)}]"
+        text += f" [{_fmt(ci['low'], digits)}, {_fmt(ci['high'], digits)}]" + (" unstable" if ci.get("unstable") else "")
     return text
 
 
@@ -657,7 +671,8 @@ def print_result(result: CheckResult, console: Any) -> None:
             table.add_row(name, *[_fmt(row[k]) for k in keys], status)
         console.print(table)
 
-    ci = f", {int(doc['settings']['confidence'] * 100)}% bootstrap CI" if doc["intervals"] else ""
+    ci = (f", {int(doc['settings']['confidence'] * 100)}% bias-corrected bootstrap CI; unstable: the gap lies outside"
+          " most resamples (small groups)") if doc["intervals"] else ""
     table = Table(title=f"Fairness gaps (F_* in percent{ci}; over groups with n >= min-group)",
                   title_justify="left")
     table.add_column("scope")
@@ -710,7 +725,7 @@ def to_markdown(result: CheckResult) -> str:
     for g in doc["gates"]:
         out.append(f"| {g['gate']} | {_md_escape(g['scope'])} | {g['metric']} | {_gate_value(g)} | "
                    f"{_limit(g)} | {mark[g['status']]} | {_md_escape(g['note'])} |")
-    ci = " (95% bootstrap interval)" if doc["intervals"] else ""
+    ci = " (95% bias-corrected bootstrap interval; *unstable*: the gap lies outside most resamples)" if doc["intervals"] else ""
     out += ["", f"### Fairness gaps{ci}", "",
             "| scope | " + " | ".join(FAIRNESS_KEYS) + " |",
             "|---|" + "---:|" * len(FAIRNESS_KEYS)]

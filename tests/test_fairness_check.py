@@ -175,6 +175,25 @@ def test_min_auc_gate_checks_the_worst_group(tmp_path, monkeypatch):
     assert worst["status"] == "fail" and worst["value"] == 0.0 and "male|asian" in worst["note"]
 
 
+def test_absolute_rate_gates_fail_when_every_group_is_equally_wrong(tmp_path, monkeypatch):
+    """FPR 1.00 in every group: every gap is 0 and passes, the absolute gates do not."""
+    monkeypatch.chdir(tmp_path)
+    csv_path, _ = make_set(tmp_path)
+    labels = read_labels(csv_path)
+    items = [_item(path, 0.9) for path in labels.paths]  # everything called fake
+    report = write_report(tmp_path / "allfake.json", items)
+    out = tmp_path / "o.json"
+    gaps = ["--max-ffpr", 1, "--max-foae", 1, "--bootstrap", 0]
+    assert invoke(csv_path, "--scores", report, *gaps).exit_code == 0
+    result = invoke(csv_path, "--scores", report, *gaps, "--max-fpr", 0.1, "--min-tpr", 0.9, "--json", out)
+    assert result.exit_code == 1 and "max-fpr" in result.stdout
+    gates = {(g["gate"], g["scope"]): g for g in json.loads(out.read_text())["gates"]}
+    assert gates[("max-fpr", "overall")]["status"] == "fail" and gates[("max-fpr", "overall")]["value"] == 1.0
+    assert gates[("max-fpr", "intersection")]["status"] == "fail"
+    assert gates[("min-tpr", "overall")]["status"] == "pass" and gates[("min-tpr", "intersection")]["status"] == "pass"
+    assert invoke(csv_path, "--scores", report, "--max-fpr", 1.5).exit_code == 2  # a fraction, not a percent
+
+
 def test_threshold_option_overrides_the_model(labelled, tmp_path):
     csv_path, report = labelled
     out = tmp_path / "o.json"
@@ -295,9 +314,9 @@ def test_config_file_table_forms(labelled, tmp_path):
     out = tmp_path / "o.json"
     assert invoke(csv_path, "--scores", report, "--config", cfg, "--json", out).exit_code == 0
     assert set(json.loads(out.read_text())["fairness"]) == {"intersection", "gender"}
-    cfg.write_text("max-fpr = 3\n")
+    cfg.write_text("max-fnr = 3\n")
     bad = invoke(csv_path, "--scores", report, "--config", cfg)
-    assert bad.exit_code == 2 and "unknown setting 'max-fpr'" in bad.stderr
+    assert bad.exit_code == 2 and "unknown setting 'max-fnr'" in bad.stderr
 
 
 # ------------------------------------------------------------------ outputs

@@ -231,3 +231,24 @@ def test_bootstrap_ci_stratified_and_reproducible():
     assert bootstrap_ci(size_b, g, n=100, seed=1, strata=g) == (40.0, 40.0)
     lo, hi = bootstrap_ci(size_b, g, n=100, seed=1)
     assert lo < 40 < hi
+
+
+def test_bias_corrected_interval_contains_its_estimate_and_flags_bias():
+    """A max-min gap on tiny groups: resampling inflates it, so the plain percentile interval
+    can miss the measured gap; the bias-corrected one contains it and says it is unstable."""
+    y = np.zeros(48, dtype=int)
+    p = np.array([0.9, 0.1] * 24)
+    g = np.repeat(list("abcdefgh"), 6)  # eight groups of six, half of each group's reals flagged
+    gap = lambda yy, pp, gg: fairness_metrics(yy, pp, gg, 0.5)["F_OAE"]  # noqa: E731
+    assert gap(y, p, g) == 0.0  # both groups: half the reals flagged
+    lo, hi = bootstrap_ci(gap, y, p, g, n=300, seed=0, strata=g)
+    assert lo > 0.0  # the plain percentile interval lies above the estimate
+    lo, hi, unstable = bootstrap_ci(gap, y, p, g, n=300, seed=0, strata=g, bias_corrected=True)
+    assert lo <= 0.0 <= hi and unstable
+    rng = np.random.default_rng(1)  # large groups: a well-behaved estimate, not flagged
+    yy = rng.integers(0, 2, 2000)
+    pp = np.clip(yy * 0.3 + rng.random(2000) * 0.7, 0, 1)
+    gg = np.where(rng.random(2000) < 0.5, "a", "b")
+    auc = lambda a, b: binary_metrics(a, b)["auc"]  # noqa: E731
+    lo, hi, unstable = bootstrap_ci(auc, yy, pp, n=200, seed=0, bias_corrected=True)
+    assert lo < auc(yy, pp) < hi and not unstable

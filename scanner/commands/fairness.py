@@ -48,6 +48,8 @@ def fairness_check(
     max_fdp: Optional[float] = typer.Option(None, "--max-fdp", help="Gate: F_DP at most this (percent)."),
     max_foae: Optional[float] = typer.Option(None, "--max-foae", help="Gate: F_OAE at most this (percent)."),
     min_auc: Optional[float] = typer.Option(None, "--min-auc", help="Gate: overall AUC and every group's AUC at least this."),
+    max_fpr: Optional[float] = typer.Option(None, "--max-fpr", help="Gate: overall FPR and every group's FPR at most this (fraction of reals called fake)."),
+    min_tpr: Optional[float] = typer.Option(None, "--min-tpr", help="Gate: overall TPR and every group's TPR at least this (fraction of fakes caught)."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", min=0, help="Bootstrap resamples for 95% intervals of the gaps (default 200; 0: off)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 0)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the settings (default: \\[tool.dfscan.fairness] of ./pyproject.toml)."),
@@ -70,7 +72,8 @@ def fairness_check(
     cli = {"attrs": [a.strip() for a in attrs.split(",") if a.strip()] if attrs else None,
            "threshold": threshold, "min_group": min_group, "allow_small_groups": allow_small_groups,
            "bootstrap": bootstrap, "seed": seed, "max_ffpr": max_ffpr, "max_fmeo": max_fmeo,
-           "max_fdp": max_fdp, "max_foae": max_foae, "min_auc": min_auc}
+           "max_fdp": max_fdp, "max_foae": max_foae, "min_auc": min_auc,
+           "max_fpr": max_fpr, "min_tpr": min_tpr}
     options = fc.merge_options(cli, fc.read_config(config))
 
     scan_options = None
