@@ -27,6 +27,7 @@ from torch import nn
 from engines.base import cache_dir, check_crops, normalise
 from engines.onnxruntime import INPUT_NAME, OUTPUT_NAME, ort_session  # torch-free, re-exported
 from train.errors import InputError
+from train.files import make_public
 
 DEFAULT_OPSET = 18
 EXPORT_VERSION = "2"  # bump when the exported graph changes, so cached exports are redone
@@ -84,6 +85,7 @@ def export_module(model: nn.Module, out: str | Path, *, input_size: int = 256, o
                     module, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                     opset_version=opset, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
         check_onnx(tmp, input_size=input_size)
+        make_public(tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

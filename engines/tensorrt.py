@@ -28,6 +28,7 @@ import numpy as np
 
 from engines.base import cache_dir, check_crops, checkpoint_config, chunks
 from train.errors import InputError
+from train.files import make_public
 
 SIDECAR_FORMAT = "dfscan.engine/1"
 ENGINE_FILE = "model.engine"
@@ -184,6 +185,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        make_public(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -70,10 +70,11 @@ class FileProgress:
 
     def __enter__(self) -> "FileProgress":
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
 
             self.bar = Progress(TextColumn(self.title), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
-                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                 console=err_console, transient=True)
             self.bar.__enter__()
             self.task = self.bar.add_task(self.title, total=None, status="")
@@ -81,7 +82,7 @@ class FileProgress:
 
     def update(self, p) -> None:
         if self.bar is not None:
-            status = self.status(p) if self.status else ""
+            status = getattr(p, "note", "") or (self.status(p) if self.status else "")
             self.bar.update(self.task, total=p.total, completed=p.done, status=status)
 
     def __exit__(self, *exc) -> None:

@@ -115,6 +115,7 @@ class ScanProgress:
     elapsed: float
     item: dict | None = None
     resumed: int = 0
+    note: str = ""  # a step before the first file, e.g. the one-time model export
 
 
 ProgressFn = Callable[[ScanProgress], None]
@@ -463,6 +464,16 @@ def _signal_name(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+def _prepare_note(options: ScanOptions, model: dict) -> str:
+    """What the first seconds of a scan are spent on, so the bar does not sit at 0/? unexplained."""
+    from engines.export import cached_onnx_path
+
+    onnx = cached_onnx_path(model["sha256"])
+    if options.backend in ("auto", "onnxruntime") and not onnx.is_file():
+        return f"preparing the model (one-time ONNX export, cached in {onnx.parent.parent})"
+    return "loading the model"
+
+
 def model_info(weights: Path) -> tuple[dict, dict]:
     """The report's `model` block and the model config, from the checkpoint's metadata (no weights loaded)."""
     import json
@@ -591,7 +602,11 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
 
     from engines.select import select_backend
 
+    t_prepare = time.time()
+    if progress is not None:
+        progress(ScanProgress(total=len(files), done=0, faces=0, elapsed=0.0, note=_prepare_note(options, model)))
     backend, _ = select_backend(weights, options.backend, options.engine)
+    t_prepare = time.time() - t_prepare
     plan = resource_plan(options, sum(os.path.abspath(f) not in prior for f in files), backend.device)
     scorer = None
     if plan.in_workers:
@@ -616,7 +631,7 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
     resumed = len(files) - len(todo)
     stream = rp.ReportStream(stream_path, header, append=options.resume) if stream_path else None
 
-    stats = {"faces": 0, "done": resumed, "decode": 0.0, "detect": 0.0, "crop": 0.0, "infer": 0.0}
+    stats = {"faces": 0, "done": resumed, "prepare": t_prepare, "decode": 0.0, "detect": 0.0, "crop": 0.0, "infer": 0.0}
 
     def report_progress(item: dict | None) -> None:
         if progress is not None:
@@ -655,7 +670,7 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
     summary = rp.summarize(items, seconds=time.time() - started, faces=int(stats["faces"]),
                            files_scanned=stats["done"] - resumed, resumed=resumed, skipped=len(skipped),
                            interrupted=interrupted,
-                           stages={k: stats[k] for k in ("decode", "detect", "crop", "infer")})
+                           stages={k: stats[k] for k in ("prepare", "decode", "detect", "crop", "infer")})
     summary["workers"], summary["infer_threads"] = plan.workers, plan.threads
     summary["infer_in_workers"] = plan.in_workers
     return rp.build_report(header, items, summary)

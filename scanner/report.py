@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from scanner import __version__
 from train.errors import InputError
+from train.files import make_public
 
 SCHEMA_ID = "dfscan.report/1"
 FORMATS = ("json", "jsonl", "csv")
@@ -160,6 +161,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        make_public(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

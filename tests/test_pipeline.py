@@ -180,11 +180,28 @@ def test_stream_and_progress(mixed):
     report, broken, folder, events = mixed
     stream = rp.read_report(folder / "out.stream.jsonl")
     assert sorted(i["path"] for i in stream["items"]) == sorted(i["path"] for i in report["items"])
-    assert events[0].item is None and events[0].total == report["summary"]["files"]
-    assert [e.done for e in events[1:]] == list(range(1, report["summary"]["files"] + 1))
+    assert events[0].note == "loading the model" and events[0].done == 0  # before the backend loads
+    assert events[1].item is None and events[1].total == report["summary"]["files"] and not events[1].note
+    assert [e.done for e in events[2:]] == list(range(1, report["summary"]["files"] + 1))
     assert events[-1].faces == report["summary"]["faces"] > 0
     s = report["summary"]
     assert s["throughput"]["faces_per_s"] > 0 and s["stages"]["infer"] > 0 and s["stages"]["detect"] > 0
+    assert s["stages"]["prepare"] > 0  # loading the model is accounted for
+
+
+def test_first_run_says_it_exports_the_model(tiny_checkpoint, tmp_path, monkeypatch):
+    from engines.export import cached_onnx_path
+    from scanner.pipeline import _prepare_note, model_info
+
+    monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
+    model, _ = model_info(tiny_checkpoint)
+    note = _prepare_note(ScanOptions(backend="auto"), model)
+    assert note.startswith("preparing the model (one-time ONNX export, cached in ") and str(tmp_path) in note
+    assert _prepare_note(ScanOptions(backend="torch"), model) == "loading the model"
+    target = cached_onnx_path(model["sha256"])
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"exported")
+    assert _prepare_note(ScanOptions(backend="auto"), model) == "loading the model"
 
 
 @pytest.mark.parametrize("in_workers", [True, False], ids=["infer-in-workers", "infer-in-main"])

@@ -167,3 +167,20 @@ def test_read_report_rejects_other_files(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="not JSON"):
         rp.read_report(bad)
+
+
+def test_atomic_writes_honour_the_umask(tmp_path):
+    """mkstemp makes 0600 files; an output written through it gets the mode open() would give."""
+    import os
+    import stat
+
+    from scanner.report import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "out.json", "{}")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert stat.S_IMODE(atomic_write_text(tmp_path / "private.json", "{}").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

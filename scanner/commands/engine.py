@@ -88,7 +88,12 @@ def build_engine(
         console.print(f"wrote [bold]{path}[/] (opset {parity['opset']}, dynamic batch, input crops "
                       f"float32 Nx3x{config.input_size}x{config.input_size}, output p_fake)")
         _print_parity(parity, source)
-        console.print(f"use it: dfscan scan PATH --backend onnxruntime --weights {weights}")
+        if out is None:
+            console.print(f"scans of {weights.name} use this file (it is their cache entry): "
+                          f"dfscan scan PATH --backend onnxruntime --weights {weights}")
+        else:
+            console.print(f"{path} is a standalone model for ONNX Runtime or any ONNX runtime; dfscan scan keeps "
+                          f"its own cached export of {weights.name} and takes --weights {weights}, not the .onnx file")
         return
 
     from engines.tensorrt import SIDECAR_FILE, build_engine as build, read_sidecar
