@@ -20,7 +20,7 @@ Example:
 def import_checkpoint(
     official: Path = typer.Argument(..., help="Official PG-FDD state_dict (.pth), loaded with weights_only=True."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the dfscan .safetensors checkpoint."),
-    deploy: bool = typer.Option(False, "--deploy", help="Keep only the inference weights (smaller file)."),
+    deploy: bool = typer.Option(False, "--deploy", metavar="", help="Keep only the inference weights (smaller file)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="xception or efficientnet_lite0 (default: from the key names)."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Decision threshold to store."),
 ) -> None:

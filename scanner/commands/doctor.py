@@ -24,7 +24,7 @@ Examples:
 def doctor(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Checkpoint to check (default: the shipped detector)."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine folder to check (default: the user cache)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print the findings as JSON."),
 ) -> None:
     """Show the machine (CPU, GPU, CUDA, TensorRT), each backend and why it is or is not used, and the models."""
     from scanner.doctor import doctor_report

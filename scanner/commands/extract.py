@@ -51,7 +51,7 @@ def extract_faces(
     fps: Optional[float] = typer.Option(None, "--fps", min=0.0, help="Sample F frames per second instead of --frames."),
     face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
     size: int = typer.Option(256, "--size", min=32, max=1024, help="Crop side in pixels: the --input-size you will train at."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary."),
 ) -> None:
     """Extract aligned face crops (256x256 unless --size) and a training manifest from videos and images."""
     from scanner.extract import extract_faces as run

@@ -42,7 +42,7 @@ def fairness_check(
     attrs: Optional[str] = typer.Option(None, "--attrs", help="Attribute columns to check, comma-separated (default: all)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's threshold)."),
     min_group: Optional[int] = typer.Option(None, "--min-group", min=1, help="Smallest group size that counts (default 30)."),
-    allow_small_groups: Optional[bool] = typer.Option(None, "--allow-small-groups/--no-allow-small-groups", help="Warn instead of failing when a group is under --min-group (gates use the other groups)."),
+    allow_small_groups: Optional[bool] = typer.Option(None, "--allow-small-groups/--no-allow-small-groups", metavar="", help="Warn instead of failing when a group is under --min-group (gates use the other groups)."),
     max_ffpr: Optional[float] = typer.Option(None, "--max-ffpr", help="Gate: F_FPR at most this (percent)."),
     max_fmeo: Optional[float] = typer.Option(None, "--max-fmeo", help="Gate: F_MEO at most this (percent)."),
     max_fdp: Optional[float] = typer.Option(None, "--max-fdp", help="Gate: F_DP at most this (percent)."),
@@ -57,14 +57,14 @@ def fairness_check(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY)."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML, one test case per gate."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write per-group ROC and FPR/TPR charts (PNG) to this folder."),
-    crops: bool = typer.Option(False, "--crops", help="Scanning: the media are already-aligned face crops."),
+    crops: bool = typer.Option(False, "--crops", metavar="", help="Scanning: the media are already-aligned face crops."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Scanning: detector checkpoint (default: the shipped model)."),
     backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Scanning: inference backend."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="Scanning: TensorRT engine folder."),
     frames: int = typer.Option(32, "--frames", min=1, help="Scanning: frames sampled per video."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Scanning: crops per inference batch."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Scanning: decode/detect processes."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict line (and errors)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="Only the verdict line (and errors)."),
 ) -> None:
     """Check that the detector is equally accurate across demographic groups; exit 1 when a gate fails."""
     from scanner import fairness as fc
