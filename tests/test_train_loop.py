@@ -181,3 +181,19 @@ def test_missing_imagenet_weights_stop_training(sets, tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"dfscan\[train\].*--no-pretrained"):
         train(_opts(sets, tmp_path / "r", pretrained=True), progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_validation_fairness_ignores_rows_without_a_group():
+    """DFDC-style rows carry no demographic label: the gaps are over the labelled rows only."""
+    import numpy as np
+
+    from train.loop import validation_metrics
+    from train.metrics import fairness_metrics
+
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    p = np.array([0.1, 0.9, 0.6, 0.8, 0.2, 0.3, 0.9, 0.95])
+    groups = ["a", "a", "b", "b", None, None, None, None]
+    vm = validation_metrics(y, p, groups, "eer")
+    ref = fairness_metrics(y[:4], p[:4], ["a", "a", "b", "b"], vm["threshold"])
+    assert vm["F_FPR"] == pytest.approx(ref["F_FPR"]) and vm["val_n"] == 8
+    assert "F_FPR" not in validation_metrics(y, p, ["a"] * 4 + [None] * 4, "eer")  # one group: no gap

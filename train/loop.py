@@ -189,23 +189,26 @@ def predict(model: PGFDD, loader, device: torch.device, progress=None, task=None
     return np.concatenate(probs), np.concatenate(labels), index
 
 
-def validation_metrics(y: np.ndarray, p: np.ndarray, groups: list[str] | None, method: str = "fpr",
+def validation_metrics(y: np.ndarray, p: np.ndarray, groups: list[str | None] | None, method: str = "fpr",
                        max_fpr: float = 0.05) -> dict:
     """AUC/AP/EER, the calibrated threshold, ACC/FPR/TPR there, and the fairness gaps (when groups)."""
     threshold = calibrate_threshold(y, p, method, max_fpr)
     m = binary_metrics(y, p, threshold)
     out = {"val_n": m["n"], "val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["acc"],
            "val_fpr": m["fpr"], "val_tpr": m["tpr"], "threshold": threshold}
-    if groups is not None and len(set(groups)) > 1:
-        out.update(fairness_metrics(y, p, groups, threshold))
+    if groups is not None:  # over the rows that have a group (e.g. UTKFace), not the unlabelled ones
+        known = np.array([g is not None for g in groups])
+        if len({g for g in groups if g is not None}) > 1:
+            out.update(fairness_metrics(y[known], p[known], [g for g in groups if g is not None], threshold))
     return out
 
 
-def _val_groups(manifest: Manifest, index: list[int]) -> list[str] | None:
+def _val_groups(manifest: Manifest, index: list[int]) -> list[str | None] | None:
+    """Each validation item's group (a pseudo-fake has its real's); None where the row has none."""
     if not manifest.has_groups:
         return None
     n = len(manifest.samples)
-    return [str(manifest.samples[i - n if i >= n else i].group) for i in index]
+    return [manifest.samples[i - n if i >= n else i].group for i in index]
 
 
 # ---------------------------------------------------------------- the loop
