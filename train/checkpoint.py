@@ -15,6 +15,7 @@ from torch import nn
 
 from train.config import ModelConfig
 from train.errors import CheckpointError
+from train.files import make_public
 from train.model import PGFDD, PGFDDDeploy, single_pass_exact
 
 FORMAT = "dfscan.checkpoint/1"
@@ -69,6 +70,7 @@ def save_checkpoint(path: str | Path, model: PGFDD | PGFDDDeploy, config: ModelC
         metadata["deploy_note"] = single_pass_exact(config)[1]
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    make_public(tmp)  # safetensors writes 0600
     tmp.replace(path)
     return path
 
