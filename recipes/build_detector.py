@@ -2,10 +2,12 @@
 
     python recipes/build_detector.py prepare --dfdc DFDC_DIR --utkface UTK_DIR --reserved RESERVED_DIR \\
         --work runs/detector
-    python recipes/build_detector.py train --work runs/detector [--minutes 90] [--resume]
-    python recipes/build_detector.py evaluate --work runs/detector
+    python recipes/build_detector.py train --work runs/detector                    # 3 epochs, lr 3e-4
+    python recipes/build_detector.py train --work runs/detector --run ft --init-from \
+        runs/detector/run/last.safetensors --lr 1e-4 --epochs 1 --steps 300        # the shipped epoch
+    python recipes/build_detector.py evaluate --work runs/detector --checkpoint runs/detector/ft/best.safetensors
     python recipes/build_detector.py fairness-set --work runs/detector
-    python recipes/build_detector.py ship --work runs/detector
+    python recipes/build_detector.py ship --work runs/detector --checkpoint runs/detector/ft/best.safetensors
 
 DFDC_DIR holds `metadata.csv` (videoname,...,label,original) and `faces_224/<video>.jpg` (one
 face crop per DFDC video, as in the public `i-Shreyansh/DeepFake-Detection` snapshot); UTK_DIR
@@ -243,7 +245,7 @@ def prepare(a: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- train / evaluate / ship
 
 TRAIN_SETTINGS = ["--backbone", "efficientnet_lite0", "--batch-size", "32", "--pseudo-fakes", "sbi",
-                  "--optimizer", "adam", "--lr", "3e-4", "--no-sam", "--scale-jitter", "0.5",
+                  "--optimizer", "adam", "--no-sam", "--scale-jitter", "0.5",
                   "--threshold-method", "fpr", "--target-fpr", "0.05", "--fp16-deploy"]
 
 
@@ -263,7 +265,7 @@ def train(a: argparse.Namespace) -> None:
     size = json.loads((work / "prepare.json").read_text())["size"]
     cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
                        "--out", str(work / a.run), "--epochs", str(a.epochs), "--max-steps-per-epoch", str(a.steps),
-                       "--input-size", str(size), "--seed", str(a.seed), *TRAIN_SETTINGS]
+                       "--input-size", str(size), "--seed", str(a.seed), "--lr", str(a.lr), *TRAIN_SETTINGS]
     if a.no_fairness:
         cmd.append("--no-fairness")
     if a.resume:
@@ -398,8 +400,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p = sub.add_parser("train", help="dfscan train on the prepared manifests")
     p.add_argument("--run", default="run", help="run folder under --work")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--steps", type=int, default=400, help="steps of 32 crops per epoch")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam's learning rate (the shipped epoch: 1e-4)")
     p.add_argument("--no-fairness", action="store_true", help="the ablation without PG-FDD's fairness terms")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init-from", type=Path, help="full checkpoint to start from (e.g. the committed state)")
