@@ -96,7 +96,8 @@ class TrainOptions:
         if not self.lr > 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if self.threshold_method not in THRESHOLD_METHODS:
-            raise InputError(f"--threshold-method must be one of {', '.join(THRESHOLD_METHODS)}, got {self.threshold_method!r}")
+            raise InputError(f"--threshold-method must be one of {', '.join(THRESHOLD_METHODS)}, "
+                             f"got {self.threshold_method!r}")
         if not 0.0 <= self.target_fpr < 1.0:
             raise InputError(f"--target-fpr must be in [0, 1), got {self.target_fpr}")
         if self.input_size < 64 or self.input_size % 32:
@@ -280,8 +281,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     if sbi and SBI_METHOD not in methods:
         methods = methods + [SBI_METHOD]
     groups = train_m.group_names
-    config = ModelConfig(backbone=opts.backbone, input_size=opts.input_size, num_spe=len(methods), method_names=methods,
-                         num_fair=len(groups), group_names=groups)
+    config = ModelConfig(backbone=opts.backbone, input_size=opts.input_size, num_spe=len(methods),
+                         method_names=methods, num_fair=len(groups), group_names=groups)
 
     if opts.resume or opts.init_from is not None:
         source = last_ckpt if opts.resume else Path(opts.init_from)
@@ -320,8 +321,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
         "train_manifest": train_m.path.name, "train_manifest_sha256": train_m.sha256,
         "val_manifest": val_m.path.name, "val_manifest_sha256": val_m.sha256,
         "train_counts": train_m.counts(), "val_counts": val_m.counts(), "group_counts": train_m.group_counts(groups),
-        "options": opts.to_json(), "init_from": None if opts.init_from is None else Path(opts.init_from).name, "sam": not opts.no_sam, "pseudo_fakes": opts.pseudo_fakes,
-        "fairness_terms": opts.fairness,
+        "options": opts.to_json(), "init_from": None if opts.init_from is None else Path(opts.init_from).name,
+        "sam": not opts.no_sam, "pseudo_fakes": opts.pseudo_fakes, "fairness_terms": opts.fairness,
         "threshold_policy": (f"lowest threshold with FPR <= {opts.target_fpr:g} on the validation reals"
                              if opts.threshold_method == "fpr" else f"{opts.threshold_method} point on validation"),
         "torch": torch.__version__, "device": str(device),

@@ -75,10 +75,11 @@ def train_command(
     from train.loop import train as run_training
 
     opts = TrainOptions(train=train, val=val, out=out, backbone=backbone.value, epochs=epochs, batch_size=batch_size,
-                        device=device, resume=resume, init_from=init_from, seed=seed, no_sam=no_sam, optimizer=optimizer.value, lr=lr, pseudo_fakes=pseudo_fakes.value,
+                        device=device, resume=resume, init_from=init_from, seed=seed, no_sam=no_sam,
+                        optimizer=optimizer.value, lr=lr, pseudo_fakes=pseudo_fakes.value,
                         max_steps_per_epoch=max_steps_per_epoch, pretrained=pretrained, num_workers=workers,
-                        input_size=input_size, scale_jitter=scale_jitter, fairness=fairness, threshold_method=threshold_method.value, target_fpr=target_fpr,
-                        fp16_deploy=fp16_deploy)
+                        input_size=input_size, scale_jitter=scale_jitter, fairness=fairness,
+                        threshold_method=threshold_method.value, target_fpr=target_fpr, fp16_deploy=fp16_deploy)
     best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)))
     if not quiet:
         console.print(f"best checkpoint: [bold]{best}[/] (deploy: {best.with_name('best_deploy.safetensors')})")
