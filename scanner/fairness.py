@@ -793,6 +793,8 @@ def write_plots(result: CheckResult, out_dir: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
         ax.plot([0, 1], [0, 1], color="0.75", lw=1, ls=":", label="chance")
         cmap = plt.get_cmap("tab10")
+        markers = "osD^vP*Xh<>p"
+        dots = []
         for i, (name, row) in enumerate(rows.items()):
             sel = g == name
             y, p = result.y[sel], result.p[sel]
@@ -800,12 +802,20 @@ def write_plots(result: CheckResult, out_dir: str | Path) -> list[Path]:
                 continue
             fpr, tpr, _ = roc_curve(y, p, pos_label=1)
             small = "" if row["sufficient"] else f", n<{doc['settings']['min_group']}"
-            ax.plot(fpr, tpr, color=cmap(i % 10), lw=1.8, ls="-" if row["sufficient"] else "--",
-                    label=f"{name} (AUC {_fmt(row['auc'])}, n={row['n']}{small})")
-            ax.plot([row["fpr"]], [row["tpr"]], "o", color=cmap(i % 10), ms=5)
-        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate (real flagged fake)",
+            colour, marker = cmap(i % 10), markers[i % len(markers)]
+            # identical curves hide each other: each group gets its own marker along its curve and
+            # its operating point in the legend, so a covered curve is still named and readable
+            ax.plot(fpr, tpr, color=colour, lw=1.6, alpha=0.85, ls="-" if row["sufficient"] else "--",
+                    marker=marker, markevery=max(1, len(fpr) // 6), ms=4, clip_on=False,
+                    label=f"{name} (AUC {_fmt(row['auc'])}, n={row['n']}{small}; "
+                          f"@thr FPR {_fmt(row['fpr'], 2)} TPR {_fmt(row['tpr'], 2)})")
+            dots.append((row["fpr"], row["tpr"], colour, marker))
+        for x, y, colour, marker in dots:  # on top of every curve, visible in the corners too
+            ax.plot([x], [y], marker=marker, color=colour, ms=9, mec="black", mew=0.8, ls="none",
+                    zorder=5, clip_on=False)
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.02), xlabel="False positive rate (real flagged fake)",
                ylabel="True positive rate (fake caught)",
-               title=f"ROC per group: {scope} (dots: threshold {doc['threshold']:.3g})")
+               title=f"ROC per group: {scope} (large markers: threshold {doc['threshold']:.3g})")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
