@@ -148,6 +148,8 @@ def test_help_has_examples():
     assert "dfscan scan ./uploads --report out.json" in r.stdout
     for option in ("--fail-on-fake", "--crops", "--resume", "--strategy", "--timeout", "--face-model"):
         assert option in r.stdout
+    flags = [line for line in r.stdout.splitlines() if "--resume" in line or "--fail-on-fake" in line]
+    assert flags and not any("<bool>" in line for line in flags)  # a flag takes no value: none shown
 
 
 def test_no_color_is_honoured(tmp_path, images, tiny_checkpoint):

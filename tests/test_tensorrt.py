@@ -135,6 +135,7 @@ def test_build_engine_cli_onnx_writes_a_working_model(tiny_checkpoint, tmp_path)
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "parity vs torch FP32" in result.output
+    assert "standalone model" in result.output and "not the .onnx file" in result.output  # how to use it
     path = out / "model.onnx"
     model, config, _ = load_checkpoint(tiny_checkpoint)
     crops = real_crops(3)
