@@ -43,7 +43,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -310,8 +309,6 @@ def _metrics(y, p, threshold: float) -> dict:
 
 def evaluate(a: argparse.Namespace) -> None:
     """Validation figures of a checkpoint: scanner-made vs tight crops, per domain, per group."""
-    import numpy as np
-
     work = a.work.resolve()
     ckpt = a.checkpoint or work / "run" / "best.safetensors"
     seed = 1_000_003  # the loop's validation pseudo-fakes (seed 0 + 1_000_003)

@@ -11,7 +11,6 @@ head_fused: `PGFDDDeploy` holds those (see `single_pass_exact`) and returns p_fa
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from train.backbones import create_backbone
