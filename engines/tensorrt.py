@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +26,7 @@ import numpy as np
 
 from engines.base import cache_dir, check_crops, checkpoint_config, chunks
 from train.errors import InputError
-from train.files import make_public
+from train.files import atomic_write_bytes
 
 SIDECAR_FORMAT = "dfscan.engine/1"
 ENGINE_FILE = "model.engine"
@@ -180,17 +178,6 @@ def _sha256(path: Path) -> str:
     return file_sha256(path)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        make_public(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 # ---------------------------------------------------------------- build
 
 def _build_with_trt(trt, onnx_path: Path, engine_dir: Path, *, input_name: str, input_size: int, max_batch: int,
@@ -228,7 +215,7 @@ def _build_with_trt(trt, onnx_path: Path, engine_dir: Path, *, input_name: str, 
     if serialized is None:
         raise InputError("TensorRT failed to build the engine (see its log above); try a smaller --max-batch "
                          "or a larger --workspace-gb")
-    _atomic_write(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(serialized))
 
 
@@ -307,7 +294,7 @@ def build_engine(weights: str | Path, out: str | Path | None = None, *, crops: n
                                           opt_batch=opt_batch, workspace_gb=workspace_gb, log=log)
     build_seconds = time.perf_counter() - started
     engine_path = engine_dir / ENGINE_FILE
-    _atomic_write(engine_path, data)
+    atomic_write_bytes(engine_path, data)
 
     runtime = _Engine(trt, engine_path)
     sidecar = make_sidecar(
@@ -324,7 +311,7 @@ def build_engine(weights: str | Path, out: str | Path | None = None, *, crops: n
     diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
     sidecar["parity"] = {"crops": int(len(crops)), "max_abs_diff": float(diff.max()),
                          "mean_abs_diff": float(diff.mean()), "reference": "torch fp32 cuda"}
-    _atomic_write(engine_dir / SIDECAR_FILE, (json.dumps(sidecar, indent=2) + "\n").encode())
+    atomic_write_bytes(engine_dir / SIDECAR_FILE, (json.dumps(sidecar, indent=2) + "\n").encode())
     if not sidecar["parity"]["max_abs_diff"] <= FP16_PARITY_TOLERANCE:
         raise InputError(f"the FP16 engine disagrees with torch FP32 by {diff.max():.2e} (> {FP16_PARITY_TOLERANCE}); "
                          f"it is kept in {engine_dir} for inspection but will not match a scan until rebuilt")

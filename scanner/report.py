@@ -18,7 +18,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -28,7 +27,7 @@ from typing import IO, Any
 
 from scanner import __version__
 from train.errors import InputError
-from train.files import make_public
+from train.files import atomic_write_bytes
 
 SCHEMA_ID = "dfscan.report/1"
 FORMATS = ("json", "jsonl", "csv")
@@ -152,24 +151,8 @@ def _dumps(obj: Any) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write via a temporary file in the same folder and os.replace: readers see old or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        make_public(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    """UTF-8 text written atomically (`train.files.atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def to_json(report: dict) -> str:

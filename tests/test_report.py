@@ -105,11 +105,22 @@ def test_format_from_name_and_unknown_format(tmp_path):
         rp.format_for("x.json", "xml")
 
 
-def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    import train.files
+
     target = tmp_path / "r.json"
     rp.atomic_write_text(target, "old\n")
-    with pytest.raises(UnicodeEncodeError):  # fails inside the write, after the temp file exists
+    with pytest.raises(UnicodeEncodeError):  # text that cannot be encoded
         rp.atomic_write_text(target, "new \ud800\n")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["r.json"]
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train.files.os, "fsync", full_disk)  # fails after the temp file exists
+    with pytest.raises(OSError, match="No space"):
+        rp.atomic_write_text(target, "new\n")
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["r.json"]
 
