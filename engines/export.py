@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.base import cache_dir, check_crops, normalise
+from engines.base import cache_dir, check_crops, checkpoint_config, normalise
 from engines.onnxruntime import INPUT_NAME, OUTPUT_NAME, ort_session  # torch-free, re-exported
 from train.errors import InputError
 from train.files import make_public
@@ -177,8 +177,6 @@ def cached_onnx(weights: str | Path, *, fp16: bool = False) -> Path:
         raise InputError(f"{weights}: weights file not found")
     path = cached_onnx_path(file_sha256(weights), fp16=fp16)
     if path.is_file():
-        from engines.base import checkpoint_config
-
         try:
             check_onnx(path, input_size=checkpoint_config(weights).input_size)
             return path

@@ -28,16 +28,16 @@ def weights_info(path: Path | None) -> dict[str, Any]:
         info["problem"] = "missing"
         return info
     try:
-        meta = read_metadata(path)
-        config = json.loads(meta["config"])
-        info.update(ok=True, sha256=file_sha256(path), kind=meta.get("kind"), backbone=config.get("backbone"),
-                    input_size=int(config.get("input_size", 256)),
-                    threshold=float(meta["threshold"]), size_mb=round(Path(path).stat().st_size / 1e6, 1))
         from train.config import ModelConfig
         from train.model import single_pass_exact
 
-        single, why = single_pass_exact(ModelConfig.from_dict(config))
-        info.update(inference_graph="single pass" if single else "two passes", inference_graph_reason=why)
+        meta = read_metadata(path)
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+        single, why = single_pass_exact(config)
+        info.update(ok=True, sha256=file_sha256(path), kind=meta.get("kind"), backbone=config.backbone,
+                    input_size=config.input_size, threshold=float(meta["threshold"]),
+                    size_mb=round(Path(path).stat().st_size / 1e6, 1),
+                    inference_graph="single pass" if single else "two passes", inference_graph_reason=why)
     except (InputError, KeyError, ValueError) as exc:
         info["problem"] = str(exc)
     return info

@@ -273,7 +273,8 @@ GATES = {
 }
 # gates on a rate itself (overall and in the worst group), not on a gap between groups: every gap
 # passes when every group is equally wrong (FPR 1.00 everywhere)
-ABSOLUTE = {"AUC": "auc", "FPR": "fpr", "TPR": "tpr"}
+# (metric → the per-group key, and what a group needs for the rate to exist)
+ABSOLUTE = {"AUC": ("auc", "real and fake items"), "FPR": ("fpr", "real items"), "TPR": ("tpr", "fake items")}
 
 
 @dataclass
@@ -305,10 +306,10 @@ class CheckOptions:
             value = getattr(self, gate.replace("-", "_"))
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise InputError(f"{gate} must be a non-negative number, got {value}")
-        for name in ("min_auc", "max_fpr", "min_tpr"):
-            value = getattr(self, name)
-            if value is not None and value > 1:
-                raise InputError(f"{name.replace('_', '-')} is a fraction in [0, 1], got {value}")
+        for gate, (metric, _) in GATES.items():
+            value = getattr(self, gate.replace("-", "_"))
+            if metric in ABSOLUTE and value is not None and value > 1:
+                raise InputError(f"{gate} is a fraction in [0, 1], got {value}")
         return self
 
 
@@ -530,10 +531,10 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
         limit = getattr(options, gate.replace("-", "_"))
         if limit is None or metric not in ABSOLUTE:
             continue
-        value = doc["overall"][ABSOLUTE[metric]]
+        key, needs = ABSOLUTE[metric]
+        value = doc["overall"][key]
         add(gate, metric, "overall", value, limit, op,
-            "" if value is not None and not math.isnan(value) else
-            f"not computable: needs {'real' if metric == 'FPR' else 'fake' if metric == 'TPR' else 'real and fake'} items")
+            "" if value is not None and not math.isnan(value) else f"not computable: needs {needs}")
     for scope in scopes:
         rows = doc["by_group"][scope]
         small = doc["groups"][scope]["insufficient"]
@@ -550,7 +551,7 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
             if limit is None:
                 continue
             if metric in ABSOLUTE:
-                key = ABSOLUTE[metric]
+                key, needs = ABSOLUTE[metric]
                 defined = {k: r[key] for k, r in rows.items()
                            if r["sufficient"] and r[key] is not None and not math.isnan(r[key])}
                 undefined = [k for k, r in rows.items() if r["sufficient"] and k not in defined]
@@ -558,7 +559,7 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
                     worst = (min if op == ">=" else max)(defined, key=defined.get)
                     why = f"worst group: {worst}"
                     if undefined:
-                        why += f"; no {metric} (no {'reals' if metric == 'FPR' else 'fakes' if metric == 'TPR' else 'second class'}): " + ", ".join(undefined)
+                        why += f"; no {metric} (it needs {needs}): " + ", ".join(undefined)
                     add(gate, f"worst-group {metric}", scope, defined[worst], limit, op, why)
                 elif not undefined:
                     add(gate, f"worst-group {metric}", scope, None, limit, op,

@@ -175,9 +175,10 @@ def test_progress_lines_when_not_on_a_terminal(sets, tmp_path, monkeypatch):
 
 
 def test_missing_imagenet_weights_stop_training(sets, tmp_path, monkeypatch):
-    import train.backbones as backbones
+    import importlib
 
-    monkeypatch.setattr(backbones, "imagenet_weights_path", lambda: None)
+    lite0 = importlib.import_module("train.backbones.efficientnet_lite0")  # the module, not the factory
+    monkeypatch.setattr(lite0, "imagenet_weights_path", lambda: None)
     with pytest.raises(InputError, match=r"dfscan\[train\].*--no-pretrained"):
         train(_opts(sets, tmp_path / "r", pretrained=True), progress=False)
     assert not (tmp_path / "r").exists()

@@ -351,8 +351,8 @@ class BalancedBatchSampler(Sampler[list[Key]]):
                          if known else [1.0])
         return [np.array(by[k]) for k in names], probs / probs.sum()
 
-    @classmethod
-    def _stream(cls, pool: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
+    @staticmethod
+    def _stream(pool: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
         while True:
             yield from rng.permutation(pool).tolist()
 

