@@ -204,7 +204,7 @@ def prepare(a: argparse.Namespace) -> None:
 
     tr_real, tr_fake = split(dfdc["train"])
     va_real, va_fake = split(dfdc["val"])
-    train_rows = tr_real + one_fake_per_source_in_turn(tr_fake, len(tr_real), a.seed)
+    train_rows = tr_real + one_fake_per_source_in_turn(tr_fake, round(len(tr_real) * a.fakes_per_real), a.seed)
     utk_train = sorted(utk["train"], key=lambda r: _unit(r["source"], a.seed + 2))[: a.utk_train]
     train_rows += utk_train
     val_rows = va_real + one_fake_per_source_in_turn(va_fake, len({r["source"] for r in va_fake}), a.seed)
@@ -228,7 +228,7 @@ def prepare(a: argparse.Namespace) -> None:
         return dict(sorted(c.items()))
 
     info = {
-        "seed": a.seed, "size": a.size, "val_fraction": a.val_fraction,
+        "seed": a.seed, "size": a.size, "val_fraction": a.val_fraction, "fakes_per_real": a.fakes_per_real,
         "reserved_dropped": {"dfdc": len(dfdc["reserved"]), "utkface": len(utk["reserved"])},
         "utkface_malformed_names": len(utk["malformed"]),
         "available": {"dfdc_train": len(dfdc["train"]), "dfdc_val": len(dfdc["val"]),
@@ -267,6 +267,8 @@ def train(a: argparse.Namespace) -> None:
                        "--input-size", str(size), "--seed", str(a.seed), "--lr", str(a.lr), *TRAIN_SETTINGS]
     if a.no_fairness:
         cmd.append("--no-fairness")
+    if a.cosine:
+        cmd += ["--lr-schedule", "cosine"]
     if a.resume:
         cmd.append("--resume")
     elif a.init_from:
@@ -393,6 +395,8 @@ def main() -> None:
     p.add_argument("--reserved", type=Path, required=True, help="folder with dfdc_sources.txt and utkface.txt")
     p.add_argument("--size", type=int, default=128, help="crop size = the model's input size")
     p.add_argument("--utk-train", type=int, default=12000, help="UTKFace training faces")
+    p.add_argument("--fakes-per-real", type=float, default=1.0,
+                   help="DFDC training fakes per DFDC training real (more: more forgeries seen, not more reals)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p = sub.add_parser("train", help="dfscan train on the prepared manifests")
@@ -401,6 +405,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400, help="steps of 32 crops per epoch")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam's learning rate (the shipped epoch: 1e-4)")
     p.add_argument("--no-fairness", action="store_true", help="the ablation without PG-FDD's fairness terms")
+    p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over the run")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init-from", type=Path, help="full checkpoint to start from (e.g. the committed state)")
     p = sub.add_parser("evaluate", help="validation figures of a checkpoint")

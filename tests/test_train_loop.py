@@ -11,7 +11,7 @@ import torch
 from tests.test_data import make_crops
 from train.checkpoint import load_checkpoint, read_metadata
 from train.errors import InputError
-from train.loop import TrainOptions, train
+from train.loop import COSINE_FLOOR, TrainOptions, scheduled_lr, train
 from train.model import PGFDD, PGFDDDeploy
 
 
@@ -119,11 +119,11 @@ def test_resume_continues_after_the_last_epoch(sets, tmp_path):
         train(_opts(sets, tmp_path / "empty", resume=True), progress=False)
 
 
-@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.02), ("adam", 1e-3)])
-def test_resume_restores_optimizer_and_matches_an_uninterrupted_run(sets, tmp_path, optimizer, lr):
+@pytest.mark.parametrize("optimizer,lr,schedule", [("sgd", 0.02, "constant"), ("adam", 1e-3, "cosine")])
+def test_resume_restores_optimizer_and_matches_an_uninterrupted_run(sets, tmp_path, optimizer, lr, schedule):
     """1 epoch + resume to 2 gives the same weights as 2 epochs straight (momentum or Adam's
-    moments and step count, RNG restored)."""
-    kw = dict(max_steps_per_epoch=1, no_sam=True, augment=False, optimizer=optimizer, lr=lr)
+    moments and step count, RNG and the point on the learning-rate curve restored)."""
+    kw = dict(max_steps_per_epoch=1, no_sam=True, augment=False, optimizer=optimizer, lr=lr, lr_schedule=schedule)
     train(_opts(sets, tmp_path / "a", epochs=2, **kw), progress=False)
     train(_opts(sets, tmp_path / "b", epochs=1, **kw), progress=False)
     train(_opts(sets, tmp_path / "b", epochs=2, resume=True, **kw), progress=False)
@@ -131,6 +131,23 @@ def test_resume_restores_optimizer_and_matches_an_uninterrupted_run(sets, tmp_pa
     b = load_checkpoint(tmp_path / "b" / "last.safetensors", deploy=False)[0].state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_cosine_schedule_decays_from_lr_to_the_floor():
+    lrs = [scheduled_lr(1e-3, "cosine", s, 11) for s in range(11)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3 * COSINE_FLOOR)
+    assert lrs[5] == pytest.approx(1e-3 * (1 + COSINE_FLOOR) / 2)  # halfway: the mean of both ends
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert scheduled_lr(1e-3, "cosine", 50, 11) == pytest.approx(1e-3 * COSINE_FLOOR)  # past the end: stays low
+    assert {scheduled_lr(1e-3, "constant", s, 11) for s in range(11)} == {1e-3}
+
+
+def test_cosine_run_logs_the_decayed_lr(sets, tmp_path):
+    train(_opts(sets, tmp_path / "r", epochs=2, max_steps_per_epoch=2, no_sam=True, lr=0.01, lr_schedule="cosine"),
+          progress=False)
+    lrs = [float(r["lr"]) for r in _rows(tmp_path / "r" / "metrics.csv")]
+    # 4 steps in all: epoch 1 ends on step 2 (t = 1/3), epoch 2 on step 4 (t = 1, the floor)
+    assert lrs == pytest.approx([scheduled_lr(0.01, "cosine", 1, 4), 0.01 * COSINE_FLOOR])
 
 
 def test_bad_options(sets, tmp_path):
@@ -142,6 +159,8 @@ def test_bad_options(sets, tmp_path):
         train(_opts(sets, tmp_path / "r", optimizer="rmsprop"), progress=False)
     with pytest.raises(InputError, match="unknown backbone"):
         train(_opts(sets, tmp_path / "r", backbone="resnet"), progress=False)
+    with pytest.raises(InputError, match="--lr-schedule must be one of constant, cosine"):
+        train(_opts(sets, tmp_path / "r", lr_schedule="step"), progress=False)
     assert not (tmp_path / "r").exists()
 
 

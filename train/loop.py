@@ -51,6 +51,18 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
 }
 
 
+LR_SCHEDULES = ("constant", "cosine")
+COSINE_FLOOR = 0.01  # the cosine schedule ends at 1 % of --lr rather than 0: the last steps still learn
+
+
+def scheduled_lr(base_lr: float, schedule: str, step: int, total_steps: int) -> float:
+    """The learning rate for 0-based global `step`; a function of the step alone, so --resume continues the curve."""
+    if schedule == "constant" or total_steps <= 1:
+        return base_lr
+    t = min(step, total_steps - 1) / (total_steps - 1)
+    return base_lr * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 @dataclass
 class TrainOptions:
     """Everything `dfscan train` can set. Defaults follow PG-FDD (SAM over SGD, lr 5e-4)."""
@@ -67,6 +79,7 @@ class TrainOptions:
     seed: int = 0
     no_sam: bool = False
     lr: float = DEFAULT_SGD["lr"]
+    lr_schedule: str = "constant"  # constant | cosine (per step, from lr to lr * COSINE_FLOOR over the whole run)
     optimizer: str = "sgd"  # the base optimizer (under SAM unless no_sam): sgd as PG-FDD, or adam
     pseudo_fakes: str = "none"
     max_steps_per_epoch: int | None = None
@@ -95,6 +108,8 @@ class TrainOptions:
             raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.threshold_method not in THRESHOLD_METHODS:
             raise InputError(f"--threshold-method must be one of {', '.join(THRESHOLD_METHODS)}, "
                              f"got {self.threshold_method!r}")
@@ -329,8 +344,10 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     }
     log(f"training {opts.backbone} PG-FDD on {len(train_m.samples)} crops "
         f"({train_m.counts()['real']} real, {train_m.counts()['fake']} fake{', + SBI pseudo-fakes' if sbi else ''}), "
-        f"{len(sampler)} steps/epoch of {opts.batch_size}, {opts.optimizer.upper()}{'' if opts.no_sam else ' under SAM'} lr {opts.lr}, {device}")
+        f"{len(sampler)} steps/epoch of {opts.batch_size}, {opts.optimizer.upper()}{'' if opts.no_sam else ' under SAM'} lr {opts.lr}"
+        f"{' (cosine)' if opts.lr_schedule == 'cosine' else ''}, {device}")
 
+    total_steps = opts.epochs * len(sampler)
     bars = _progress(progress)
     try:
         with bars:
@@ -345,6 +362,9 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 for batch in train_loader:
                     x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                     y, meth, grp = (batch[k].to(device) for k in ("label", "method", "group"))
+                    lr_now = scheduled_lr(opts.lr, opts.lr_schedule, state["step"], total_steps)
+                    for g in opt.param_groups:
+                        g["lr"] = lr_now
                     parts = loss_fn(model(x), y, meth, grp)
                     if not torch.isfinite(parts["loss"]):
                         raise InputError(f"the training loss became {float(parts['loss'])} at epoch {epoch}, "
@@ -375,7 +395,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 p, y_val, index = predict(model, val_loader, device, bars, vtask)
                 vm = validation_metrics(y_val, p, _val_groups(val_m, index), opts.threshold_method, opts.target_fpr)
                 state["epoch"], state["seconds"] = epoch, state["seconds"] + time.perf_counter() - t0
-                row = {"epoch": epoch, "steps": steps, "seconds": time.perf_counter() - t0, "lr": opts.lr,
+                row = {"epoch": epoch, "steps": steps, "seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],
                        "train_loss": sums["loss"] / max(steps, 1),
                        **{f"loss_{k}": sums[k] / max(steps, 1) for k in LOSS_PARTS}, **vm}
                 _append_csv(metrics_csv, row)

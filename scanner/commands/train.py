@@ -37,6 +37,11 @@ class PseudoFakes(str, Enum):
     sbi = "sbi"
 
 
+class LrSchedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 class ThresholdMethod(str, Enum):
     fpr = "fpr"
     eer = "eer"
@@ -58,6 +63,7 @@ def train_command(
     no_sam: bool = typer.Option(False, "--no-sam", metavar="", help="The base optimizer alone, without SAM (half the cost per step)."),
     optimizer: Optimizer = typer.Option(Optimizer.sgd, "--optimizer", help="Base optimizer: sgd (PG-FDD) or adam (fast on a small budget)."),
     lr: float = typer.Option(5e-4, "--lr", help="Learning rate (PG-FDD's SGD: 5e-4; adam: try 3e-4)."),
+    lr_schedule: LrSchedule = typer.Option(LrSchedule.constant, "--lr-schedule", help="constant, or cosine: decay from --lr to 1% of it over all epochs' steps."),
     pseudo_fakes: PseudoFakes = typer.Option(PseudoFakes.none, "--pseudo-fakes", help="none, or sbi: self-blended fakes from the real rows."),
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Cap the steps of each epoch."),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", metavar="", help="Start the backbones from ImageNet weights."),
@@ -76,7 +82,7 @@ def train_command(
 
     opts = TrainOptions(train=train, val=val, out=out, backbone=backbone.value, epochs=epochs, batch_size=batch_size,
                         device=device, resume=resume, init_from=init_from, seed=seed, no_sam=no_sam,
-                        optimizer=optimizer.value, lr=lr, pseudo_fakes=pseudo_fakes.value,
+                        optimizer=optimizer.value, lr=lr, lr_schedule=lr_schedule.value, pseudo_fakes=pseudo_fakes.value,
                         max_steps_per_epoch=max_steps_per_epoch, pretrained=pretrained, num_workers=workers,
                         input_size=input_size, scale_jitter=scale_jitter, fairness=fairness,
                         threshold_method=threshold_method.value, target_fpr=target_fpr, fp16_deploy=fp16_deploy)
