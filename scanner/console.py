@@ -9,6 +9,7 @@ from typing import Callable, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from train.errors import InputError
 
@@ -23,7 +24,8 @@ F = TypeVar("F", bound=Callable)
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print one line to stderr and exit; never a traceback for the user's mistakes."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
+    # messages quote the user's paths and values: `[/x]` or `[tool.x]` in them is text, not markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
 

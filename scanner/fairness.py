@@ -5,11 +5,11 @@ The metric formulas live only in `train/metrics.py`, so training validation and 
 check can never disagree about what "F_FPR" means.
 
 Policy for small groups (documented in docs/fairness-check.md): a group with fewer than
-`min_group` scored items is marked `insufficient`; fairness gaps and gates are computed over
-the sufficient groups only, and a `min-group` gate per scope fails while any group is
-insufficient — unless `allow_small_groups` is set, when it is reported as `warn`. A gate whose
-value cannot be computed (fewer than two sufficient groups, no group with both classes) fails
-the same way. Nothing small passes silently.
+`min_group` scored items, or with only real or only fake items (no AUC, no FPR or no TPR), is
+marked `insufficient`; fairness gaps and gates are computed over the sufficient groups only, and
+a `min-group` gate per scope fails while any group is insufficient — unless `allow_small_groups`
+is set, when it is reported as `warn`. A gate whose value cannot be computed (fewer than two
+sufficient groups) fails the same way. Nothing small or one-sided passes silently.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,6 +28,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from scanner.csvtable import parse_label, read_csv_table, require_columns
+from scanner.markdown import md_escape
 from train.errors import InputError
 
 SCHEMA = "dfscan.fairness/1"
@@ -41,6 +43,7 @@ GROUP_COLUMNS = (
 )
 FAIRNESS_KEYS = ("F_FPR", "F_MEO", "F_DP", "F_OAE",
                  "demographic_parity_difference", "equalized_odds_difference")
+LISTED = 3  # bad rows named in the one-line error before "and N more"
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,6 +62,7 @@ class LabelledSet:
     labels: np.ndarray                # int 0 = real, 1 = fake
     attributes: dict[str, list[str]]  # chosen attribute → group of each row
     intersection: list[str]           # intersectional group of each row
+    columns: dict[str, list[str]] = field(default_factory=dict)  # every other column, as written
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -74,9 +78,72 @@ def _onehot(value: str, where: str) -> bool:
     return number == 1.0
 
 
+def _control_char(text: str) -> str | None:
+    """The first control or invisible format character (NUL, ESC, U+202E) as U+XXXX, else None.
+
+    Such a character makes a group that looks like another one, or rewrites the terminal.
+    """
+    for c in text:
+        if unicodedata.category(c) in ("Cc", "Cf"):
+            return f"U+{ord(c):04X}"
+    return None
+
+
+def _shown(text: str) -> str:
+    return text if text.isprintable() else repr(text)
+
+
+def _path_problem(path: Path, raw: str, root: Path | None, check_file: bool) -> str | None:
+    """Why a row's media cannot be scored, or None; asked of every row before anything is scanned."""
+    from scanner.media import MEDIA_EXTS
+
+    bad = _control_char(raw)
+    if bad:
+        return f"control character ({bad}) in the path"
+    if root is not None and not Path(os.path.realpath(path)).is_relative_to(root):
+        return f"outside --root {root}"
+    if not check_file:
+        return None
+    if not path.exists():
+        return "file not found"
+    if path.is_dir():
+        return "not a file (a folder)"
+    if not path.is_file():
+        return "not a regular file"
+    if path.suffix.lower() not in MEDIA_EXTS:
+        return f"not a video or image file ({path.suffix or 'no extension'})"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return f"not readable ({exc.strerror or exc})"
+    return None
+
+
+def _confinement(root: str | Path | None) -> Path | None:
+    if root is None:
+        return None
+    real = Path(os.path.realpath(root))
+    if not real.is_dir():
+        raise InputError(f"--root {root}: not a folder")
+    return real
+
+
 def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
-                check_paths: bool = True) -> LabelledSet:
-    """Read and validate a labelled set; every problem is one InputError naming the line."""
+                check_paths: bool = True, root: str | Path | None = None,
+                require_attributes: bool = True, exclude: Iterable[str] = ()) -> LabelledSet:
+    """Read and validate a labelled set; every problem is one InputError naming the line.
+
+    fairness-check needs attribute columns with two or more groups each; `dfscan audit` reads
+    the same file without (`require_attributes=False`) and takes its `exclude` columns (numeric
+    features) only as raw `columns`, not as attributes.
+
+    Every path is checked before anything is scored (exists, a readable file, a media type; with
+    `root`, inside it once symlinks are resolved), and all bad rows are reported together, so a
+    bad row is not found after an hour of scanning. Without `root`, `../` and absolute paths
+    are followed.
+    """
+    confined = _confinement(root)
     table = read_csv_table(csv_path, what="labelled set", expected="path,label,<attributes>")
     name, header, base, records = table.name, table.header, table.base, table.rows
     header_line = table.header_line
@@ -86,13 +153,20 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
     if fmt == "pgfdd":
         available = ["gender", "race"]
     else:
-        available = [h for h in header if h not in ("path", "label")]
-    if not available:
+        available = [h for h in header if h not in ("path", "label", *exclude)]
+    if not available and require_attributes:
         raise InputError(f"{name} line {header_line} (header): no attribute columns after "
                          "'path,label' (add e.g. gender,race)")
-    chosen = list(dict.fromkeys(a.strip() for a in attrs)) if attrs else list(available)
+    for a in available:
+        bad = _control_char(a)
+        if bad:
+            raise InputError(f"{name} line {header_line} (header): column {a!r} contains a "
+                             f"control character ({bad})")
+    chosen = list(dict.fromkeys(a.strip() for a in attrs)) if attrs is not None else list(available)
+    if not chosen and require_attributes:
+        chosen = list(available)
     unknown = [a for a in chosen if a not in available]
-    if unknown or not chosen:
+    if unknown or (not chosen and require_attributes):
         raise InputError(f"unknown attribute(s) {', '.join(repr(a) for a in unknown)}; "
                          f"{name} has: {', '.join(available)}")
     if not records:
@@ -106,6 +180,7 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
     groups: dict[str, list[str]] = {a: [] for a in available}
     intersec: list[str] = []
     first_line: dict[Path, int] = {}
+    problems: list[str] = []
     for line, cells in records:
         where = f"{name} line {line}"
         raw_path = cells[col[path_col]]
@@ -116,8 +191,9 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
         if path in first_line:
             raise InputError(f"{where}: duplicate path {raw_path!r} (first on line {first_line[path]})")
         first_line[path] = line
-        if check_paths and not path.exists():
-            raise InputError(f"{where}: file not found: {raw_path} (looked for {path})")
+        problem = _path_problem(path, raw_path, confined, check_paths)
+        if problem:
+            problems.append(f"line {line}: {problem}: {_shown(raw_path)}")
         if fmt == "pgfdd":
             male = _onehot(cells[col["ismale"]], f"{where} column 'ismale'")
             races = [r for r in ("asian", "white", "black")
@@ -140,13 +216,24 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
                 if "|" in value:
                     raise InputError(f"{where}: column {a!r} value {value!r} contains '|', "
                                      "which joins intersectional group names")
+                bad = _control_char(value)
+                if bad:
+                    raise InputError(f"{where}: column {a!r} value {value!r} contains a control "
+                                     f"character ({bad})")
                 groups[a].append(value)
         paths.append(path)
         written.append(raw_path)
         lines.append(line)
         labels.append(label)
 
-    for a in chosen:
+    if problems:
+        more = f"; and {len(problems) - LISTED} more" if len(problems) > LISTED else ""
+        hint = (f" (relative paths are read from {base})"
+                if any(": file not found:" in p for p in problems) else "")
+        raise InputError(f"{name}: {len(problems)} of {len(records)} rows "
+                         f"{'have unusable paths' if len(problems) > 1 else 'has an unusable path'}: "
+                         f"{'; '.join(problems[:LISTED])}{more}{hint}")
+    for a in chosen if require_attributes else ():
         distinct = sorted(set(groups[a]))
         if len(distinct) < 2:
             raise InputError(f"{name} column {a!r}: a single group ({distinct[0]!r}) on every row "
@@ -160,7 +247,8 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
     return LabelledSet(
         source=csv_path, format=fmt, paths=paths, written=written, lines=lines,
         labels=np.asarray(labels, dtype=np.int64),
-        attributes={a: groups[a] for a in chosen}, intersection=intersection)
+        attributes={a: groups[a] for a in chosen}, intersection=intersection,
+        columns={h: [cells[col[h]] for _, cells in records] for h in header if h not in ("path", "label", path_col)})
 
 
 def _name_official_groups(index: list[str], derived: list[str]) -> list[str]:
@@ -403,7 +491,13 @@ def _group_row(m: dict[str, float], min_group: int) -> dict[str, Any]:
     row: dict[str, Any] = {"n": int(m["n"]), "n_real": int(m["n_neg"]), "n_fake": int(m["n_pos"])}
     for key in ("auc", "acc", "tpr", "fpr", "tnr", "fnr", "positive_rate", "negative_rate", "eer", "ap"):
         row[key] = m[key]
-    row["sufficient"] = row["n"] >= min_group
+    # a group of one class has no AUC and no FPR or TPR: like a small group it cannot be judged
+    reasons = [f"n < {min_group}"] if row["n"] < min_group else []
+    if row["n"]:
+        reasons += [text for count, text in ((row["n_fake"], "no fake items"),
+                                             (row["n_real"], "no real items")) if not count]
+    row["sufficient"] = not reasons
+    row["insufficient_reason"] = ", ".join(reasons) or None
     return row
 
 
@@ -458,7 +552,7 @@ def analyse(labelled: LabelledSet, scores: Scores, options: CheckOptions) -> Che
     groups = {s: np.asarray(v, dtype=object)[ok] for s, v in scopes.items()}
 
     overall = _group_row(binary_metrics(y, p, threshold), 1)
-    del overall["sufficient"]
+    del overall["sufficient"], overall["insufficient_reason"]
     by_group: dict[str, dict[str, dict]] = {}
     fairness: dict[str, dict[str, float | None]] = {}
     intervals: dict[str, dict[str, dict[str, float]]] = {}
@@ -539,8 +633,15 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
         rows = doc["by_group"][scope]
         small = doc["groups"][scope]["insufficient"]
         smallest = min(r["n"] for r in rows.values())
-        note = ("groups below min-group: " + ", ".join(f"{k} (n={rows[k]['n']})" for k in small)
-                if small else "")
+        below = [k for k in small if rows[k]["n"] < options.min_group]
+        one_class = [k for k in small if k not in below]
+        parts = []
+        if below:
+            parts.append("groups below min-group: " + ", ".join(f"{k} (n={rows[k]['n']})" for k in below))
+        if one_class:
+            parts.append("groups with one class: " + ", ".join(
+                f"{k} ({rows[k]['insufficient_reason']})" for k in one_class))
+        note = "; ".join(parts)
         if small and options.allow_small_groups:
             note += "; allowed by allow-small-groups, gates use the other groups"
         add("min-group", "smallest group n", scope, smallest, options.min_group, ">=",
@@ -576,9 +677,11 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
 
 
 def run_check(labels: str | Path, options: CheckOptions, *, scores_report: str | Path | None = None,
-              scan_options: Any = None, progress: Any = None) -> CheckResult:
-    """The whole check: read the labelled set, get scores (report or scan), analyse."""
-    labelled = read_labels(labels, options.attrs)
+              scan_options: Any = None, progress: Any = None,
+              root: str | Path | None = None) -> CheckResult:
+    """The whole check: read the labelled set (paths confined to `root` if given), get scores
+    (report or scan), analyse."""
+    labelled = read_labels(labels, options.attrs, root=root)
     if scores_report is not None:
         report = load_report(scores_report)
         scores = scores_from_report(report, labelled, base=Path(scores_report).resolve().parent,
@@ -638,6 +741,7 @@ def excluded_line(doc: dict) -> str:
 
 def print_result(result: CheckResult, console: Any) -> None:
     """Rich tables: overall, per group of each scope, fairness gaps, gates, verdict."""
+    from rich.markup import escape
     from rich.table import Table
 
     doc = result.report
@@ -646,12 +750,13 @@ def print_result(result: CheckResult, console: Any) -> None:
         from rich.console import Console
 
         console = Console(file=console.file, width=160, no_color=console.no_color, highlight=False)
-    console.print(f"[bold]fairness-check[/] {doc['labels']['path']} ({doc['labels']['format']}, "
-                  f"{doc['labels']['rows']} rows) · scores from {doc['scores']['source']} · "
+    # group, attribute and file names are the user's: shown as written, never read as rich markup
+    console.print(f"[bold]fairness-check[/] {escape(doc['labels']['path'])} ({doc['labels']['format']}, "
+                  f"{doc['labels']['rows']} rows) · scores from {escape(doc['scores']['source'])} · "
                   f"threshold {doc['threshold']:.4g} ({doc['threshold_source']}) · "
                   f"min-group {doc['settings']['min_group']}")
     style = "yellow" if doc["excluded"]["count"] else "dim"
-    console.print(f"[{style}]{excluded_line(doc)}[/]")
+    console.print(f"[{style}]{escape(excluded_line(doc))}[/]")
 
     keys = [k for k, _ in GROUP_COLUMNS]
     titles = [t for _, t in GROUP_COLUMNS]
@@ -662,14 +767,14 @@ def print_result(result: CheckResult, console: Any) -> None:
     console.print(table)
 
     for scope in _scope_order(doc):
-        table = Table(title=f"By group: {scope}", title_justify="left")
+        table = Table(title=f"By group: {escape(scope)}", title_justify="left")
         table.add_column("group")
         for t in titles:
             table.add_column(t, justify="right")
         table.add_column("status")
         for name, row in doc["by_group"][scope].items():
-            status = "ok" if row["sufficient"] else f"[yellow]insufficient (<{doc['settings']['min_group']})[/]"
-            table.add_row(name, *[_fmt(row[k]) for k in keys], status)
+            status = "ok" if row["sufficient"] else f"[yellow]insufficient ({row['insufficient_reason']})[/]"
+            table.add_row(escape(name), *[_fmt(row[k]) for k in keys], status)
         console.print(table)
 
     ci = (f", {int(doc['settings']['confidence'] * 100)}% bias-corrected bootstrap CI; unstable: the gap lies outside"
@@ -681,7 +786,7 @@ def print_result(result: CheckResult, console: Any) -> None:
         table.add_column({"demographic_parity_difference": "DP diff",
                           "equalized_odds_difference": "EO diff"}.get(k, k), justify="right")
     for scope in _scope_order(doc):
-        table.add_row(scope, *[_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS])
+        table.add_row(escape(scope), *[_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS])
     console.print(table)
 
     table = Table(title="Gates", title_justify="left")
@@ -689,8 +794,8 @@ def print_result(result: CheckResult, console: Any) -> None:
         table.add_column(col, justify="right" if col in ("value", "limit") else "left")
     colour = {"pass": "green", "fail": "bold red", "warn": "yellow"}
     for g in doc["gates"]:
-        table.add_row(g["gate"], g["scope"], g["metric"], _gate_value(g), _limit(g),
-                      f"[{colour[g['status']]}]{g['status'].upper()}[/]", g["note"])
+        table.add_row(g["gate"], escape(g["scope"]), g["metric"], _gate_value(g), _limit(g),
+                      f"[{colour[g['status']]}]{g['status'].upper()}[/]", escape(g["note"]))
     console.print(table)
     failed = [g for g in doc["gates"] if g["status"] == "fail"]
     if failed:
@@ -705,10 +810,6 @@ def to_json(result: CheckResult) -> str:
     return json.dumps(result.report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
 def to_markdown(result: CheckResult) -> str:
     """A summary for CI step summaries ($GITHUB_STEP_SUMMARY): verdict first, then the tables."""
     doc = result.report
@@ -716,32 +817,32 @@ def to_markdown(result: CheckResult) -> str:
     verdict = (f"❌ **FAILED** — {len(failed)} of {len(doc['gates'])} gates" if failed
                else f"✅ **PASSED** — {len(doc['gates'])} gates")
     out = ["## dfscan fairness-check", "", verdict, "",
-           f"Labelled set `{Path(doc['labels']['path']).name}` ({doc['labels']['rows']} rows), "
-           f"scores from `{doc['scores']['source']}`, threshold {doc['threshold']:.4g} "
+           f"Labelled set {md_escape(Path(doc['labels']['path']).name)} ({doc['labels']['rows']} rows), "
+           f"scores from {md_escape(doc['scores']['source'])}, threshold {doc['threshold']:.4g} "
            f"({doc['threshold_source']}), min-group {doc['settings']['min_group']}. "
-           f"{excluded_line(doc)}.", ""]
+           f"{md_escape(excluded_line(doc))}.", ""]
     out += ["### Gates", "", "| gate | scope | metric | value | limit | result | note |",
             "|---|---|---|---:|---:|---|---|"]
     mark = {"pass": "✅ pass", "fail": "❌ fail", "warn": "⚠️ warn"}
     for g in doc["gates"]:
-        out.append(f"| {g['gate']} | {_md_escape(g['scope'])} | {g['metric']} | {_gate_value(g)} | "
-                   f"{_limit(g)} | {mark[g['status']]} | {_md_escape(g['note'])} |")
+        out.append(f"| {g['gate']} | {md_escape(g['scope'])} | {g['metric']} | {_gate_value(g)} | "
+                   f"{_limit(g)} | {mark[g['status']]} | {md_escape(g['note'])} |")
     ci = " (95% bias-corrected bootstrap interval; *unstable*: the gap lies outside most resamples)" if doc["intervals"] else ""
     out += ["", f"### Fairness gaps{ci}", "",
             "| scope | " + " | ".join(FAIRNESS_KEYS) + " |",
             "|---|" + "---:|" * len(FAIRNESS_KEYS)]
     for scope in _scope_order(doc):
-        out.append(f"| {scope} | " + " | ".join(_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS) + " |")
+        out.append(f"| {md_escape(scope)} | " + " | ".join(_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS) + " |")
     out += ["", "F_* in percent (PG-FDD); Fairlearn differences as fractions.", ""]
     titles = [t for _, t in GROUP_COLUMNS]
     out += ["### Overall", "", "| " + " | ".join(titles) + " |", "|" + "---:|" * len(titles),
             "| " + " | ".join(_fmt(doc["overall"][k]) for k, _ in GROUP_COLUMNS) + " |", ""]
     for scope in _scope_order(doc):
-        out += [f"### By group: {scope}", "", "| group | " + " | ".join(titles) + " | status |",
+        out += [f"### By group: {md_escape(scope)}", "", "| group | " + " | ".join(titles) + " | status |",
                 "|---|" + "---:|" * len(titles) + "---|"]
         for name, row in doc["by_group"][scope].items():
-            status = "ok" if row["sufficient"] else "⚠️ insufficient"
-            out.append(f"| {_md_escape(name)} | " + " | ".join(_fmt(row[k]) for k, _ in GROUP_COLUMNS)
+            status = "ok" if row["sufficient"] else f"⚠️ insufficient ({row['insufficient_reason']})"
+            out.append(f"| {md_escape(name)} | " + " | ".join(_fmt(row[k]) for k, _ in GROUP_COLUMNS)
                        + f" | {status} |")
         out.append("")
     return "\n".join(out)
@@ -770,6 +871,12 @@ def to_junit(result: CheckResult) -> str:
             ET.SubElement(case, "system-out").text = f"{g['status']}: {text}"
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _plain(text: str) -> str:
+    """A user's string as literal matplotlib text: `$...$` in a group name is not mathtext
+    (a malformed one would stop the plots with a parse error)."""
+    return text.replace("$", r"\$")
 
 
 def _slug(name: str) -> str:
@@ -808,7 +915,7 @@ def write_plots(result: CheckResult, out_dir: str | Path) -> list[Path]:
             # its operating point in the legend, so a covered curve is still named and readable
             ax.plot(fpr, tpr, color=colour, lw=1.6, alpha=0.85, ls="-" if row["sufficient"] else "--",
                     marker=marker, markevery=max(1, len(fpr) // 6), ms=4, clip_on=False,
-                    label=f"{name} (AUC {_fmt(row['auc'])}, n={row['n']}{small}; "
+                    label=f"{_plain(name)} (AUC {_fmt(row['auc'])}, n={row['n']}{small}; "
                           f"@thr FPR {_fmt(row['fpr'], 2)} TPR {_fmt(row['tpr'], 2)})")
             dots.append((row["fpr"], row["tpr"], colour, marker))
         for x, y, colour, marker in dots:  # on top of every curve, visible in the corners too
@@ -816,7 +923,7 @@ def write_plots(result: CheckResult, out_dir: str | Path) -> list[Path]:
                     zorder=5, clip_on=False)
         ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.02), xlabel="False positive rate (real flagged fake)",
                ylabel="True positive rate (fake caught)",
-               title=f"ROC per group: {scope} (large markers: threshold {doc['threshold']:.3g})")
+               title=f"ROC per group: {_plain(scope)} (large markers: threshold {doc['threshold']:.3g})")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
@@ -838,10 +945,11 @@ def write_plots(result: CheckResult, out_dir: str | Path) -> list[Path]:
                    label="overall FPR")
         ax.axhline(doc["overall"]["tpr"] or 0, color="#1f77b4", lw=1, ls="--", alpha=0.6,
                    label="overall TPR")
-        labels = [f"{k}\nn={rows[k]['n']}" + ("" if rows[k]["sufficient"] else " (small)") for k in names]
+        labels = [f"{_plain(k)}\nn={rows[k]['n']}" + ("" if rows[k]["sufficient"] else
+                                                     f" ({rows[k]['insufficient_reason']})") for k in names]
         ax.set_xticks(x, labels, fontsize=8, rotation=30 if len(names) > 5 else 0,
                       ha="right" if len(names) > 5 else "center")
-        ax.set(ylim=(0, 1.35), yticks=np.linspace(0, 1, 6), ylabel="rate", title=f"FPR and TPR per group: {scope}, threshold {doc['threshold']:.3g}")
+        ax.set(ylim=(0, 1.35), yticks=np.linspace(0, 1, 6), ylabel="rate", title=f"FPR and TPR per group: {_plain(scope)}, threshold {doc['threshold']:.3g}")
         ax.legend(fontsize=8, ncols=4, loc="upper center")  # above the bars (rates stop at 1)
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()

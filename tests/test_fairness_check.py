@@ -7,9 +7,12 @@ gap can be worked out by hand; one test scores real images through the pipeline.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import shutil
 import struct
+from html import escape as escape_html
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -503,3 +506,191 @@ def test_end_to_end_through_the_pipeline(tmp_path, monkeypatch, tiny_checkpoint)
     assert invoke("labels.csv", "--scores", tmp_path / "scan.json", "--min-group", 1,
                   "--bootstrap", 0, "--json", again).exit_code == 0
     assert json.loads(again.read_text())["fairness"] == doc["fairness"]
+
+
+# ------------------------------------------------------------------ hostile labelled sets (issue 11, item 7)
+
+def _rewrite_csv(csv_path: Path, edit) -> None:
+    """Rewrite labels.csv row by row: `edit(row) -> row` on dicts; the edited keys are the header."""
+    with csv_path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header, rows = list(reader.fieldnames or []), [edit(dict(r)) for r in reader]
+    header = list(rows[0]) if rows else header
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _no_scan(monkeypatch) -> list:
+    """Replace the scan pipeline by a recorder: a test then shows nothing was scanned."""
+    import scanner.pipeline
+
+    calls: list = []
+    monkeypatch.setattr(scanner.pipeline, "scan", lambda paths, *a, **k: calls.append(paths))
+    return calls
+
+
+def test_every_bad_path_is_reported_up_front_before_scanning(tmp_path, monkeypatch):
+    """/etc/passwd, a missing file, a folder and a text file: one line naming them, nothing scanned."""
+    monkeypatch.chdir(tmp_path)
+    set_dir = tmp_path / "set"
+    csv_path, _ = make_set(set_dir)
+    (set_dir / "folder.png").mkdir()
+    (set_dir / "notes.txt").write_text("not media\n")
+    bad = {3: "/etc/passwd", 5: "nope.png", 8: "folder.png", 9: "notes.txt", 12: "nope2.png"}
+    counter = iter(range(2, 10_000))
+
+    def edit(row: dict) -> dict:
+        line = next(counter)
+        row["path"] = bad.get(line, row["path"])
+        return row
+
+    _rewrite_csv(csv_path, edit)
+    calls = _no_scan(monkeypatch)
+    result = invoke(csv_path, "--crops", "--backend", "torch", "--workers", 1)
+    assert result.exit_code == 2, result.output
+    assert calls == [], "media were scanned before the labelled set was validated"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.stderr
+    line = lines[0]
+    assert "labels.csv: 5 of 160 rows have unusable paths" in line
+    assert "line 3: not a video or image file (no extension): /etc/passwd" in line
+    assert "line 5: file not found: nope.png" in line
+    assert "line 8: not a file (a folder): folder.png" in line
+    assert "notes.txt" not in line and "nope2.png" not in line  # first three, then a count
+    assert "and 2 more" in line
+    # The same check guards --scores: the paths must be the files the report scored.
+    result = invoke(csv_path, "--scores", set_dir / "report.json")
+    assert result.exit_code == 2 and "5 of 160 rows" in result.stderr
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file_is_refused_up_front(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    csv_path, report = make_set(tmp_path)
+    locked = read_labels(csv_path).paths[6]
+    locked.chmod(0)
+    try:
+        result = invoke(csv_path, "--scores", report)
+    finally:
+        locked.chmod(0o644)
+    assert result.exit_code == 2 and "line 8: not readable" in result.stderr, result.output
+
+
+def test_root_confines_every_resolved_path(tmp_path, monkeypatch):
+    """`../`, absolute and symlinked paths leaving --root are refused; without --root they are read."""
+    monkeypatch.chdir(tmp_path)
+    set_dir = tmp_path / "set"
+    csv_path, report = make_set(set_dir)
+    outside = tmp_path / "outside"
+    for name in ("up.png", "abs.png", "target.png"):
+        _write_image(outside / name, 7)
+    (set_dir / "img" / "link.png").symlink_to(outside / "target.png")
+    (set_dir / "img" / "inner.png").symlink_to(set_dir / "img" / "female_asian" / "000.png")
+    moved = {2: "../outside/up.png", 3: "img/inner.png", 4: str(outside / "abs.png"), 6: "img/link.png"}
+    counter = iter(range(2, 10_000))
+    items = json.loads(report.read_text())["items"]
+
+    def edit(row: dict) -> dict:
+        line = next(counter)
+        if line in moved:
+            row["path"] = moved[line]
+            items[line - 2]["path"] = os.path.abspath(set_dir / moved[line])
+        return row
+
+    _rewrite_csv(csv_path, edit)
+    report = write_report(tmp_path / "moved.json", [_item(i["path"], i["score"]) for i in items])
+
+    assert invoke(csv_path, "--scores", report, "--bootstrap", 0).exit_code == 0  # default: no confinement
+    result = invoke(csv_path, "--scores", report, "--bootstrap", 0, "--root", set_dir)
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "3 of 160 rows" in line
+    assert f"line 2: outside --root {set_dir}: ../outside/up.png" in line
+    assert f"line 4: outside --root {set_dir}: {outside / 'abs.png'}" in line
+    assert "line 6: outside --root" in line and "img/link.png" in line
+    assert "inner.png" not in line  # a symlink that stays inside is fine
+    assert invoke(csv_path, "--scores", report, "--bootstrap", 0, "--root", tmp_path).exit_code == 0
+    missing = invoke(csv_path, "--scores", report, "--root", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "--root" in missing.stderr and "not a folder" in missing.stderr
+    assert "--root" in runner.invoke(app, ["fairness-check", "--help"]).stdout
+
+
+def test_single_class_group_is_insufficient_like_a_small_group(tmp_path, monkeypatch):
+    """male|asian holds 40 reals and no fake: no AUC, so it cannot pass --min-auc with a note."""
+    monkeypatch.chdir(tmp_path)
+    csv_path, report = make_set(tmp_path)
+    _rewrite_csv(csv_path, lambda r: {**r, "label": "real"} if "/male_asian/" in r["path"] else r)
+    out, md = tmp_path / "o.json", tmp_path / "s.md"
+    result = invoke(csv_path, "--scores", report, "--min-auc", 0.8, "--json", out,
+                    "--markdown", md, "--bootstrap", 0)
+    assert result.exit_code == 1, result.output
+    doc = json.loads(out.read_text())
+    row = doc["by_group"]["intersection"]["male|asian"]
+    assert (row["n_real"], row["n_fake"], row["auc"]) == (40, 0, None)
+    assert row["sufficient"] is False and row["insufficient_reason"] == "no fake items"
+    assert doc["groups"]["intersection"]["insufficient"] == ["male|asian"]
+    assert doc["by_group"]["gender"]["male"]["sufficient"] is True  # male|black has fakes
+    gate = next(g for g in doc["gates"] if g["gate"] == "min-group" and g["scope"] == "intersection")
+    assert gate["status"] == "fail" and "male|asian (no fake items)" in gate["note"]
+    assert [(g["gate"], g["scope"]) for g in doc["gates"] if g["status"] == "fail"] == [("min-group", "intersection")]
+    assert not any("no AUC" in g["note"] for g in doc["gates"])
+    assert "insufficient (no fake items)" in result.stdout
+    assert "| male\\|asian |" in md.read_text() and "insufficient (no fake items)" in md.read_text()
+
+    allowed = invoke(csv_path, "--scores", report, "--min-auc", 0.8, "--json", out,
+                     "--bootstrap", 0, "--allow-small-groups")
+    assert allowed.exit_code == 0, allowed.output
+    gates = {(g["gate"], g["scope"]): g["status"] for g in json.loads(out.read_text())["gates"]}
+    assert gates[("min-group", "intersection")] == "warn"
+
+
+@pytest.mark.parametrize("value", ["asian\x00", "asi\x1b[31man", "bl\x7fack", "\u202eblack"])
+def test_control_characters_in_a_group_value_are_rejected(value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    csv_path, report = make_set(tmp_path)
+    counter = iter(range(2, 10_000))
+    _rewrite_csv(csv_path, lambda r: {**r, "race": value} if next(counter) == 7 else r)
+    result = invoke(csv_path, "--scores", report)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "labels.csv line 7" in lines[0] and "column 'race'" in lines[0]
+    assert "control character" in lines[0] and "\x00" not in result.stderr
+    with pytest.raises(InputError, match="line 7"):
+        read_labels(csv_path)
+
+
+# Hostile group names: HTML, Markdown emphasis, links, code, entities, rich console markup and
+# matplotlib mathtext.
+HOSTILE = {"female": "<img src=x>&amp;\"f\"", "male": "**m**_[x](y)`c`$\\frac$[/b]"}
+
+
+def test_markdown_junit_and_terminal_escape_user_strings(tmp_path, monkeypatch):
+    markdown_it = pytest.importorskip("markdown_it")
+    monkeypatch.chdir(tmp_path)
+    csv_path, report = make_set(tmp_path)
+    _rewrite_csv(csv_path, lambda r: {"path": r["path"], "label": r["label"],
+                                      "se<x>_*": HOSTILE[r["gender"]], "race": r["race"]})
+    named = csv_path.rename(tmp_path / "la`bels*.csv")
+    md, xml, plots = tmp_path / "s.md", tmp_path / "g.xml", tmp_path / "plots"
+    result = invoke(named, "--scores", report, "--min-auc", 0.99, "--max-ffpr", 10,
+                    "--markdown", md, "--junit", xml, "--plots", plots, "--bootstrap", 0)
+    assert result.exit_code == 1, result.output  # a gate failed: no crash on [/b] or $\frac$
+    assert not isinstance(result.exception, Exception), repr(result.exception)
+    assert len(list(plots.glob("*.png"))) == 6
+    assert HOSTILE["male"] in result.stdout and "<img src=x>" in result.stdout  # shown as written
+
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(md.read_text())
+    assert "<img" not in html and "<a " not in html and "<code>" not in html
+    assert html.count("<strong>") == 1 and "<em>" not in html  # only the verdict is bold
+    for name in (*HOSTILE.values(), "se<x>_*", "la`bels*.csv"):
+        assert escape_html(name) in html, name
+    assert "male|asian" not in md.read_text()  # table cells keep their columns
+
+    root = ET.parse(xml).getroot()  # JUnit: valid XML, the names come back exactly
+    texts = [c.get("classname") for c in root.iter("testcase")]
+    texts += [f.get("message") for f in root.iter("failure")] + [s.text for s in root.iter("system-out")]
+    joined = "\n".join(t for t in texts if t)
+    assert "dfscan.fairness.se<x>_*" in joined
+    assert any(HOSTILE["male"] in t or HOSTILE["female"] in t for t in texts if t)

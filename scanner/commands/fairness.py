@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
 
@@ -20,8 +21,11 @@ Examples:
 
 labels.csv: path,label,<attributes> (label real|fake or 0|1, paths relative to the CSV), or the
 official PG-FDD CSV (img_path,label,ismale,isasian,iswhite,isblack,intersec_label).
+Every path is checked before scoring starts. Paths may leave the CSV's folder (../, absolute,
+symlinks): pass --root DIR to refuse any that does not resolve inside DIR.
 Gates also come from \\[tool.dfscan.fairness] in ./pyproject.toml or --config FILE; options win.
-Groups under --min-group items fail the min-group gate unless --allow-small-groups.
+Groups under --min-group items, or with only real or only fake items, are insufficient: they
+fail the min-group gate unless --allow-small-groups.
 
 Exit codes: 0 all gates passed; 1 a gate failed; 2 bad labelled set, report or option;
 3 gates passed but some items could not be read (listed as excluded).
@@ -42,7 +46,7 @@ def fairness_check(
     attrs: Optional[str] = typer.Option(None, "--attrs", help="Attribute columns to check, comma-separated (default: all)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's threshold)."),
     min_group: Optional[int] = typer.Option(None, "--min-group", min=1, help="Smallest group size that counts (default 30)."),
-    allow_small_groups: Optional[bool] = typer.Option(None, "--allow-small-groups/--no-allow-small-groups", metavar="", help="Warn instead of failing when a group is under --min-group (gates use the other groups)."),
+    allow_small_groups: Optional[bool] = typer.Option(None, "--allow-small-groups/--no-allow-small-groups", metavar="", help="Warn instead of failing when a group is under --min-group or has only real or only fake items (gates use the other groups)."),
     max_ffpr: Optional[float] = typer.Option(None, "--max-ffpr", help="Gate: F_FPR at most this (percent)."),
     max_fmeo: Optional[float] = typer.Option(None, "--max-fmeo", help="Gate: F_MEO at most this (percent)."),
     max_fdp: Optional[float] = typer.Option(None, "--max-fdp", help="Gate: F_DP at most this (percent)."),
@@ -52,6 +56,7 @@ def fairness_check(
     min_tpr: Optional[float] = typer.Option(None, "--min-tpr", help="Gate: overall TPR and every group's TPR at least this (fraction of fakes caught)."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", min=0, help="Bootstrap resamples for 95% intervals of the gaps (default 200; 0: off)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 0)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Refuse labelled paths that do not resolve (symlinks followed) inside this folder. Default: no confinement, ../ and absolute paths are read."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the settings (default: \\[tool.dfscan.fairness] of ./pyproject.toml)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY)."),
@@ -84,7 +89,7 @@ def fairness_check(
                                    backend=backend.value, weights=weights, engine=engine, crops=crops)
     with FileProgress("scoring labelled set", enabled=not quiet and scores is None) as progress:
         result = fc.run_check(labels, options, scores_report=scores, scan_options=scan_options,
-                              progress=progress.update)
+                              progress=progress.update, root=root)
 
     written = fc.write_outputs(result, json_path=json_out, markdown=markdown, junit=junit, plots=plots)
     doc = result.report
@@ -93,11 +98,11 @@ def fairness_check(
         line = f"FAILED: {failed} of {len(doc['gates'])} gates" if failed else f"PASSED: {len(doc['gates'])} gates"
         console.print(line)
         if doc["excluded"]["count"]:
-            err_console.print(fc.excluded_line(doc))
+            err_console.print(fc.excluded_line(doc), markup=False)
     else:
         fc.print_result(result, console)
         if written:
-            console.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]")
+            console.print(f"[dim]wrote {escape(', '.join(str(p) for p in written))}[/]")
     if not result.passed:
         raise typer.Exit(EXIT_GATE)
     if doc["excluded"]["by_status"].get("error"):
