@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from scanner import __version__
-from scanner.commands import checkpoint, doctor, engine, extract, fairness, scan, train
+from scanner.commands import audit, checkpoint, doctor, engine, extract, fairness, scan, train
 from scanner.console import console, quiet_env
 
 quiet_env()
@@ -33,5 +33,5 @@ def main(
     """dfscan: deepfake scanning with per-person reports and fairness gates."""
 
 
-for _module in (scan, extract, fairness, engine, train, checkpoint, doctor):
+for _module in (scan, extract, fairness, audit, engine, train, checkpoint, doctor):
     _module.register(app)

@@ -1,0 +1,1 @@
+"""dfscan audit: metadata shortcuts (resolution, codec, leading silence...) in a labelled deepfake set."""

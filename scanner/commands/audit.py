@@ -1,0 +1,73 @@
+"""`dfscan audit`: metadata shortcuts in a labelled deepfake set, before anyone trains on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
+
+EXAMPLE = """
+Examples:
+
+    dfscan audit labels.csv
+
+    dfscan audit labels.csv --json audit.json --markdown "$GITHUB_STEP_SUMMARY" --plots audit/
+        --max-shortcut-auc 0.7 --feature original_width
+
+labels.csv: path,label[,attributes...] as for fairness-check (videos and images; paths relative
+to the CSV). Every item's container, codecs, pixel format, size, fps, duration, frames, bitrate,
+file size, rotation, audio, leading silence, stream start times (images: format, JPEG quality,
+EXIF) are read without running the detector; each is scored by how well it alone separates
+real from fake (AUC folded to >= 0.5), and a shallow cross-validated tree scores them together.
+
+Exit codes: 0 no shortcut; 1 a feature (or the metadata model) separates real from fake above
+--max-shortcut-auc; 2 bad labelled set or option; 3 no shortcut, but some items could not be read.
+"""
+
+
+@friendly_errors
+def audit(
+    labels: Path = typer.Argument(..., help="Labelled set: labels.csv (path,label[,attributes])."),
+    max_shortcut_auc: float = typer.Option(0.70, "--max-shortcut-auc", min=0.5, max=1.0, help="Gate: a feature (or the metadata model) whose AUC exceeds this is a shortcut (exit 1)."),
+    feature: Optional[List[str]] = typer.Option(None, "--feature", help="A numeric CSV column to audit as well (repeatable), e.g. original_width."),
+    attrs: Optional[str] = typer.Option(None, "--attrs", help="Attribute columns for the per-group table, comma-separated (default: every column but path, label and --feature)."),
+    silence_db: float = typer.Option(-60.0, "--silence-db", max=-0.01, help="Leading silence ends where the audio first rises above this level (dBFS)."),
+    bootstrap: int = typer.Option(200, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals (0: off)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the model's folds."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes reading metadata (default: one per core)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY)."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write the worst features' distributions by label (PNG) to this folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="Only the verdict line (and errors)."),
+) -> None:
+    """Find metadata that separates real from fake in a labelled set (a shortcut a detector would learn)."""
+    from scanner.audit import output
+    from scanner.audit.run import AuditOptions, run_audit
+
+    options = AuditOptions(attrs=[a.strip() for a in attrs.split(",") if a.strip()] if attrs else None,
+                           features=list(feature or []), max_shortcut_auc=max_shortcut_auc, silence_db=silence_db,
+                           bootstrap=bootstrap, seed=seed, workers=workers)
+    with FileProgress("reading metadata", enabled=not quiet) as progress:
+        result = run_audit(labels, options, progress=progress.update)
+    written = output.write_outputs(result, json_path=json_out, markdown=markdown, plots=plots)
+    if quiet:
+        console.print(output.verdict(result.report), soft_wrap=True)
+        if result.report["excluded"]:
+            err_console.print(f"{len(result.report['excluded'])} item(s) could not be read")
+    else:
+        output.print_result(result, console)
+        if written:
+            console.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]")
+    if not result.passed:
+        raise typer.Exit(EXIT_GATE)
+    raise typer.Exit(EXIT_PARTIAL if result.report["excluded"] else EXIT_OK)
+
+
+audit.__doc__ = (audit.__doc__ or "") + "\n" + EXAMPLE
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit", help=audit.__doc__)(audit)
