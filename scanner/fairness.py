@@ -41,6 +41,9 @@ GROUP_COLUMNS = (
     ("tpr", "TPR"), ("fpr", "FPR"), ("tnr", "TNR"), ("fnr", "FNR"),
     ("positive_rate", "pos.rate"), ("eer", "EER"), ("ap", "AP"),
 )
+# Columns reported per value (which forgery methods, which datasets the detector fails on) but not
+# judged as demographic groups: `method` pits each method's fakes against every real.
+BREAKDOWN_COLUMNS = ("method", "domain")
 FAIRNESS_KEYS = ("F_FPR", "F_MEO", "F_DP", "F_OAE",
                  "demographic_parity_difference", "equalized_odds_difference")
 LISTED = 3  # bad rows named in the one-line error before "and N more"
@@ -518,7 +521,7 @@ class CheckResult:
 def analyse(labelled: LabelledSet, scores: Scores, options: CheckOptions) -> CheckResult:
     """Metrics overall, per group of every attribute and of their intersection; gaps; gates."""
     from scanner import __version__
-    from train.metrics import binary_metrics, bootstrap_ci, fairness_metrics, group_metrics
+    from train.metrics import binary_metrics, bootstrap_ci, fairness_metrics, group_metrics, method_metrics
 
     options.validate()
     threshold = options.threshold
@@ -577,6 +580,13 @@ def analyse(labelled: LabelledSet, scores: Scores, options: CheckOptions) -> Che
                               n=options.bootstrap, seed=options.seed, strata=gk, bias_corrected=True)
             intervals[scope] = {k: {"low": ci[k][0], "high": ci[k][1], "unstable": ci[k][2]} for k in FAIRNESS_KEYS}
 
+    breakdown: dict[str, dict[str, dict]] = {}
+    for col in BREAKDOWN_COLUMNS:
+        if col in labelled.columns and col not in labelled.attributes:
+            values = np.asarray(labelled.columns[col], dtype=object)[ok]
+            table = (method_metrics if col == "method" else group_metrics)(y, p, values, threshold)
+            breakdown[col] = {k: _group_row(v, options.min_group) for k, v in table.items()}
+
     document: dict[str, Any] = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -595,6 +605,7 @@ def analyse(labelled: LabelledSet, scores: Scores, options: CheckOptions) -> Che
         "groups": sufficiency,
         "fairness": fairness,
         "intervals": intervals,
+        "breakdown": breakdown,
     }
     gate_scopes = [INTERSECTION] + (list(labelled.attributes) if len(labelled.attributes) > 1 else [])
     document["gates"] = evaluate_gates(document, options, gate_scopes)
@@ -681,7 +692,8 @@ def run_check(labels: str | Path, options: CheckOptions, *, scores_report: str |
               root: str | Path | None = None) -> CheckResult:
     """The whole check: read the labelled set (paths confined to `root` if given), get scores
     (report or scan), analyse."""
-    labelled = read_labels(labels, options.attrs, root=root)
+    asked = set(options.attrs or ())
+    labelled = read_labels(labels, options.attrs, root=root, exclude=[c for c in BREAKDOWN_COLUMNS if c not in asked])
     if scores_report is not None:
         report = load_report(scores_report)
         scores = scores_from_report(report, labelled, base=Path(scores_report).resolve().parent,
@@ -777,6 +789,16 @@ def print_result(result: CheckResult, console: Any) -> None:
             table.add_row(escape(name), *[_fmt(row[k]) for k in keys], status)
         console.print(table)
 
+    for col, rows in doc["breakdown"].items():
+        what = "each method's fakes against every real" if col == "method" else "rows of each value"
+        table = Table(title=f"By {col} ({what}; not a fairness gate)", title_justify="left")
+        table.add_column(col)
+        for t in titles:
+            table.add_column(t, justify="right")
+        for name, row in rows.items():
+            table.add_row(escape(name), *[_fmt(row[k]) for k in keys])
+        console.print(table)
+
     ci = (f", {int(doc['settings']['confidence'] * 100)}% bias-corrected bootstrap CI; unstable: the gap lies outside"
           " most resamples (small groups)") if doc["intervals"] else ""
     table = Table(title=f"Fairness gaps (F_* in percent{ci}; over groups with n >= min-group)",
@@ -844,6 +866,13 @@ def to_markdown(result: CheckResult) -> str:
             status = "ok" if row["sufficient"] else f"⚠️ insufficient ({row['insufficient_reason']})"
             out.append(f"| {md_escape(name)} | " + " | ".join(_fmt(row[k]) for k, _ in GROUP_COLUMNS)
                        + f" | {status} |")
+        out.append("")
+    for col, rows in doc["breakdown"].items():
+        what = "each method's fakes against every real" if col == "method" else "rows of each value"
+        out += [f"### By {col} ({what}; not a fairness gate)", "", f"| {col} | " + " | ".join(titles) + " |",
+                "|---|" + "---:|" * len(titles)]
+        out += [f"| {md_escape(name)} | " + " | ".join(_fmt(row[k]) for k, _ in GROUP_COLUMNS) + " |"
+                for name, row in rows.items()]
         out.append("")
     return "\n".join(out)
 

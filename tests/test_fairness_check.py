@@ -694,3 +694,30 @@ def test_markdown_junit_and_terminal_escape_user_strings(tmp_path, monkeypatch):
     joined = "\n".join(t for t in texts if t)
     assert "dfscan.fairness.se<x>_*" in joined
     assert any(HOSTILE["male"] in t or HOSTILE["female"] in t for t in texts if t)
+
+
+def test_method_and_domain_columns_are_reported_per_value_not_gated(labelled, tmp_path):
+    csv_path, report = labelled
+    lines = csv_path.read_text().splitlines()
+    out_lines = [lines[0] + ",method,domain"]
+    for i, line in enumerate(lines[1:]):
+        fake = line.split(",")[1] == "fake"
+        out_lines.append(f"{line},{('swap' if i % 2 else 'reenact') if fake else 'real'},{'dfdc' if i % 3 else 'ffpp'}")
+    csv_path.write_text("\n".join(out_lines) + "\n")
+    out, md = tmp_path / "out.json", tmp_path / "out.md"
+    result = invoke(csv_path, "--scores", report, "--json", out, "--markdown", md, "--bootstrap", 0)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["labels"]["attributes"] == ["gender", "race"]  # method/domain are no demographic groups
+    assert doc["fairness"]["intersection"]["F_FPR"] == pytest.approx(75.0)  # unchanged by the new columns
+    by_method = doc["breakdown"]["method"]
+    assert set(by_method) == {"reenact", "swap"}
+    assert all(r["n_real"] == 80 and r["n_fake"] == 40 and r["auc"] == 1.0 for r in by_method.values())
+    by_domain = doc["breakdown"]["domain"]
+    assert set(by_domain) == {"dfdc", "ffpp"} and sum(r["n"] for r in by_domain.values()) == 160
+    assert "By method" in result.output and "### By domain" in md.read_text()
+    # asked for by name, a column is an attribute again
+    doc2 = tmp_path / "out2.json"
+    assert invoke(csv_path, "--scores", report, "--attrs", "domain", "--json", doc2, "--bootstrap", 0).exit_code in (0, 1)
+    d2 = json.loads(doc2.read_text())
+    assert d2["labels"]["attributes"] == ["domain"] and list(d2["breakdown"]) == ["method"]

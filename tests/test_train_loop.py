@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,3 +219,41 @@ def test_validation_fairness_ignores_rows_without_a_group():
     ref = fairness_metrics(y[:4], p[:4], ["a", "a", "b", "b"], vm["threshold"])
     assert vm["F_FPR"] == pytest.approx(ref["F_FPR"]) and vm["val_n"] == 8
     assert "F_FPR" not in validation_metrics(y, p, ["a"] * 4 + [None] * 4, "eer")  # one group: no gap
+
+
+def test_method_metrics_pit_each_methods_fakes_against_every_real():
+    from train.metrics import method_metrics
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.9, 0.8, 0.25, 0.35])
+    m = ["real", "x", "", "real", "faceswap", "faceswap", "reenact", "reenact"]
+    t = method_metrics(y, p, m, threshold=0.5)
+    assert list(t) == ["faceswap", "reenact"]  # reals' own method values are not methods
+    assert t["faceswap"]["auc"] == 1.0 and t["faceswap"]["tpr"] == 1.0 and t["faceswap"]["n"] == 6
+    assert t["reenact"]["auc"] == pytest.approx(5 / 8)  # 5 of 8 (fake, real) pairs ordered right and t["reenact"]["tpr"] == 0.0
+
+
+def test_validation_breakdown_by_method_and_domain(tmp_path):
+    """Validation writes AUC per forgery method (SBI pseudo-fakes as "sbi") and per domain."""
+    root = tmp_path / "d"
+    train_csv, val_csv = make_crops(root / "train", 16, seed=0), make_crops(root / "val", 12, seed=1)
+    rows = _rows(val_csv)
+    for i, r in enumerate(rows):
+        r["method"] = "real" if r["label"] == "real" else ("swap" if i % 4 == 1 else "reenact")
+        r["domain"] = "setA" if i < 6 else "setB"
+    with open(val_csv, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "run"
+    train(_opts((train_csv, val_csv), out, epochs=1, max_steps_per_epoch=1, no_sam=True, pseudo_fakes="sbi"),
+          progress=False)
+    line = json.loads((out / "breakdown.jsonl").read_text().splitlines()[0])
+    assert line["epoch"] == 1
+    assert set(line["by_method"]) == {"reenact", "sbi", "swap"}
+    assert line["by_method"]["sbi"]["n_pos"] == 6 and line["by_method"]["swap"]["n_pos"] == 3
+    assert all(v["n_neg"] == 6 for v in line["by_method"].values())  # every real in each
+    assert set(line["by_domain"]) == {"setA", "setB"}
+    assert sum(v["n"] for v in line["by_domain"].values()) == 12 + 6  # rows + one pseudo-fake per real
+    meta = read_metadata(out / "best.safetensors")
+    assert set(json.loads(meta["provenance"])["auc_by"]["by_method"]) == {"reenact", "sbi", "swap"}

@@ -31,7 +31,7 @@ from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Manifest,
                         validation_keys)
 from train.errors import InputError
 from train.losses import PGFDDLoss
-from train.metrics import binary_metrics, calibrate_threshold, fairness_metrics
+from train.metrics import binary_metrics, calibrate_threshold, fairness_metrics, group_metrics, method_metrics
 from train.model import PGFDD
 from train.sam import DEFAULT_SGD, SAM, bn_stats_frozen
 
@@ -227,6 +227,29 @@ def _val_groups(manifest: Manifest, index: list[int]) -> list[str | None] | None
     return [manifest.samples[i - n if i >= n else i].group for i in index]
 
 
+def breakdown(manifest: Manifest, index: list[int], y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    """AUC/ACC/TPR per forgery method (pseudo-fakes count as "sbi") and per domain (a pseudo-fake
+    is in its real's), so a run shows which methods and which datasets it fails on."""
+    n = len(manifest.samples)
+    rows = [manifest.samples[i - n if i >= n else i] for i in index]
+    methods = [SBI_METHOD if i >= n else s.method for i, s in zip(index, rows)]
+    keep = ("n", "n_pos", "n_neg", "auc", "acc", "tpr", "fpr")
+
+    def slim(table: dict) -> dict:  # JSON has no NaN: a value that cannot be computed is null
+        return {k: {m: None if isinstance(v[m], float) and math.isnan(v[m]) else v[m] for m in keep}
+                for k, v in table.items()}
+
+    out = {"by_method": slim(method_metrics(y, p, methods, threshold))}
+    domains = [s.domain or "" for s in rows]
+    if len(set(domains)) > 1:
+        out["by_domain"] = slim(group_metrics(y, p, domains, threshold))
+    return out
+
+
+def _aucs(table: dict) -> str:
+    return ", ".join(f"{k} {v['auc']:.3f}" for k, v in table.items() if v["auc"] is not None)
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -394,6 +417,9 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 vtask = bars.add_task(f"validate {epoch}", total=len(keys), info="")
                 p, y_val, index = predict(model, val_loader, device, bars, vtask)
                 vm = validation_metrics(y_val, p, _val_groups(val_m, index), opts.threshold_method, opts.target_fpr)
+                parts_by = breakdown(val_m, index, y_val, p, vm["threshold"])
+                with open(out / "breakdown.jsonl", "a") as fh:  # one line per epoch
+                    fh.write(json.dumps({"epoch": epoch, **parts_by}) + "\n")
                 state["epoch"], state["seconds"] = epoch, state["seconds"] + time.perf_counter() - t0
                 row = {"epoch": epoch, "steps": steps, "seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],
                        "train_loss": sums["loss"] / max(steps, 1),
@@ -403,7 +429,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 auc = vm["val_auc"]
                 improved = not math.isnan(auc) and auc > state["best_auc"]
                 prov = {**provenance_base, "epochs": epoch, "train_seconds": round(state["seconds"], 1),
-                        "metrics": {k: v for k, v in vm.items() if isinstance(v, (int, float))}}
+                        "metrics": {k: v for k, v in vm.items() if isinstance(v, (int, float))},
+                        "auc_by": {part: {k: v["auc"] for k, v in table.items()} for part, table in parts_by.items()}}
                 if improved or state["best_epoch"] == 0:
                     state["best_auc"] = auc if not math.isnan(auc) else state["best_auc"]
                     state["best_epoch"] = epoch
@@ -415,6 +442,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 log(f"epoch {epoch}: loss {row['train_loss']:.4f} ({steps} steps, {train_seconds:.0f}s) · "
                     f"val AUC {auc:.4f} AP {vm['val_ap']:.4f} EER {vm['val_eer']:.4f} ACC {vm['val_acc']:.4f} "
                     f"@ {vm['threshold']:.3f}" + (" · best" if state["best_epoch"] == epoch else ""))
+                log(f"epoch {epoch}: AUC by method: {_aucs(parts_by['by_method'])}"
+                    + (f" · by domain: {_aucs(parts_by['by_domain'])}" if "by_domain" in parts_by else ""))
     except RuntimeError as exc:  # DataLoader re-raises worker errors as RuntimeError subclasses or the original type
         if "InputError" in str(exc):
             raise _sanitize_worker_error(exc) from None

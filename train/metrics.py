@@ -95,6 +95,20 @@ def binary_metrics(y_true: Any, p_fake: Any, threshold: float = 0.5) -> dict[str
     return out
 
 
+def method_metrics(y_true: Any, p_fake: Any, methods: Any, threshold: float = 0.5) -> dict[str, dict[str, float]]:
+    """`binary_metrics` of each forgery method's fakes against every real (keys sorted).
+
+    Per method, the reals are shared: the AUC says how well the model tells that method's fakes
+    from real faces, the TPR how many of them it catches at the threshold; a method the model
+    fails on shows up here while the pooled AUC hides it. Reals' method values are ignored.
+    """
+    y, p = _as_arrays(y_true, p_fake)
+    m = _group_keys(methods, y.size)
+    real = y == 0
+    return {k: binary_metrics(y[real | (m == k)], p[real | (m == k)], threshold)
+            for k in sorted(set(m[~real].tolist()))}
+
+
 def _group_keys(groups: Any, n: int) -> np.ndarray:
     g = np.asarray(groups).reshape(-1)
     if g.size != n:
