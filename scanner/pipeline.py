@@ -30,6 +30,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -197,7 +198,7 @@ def _as_crop(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(square, dtype=np.uint8)
 
 
-def _media_dict(info: Any, frames_sampled: int) -> dict:
+def _media_dict(info: Any, frames_sampled: int, decode_errors: int = 0) -> dict:
     d = asdict(info) if is_dataclass(info) else dict(info)
 
     def num(v: Any) -> float | None:
@@ -211,6 +212,8 @@ def _media_dict(info: Any, frames_sampled: int) -> dict:
         "frames_sampled": int(frames_sampled),
         "codec": d.get("codec"),
         "rotation": int(d.get("rotation") or 0),
+        "stream_index": d.get("stream_index"),
+        "decode_errors": int(decode_errors),
     }
 
 
@@ -221,15 +224,17 @@ def _box(box: Any) -> list[float]:
 def process_file(path: str, kind: str, detector: Any, cfg: _WorkerConfig) -> dict:
     """Decode, detect, track and crop one file; returns subjects' frame metadata plus their crops.
 
-    Raises MediaError (or InputError) for files that cannot be read. Crops are made as each
-    frame is decoded, so at most one full frame is alive at a time.
+    Raises MediaError (or InputError) for files that cannot be read, `damaged` (with `.media`)
+    for one too damaged to trust a verdict from. Crops are made as each frame is decoded, so at
+    most one full frame is alive at a time.
     """
-    from scanner.media import iter_frames, probe
+    from scanner.media import MediaError, SampleStats, iter_frames, probe
 
     timings = {"decode": 0.0, "detect": 0.0, "crop": 0.0}
     t = time.perf_counter()
     info = probe(path)
-    frames_iter = iter_frames(path, frames=cfg.frames, fps=cfg.fps, keyframes=cfg.keyframes)
+    stats = SampleStats()
+    frames_iter = iter_frames(path, frames=cfg.frames, fps=cfg.fps, keyframes=cfg.keyframes, stats=stats)
     timings["decode"] += time.perf_counter() - t
 
     per_frame: list[list[Any]] = []
@@ -262,14 +267,16 @@ def process_file(path: str, kind: str, detector: Any, cfg: _WorkerConfig) -> dic
         del image, frame
 
     n_sampled = len(crop_only) if cfg.crops else len(frame_meta)
-    media = _media_dict(info, n_sampled)
+    media = _media_dict(info, n_sampled, stats.decode_errors)
+    if stats.damaged:  # a verdict (or no_face) from what is left would be a silent evasion
+        raise MediaError("damaged", stats.damage_message(), path, media=media)
     subjects: list[dict] = []
     crops: list[np.ndarray] = []
     if cfg.crops:
         if crop_only:
             subjects.append({"id": 0, "frames": [{"index": i, "t": round(tt, 4), "box": _box(b), "face_score": None} for i, tt, b, _ in crop_only]})
             crops = [c for *_, c in crop_only]
-    elif kind == "image":
+    elif kind == "image" and len(per_frame) <= 1:  # a still (an animation is tracked like a video)
         for sid, det in enumerate(per_frame[0] if per_frame else []):
             index, tt = frame_meta[0]
             subjects.append({"id": sid, "frames": [{"index": index, "t": round(tt, 4), "box": _box(det.box), "face_score": round(float(det.score), 4)}]})
@@ -294,7 +301,10 @@ def _error_payload(exc: BaseException) -> dict:
     if not code:
         code = "bad_input" if isinstance(exc, InputError) else ("too_large" if isinstance(exc, MemoryError) else "internal_error")
     message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-    return {"error": {"code": str(code), "message": rp.one_line(message or code)}}
+    payload: dict = {"error": {"code": str(code), "message": rp.one_line(message or code)}}
+    if getattr(exc, "media", None) is not None:  # what was read of a damaged file
+        payload["media"] = exc.media
+    return payload
 
 
 @contextlib.contextmanager
@@ -379,6 +389,7 @@ class _Task:
     id: int
     path: str
     kind: str
+    fingerprint: dict | None = None  # size and mtime when handed to a worker, before it opens the file
 
 
 @dataclass
@@ -563,16 +574,67 @@ def _kind_of(path: Path, crops: bool) -> str:
     return "video"
 
 
-def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: ProgressFn | None = None) -> dict:
-    """Scan files and folders; return a `dfscan.report/1` dict (the caller writes it).
+class _CtrlC:
+    """SIGINT during a scan: the first Ctrl-C stops it (KeyboardInterrupt; the finished items are
+    kept), later ones only say to wait, so that a second press cannot lose the report being
+    written. After `hold()` (the report is being written) every press only says to wait."""
 
-    Items stream to `<report>.stream.jsonl` as they finish when `options.report` is set. On
-    Ctrl-C the finished items are returned with `summary.interrupted` true.
+    def __init__(self) -> None:
+        self.pressed = self.holding = False
+        self.previous: Any = None
+        self.installed = False
+
+    def __enter__(self) -> "_CtrlC":
+        if threading.current_thread() is threading.main_thread():  # only there can a handler be set
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self.installed = True
+        return self
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.pressed or self.holding:
+            os.write(2, b"\nfinishing: writing the report of the finished files, please wait (Ctrl-\\ quits without it)\n")
+            return
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.installed:  # None: the previous handler was not set from Python
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.SIG_DFL)
+
+
+def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: ProgressFn | None = None) -> dict:
+    """Scan files and folders; return a `dfscan.report/1` dict (the caller writes it; see scan_to_report).
+
+    Items stream to `<report>.stream.jsonl` as they finish when `options.report` is set, under
+    the report's lock (a second scan of the same report is refused). On Ctrl-C the finished
+    items are returned with `summary.interrupted` true.
     """
+    return _scan(paths, options or ScanOptions(), progress, write_as=None)
+
+
+def scan_to_report(paths: list[str | Path], options: ScanOptions, fmt: str | None = None,
+                   progress: ProgressFn | None = None) -> dict:
+    """Scan and write the final report to `options.report` (json | jsonl | csv), and return it.
+
+    The write happens before the report's lock is released (no other scan can slip in between
+    the stream's last item and the report) and a second Ctrl-C cannot cut it short. A write
+    that fails is an OutputError naming the stream, which --resume finishes from.
+    """
+    if options.report is None:
+        raise InputError("scan_to_report needs options.report")
+    return _scan(paths, options, progress, write_as=rp.format_for(options.report, fmt))
+
+
+def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | None, write_as: str | None) -> dict:
+    """Check the output, collect the inputs, then scan them with the report locked (and write it when `write_as`)."""
     from scanner.media import collect_inputs
 
-    options = options or ScanOptions()
     options.check()
+    if options.report is not None:
+        rp.check_output_path(options.report)  # a bad --report fails now, not after the scan
     started = time.time()
     created = rp.now_iso()
 
@@ -580,7 +642,24 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
     skipped_list = [{"path": str(p), "reason": str(r)} for p, r in skipped]
     if not files:
         raise InputError("no video or image files to scan" + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+    lock = rp.ReportLock(options.report) if options.report is not None else contextlib.nullcontext()
+    with lock, _CtrlC() as ctrl_c:
+        result = _scan_files(files, skipped, skipped_list, options, progress, started, created)
+        if write_as is not None:
+            ctrl_c.hold()
+            try:
+                rp.write_report(result, options.report, write_as)
+            except rp.OutputError as exc:
+                stream = rp.stream_path_for(options.report)
+                if options.stream and stream.is_file():
+                    raise rp.OutputError(f"{exc}; the finished items are kept in {stream}: make room and rerun with --resume") from None
+                raise
+    return result
 
+
+def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], options: ScanOptions,
+                progress: ProgressFn | None, started: float, created: str) -> dict:
+    """The scan proper: model, backend, workers, stream, summary."""
     if options.weights is None:
         from scanner.assets import default_weights
 
@@ -772,8 +851,14 @@ def _loop(pool: _Pool, todo: deque, inferer: _Inferer, batch_size: int, options:
     def on_result(task: _Task, payload: dict) -> None:
         nonlocal buffered, queued
         fp = rp.file_fingerprint(task.path)
+        if fp != task.fingerprint:  # the result may be of the old content: never store it under the new fingerprint
+            finish(task.id, rp.error_item(task.path, task.kind, "changed_during_scan",
+                                          "the file changed while it was scanned (size or modification time); "
+                                          "scan it again (--resume does)", fingerprint=fp))
+            return
         if "error" in payload:
-            finish(task.id, rp.error_item(task.path, task.kind, payload["error"]["code"], payload["error"]["message"], fingerprint=fp))
+            finish(task.id, rp.error_item(task.path, task.kind, payload["error"]["code"], payload["error"]["message"],
+                                          media=payload.get("media"), fingerprint=fp))
             return
         for k, v in payload["timings"].items():
             stats[k] += v
@@ -833,6 +918,7 @@ def _loop(pool: _Pool, todo: deque, inferer: _Inferer, batch_size: int, options:
         for w in sorted(pool.workers, key=lambda w: len(w.assigned)):
             while todo and len(w.assigned) < PREFETCH and w.proc.is_alive():
                 task = todo.popleft()
+                task.fingerprint = rp.file_fingerprint(task.path)  # before the worker opens it
                 try:
                     w.conn.send((task.id, task.path, task.kind))
                 except (OSError, BrokenPipeError):

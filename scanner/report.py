@@ -9,15 +9,19 @@ Formats:
   no subject (error, no face) gets one row with empty subject columns. Frames are left out.
 
 Every final write is atomic (temporary file in the same folder, fsync, os.replace), so a reader
-never sees half a report.
+never sees half a report. A scan holds a lock on its report and stream (ReportLock), so two scans
+never write one report; a write that fails (read-only folder, full disk) is an OutputError: one
+line, exit 2, and the stream is kept for --resume.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import socket
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -35,10 +39,18 @@ HEADER_KEYS = ("schema", "created", "tool", "model", "backend", "settings", "ski
 CSV_COLUMNS = (
     "path", "kind", "status", "error_code", "error_message", "score", "verdict",
     "subject_id", "subject_score", "subject_verdict", "subject_frames",
-    "width", "height", "fps", "duration", "frames_sampled", "codec", "rotation",
+    "width", "height", "fps", "duration", "frames_sampled", "codec", "rotation", "decode_errors", "stream_index",
 )
-# Errors worth trying again on --resume: they depend on the machine's state, not on the file.
-TRANSIENT_ERRORS = frozenset({"timeout", "worker_crashed"})
+# Errors worth trying again on --resume: they depend on the machine's state (or the moment), not on the file.
+TRANSIENT_ERRORS = frozenset({"timeout", "worker_crashed", "changed_during_scan"})
+
+
+class OutputError(InputError):
+    """The report or its stream cannot be written (a folder in the way, read-only, disk full): one line, exit 2."""
+
+
+class ReportLocked(OutputError):
+    """Another live scan is writing this report."""
 
 
 # ---------------------------------------------------------------- building
@@ -175,7 +187,7 @@ def csv_rows(report: dict) -> Iterable[dict]:
             "path": item["path"], "kind": item["kind"], "status": item["status"],
             "error_code": err.get("code", ""), "error_message": err.get("message", ""),
             "score": _cell(item.get("score")), "verdict": item.get("verdict") or "",
-            **{k: _cell(media.get(k)) for k in ("width", "height", "fps", "duration", "frames_sampled", "codec", "rotation")},
+            **{k: _cell(media.get(k)) for k in CSV_COLUMNS[CSV_COLUMNS.index("width"):]},
         }
         subjects = item.get("subjects") or []
         if not subjects:
@@ -208,10 +220,47 @@ def format_for(path: str | Path, fmt: str | None = None) -> str:
 
 
 def write_report(report: dict, path: str | Path, fmt: str | None = None) -> Path:
-    """Write the final report atomically in `fmt` (json | jsonl | csv)."""
+    """Write the final report atomically in `fmt` (json | jsonl | csv); a failure leaves the old file and is an OutputError."""
     fmt = format_for(path, fmt)
     text = {"json": to_json, "jsonl": to_jsonl, "csv": to_csv}[fmt](report)
-    return atomic_write_text(path, text)
+    try:
+        return atomic_write_text(path, text)
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {path}: {_reason(exc)}") from None
+
+
+def print_report(report: dict, fmt: str, out: IO[str]) -> None:
+    """Write the report to an open stream (stdout); a failed write (full disk, closed pipe) is an OutputError."""
+    text = {"json": to_json, "jsonl": to_jsonl, "csv": to_csv}[fmt](report)
+    try:
+        out.write(text)
+        out.flush()
+    except OSError as exc:
+        with contextlib.suppress(OSError, ValueError):  # what is still buffered goes nowhere, not into a second error at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        raise OutputError(f"cannot write the report to {getattr(out, 'name', 'the output')}: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def check_output_path(report_path: str | Path) -> None:
+    """Fail before a scan, not after it, when its report cannot be written: a folder in the way,
+    a parent that is a file, a read-only folder. Missing parent folders are made, as the writers would."""
+    path = Path(report_path)
+    for p in (path, stream_path_for(path)):
+        if p.is_dir():
+            raise OutputError(f"cannot write the report to {path}: {'it' if p == path else p} is a folder")
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputError(f"cannot write the report to {path}: {existing} is not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {path}: cannot make {path.parent} ({_reason(exc)})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the report to {path}: folder {path.parent} is not writable")
 
 
 def stream_path_for(report_path: str | Path) -> Path:
@@ -221,31 +270,46 @@ def stream_path_for(report_path: str | Path) -> Path:
 
 
 class ReportStream:
-    """Appends one JSON line per finished item and flushes it, so a crash loses at most the item in flight."""
+    """Appends one JSON line per finished item and flushes it, so a crash loses at most the item in flight.
+
+    A failed write (disk full) is an OutputError; what was written before stays for --resume.
+    """
 
     def __init__(self, path: str | Path, header: dict, *, append: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not (append and self.path.is_file() and self.path.stat().st_size > 0)
-        if not fresh:
-            _drop_partial_last_line(self.path)
-        self._fh: IO[str] | None = open(self.path, "w" if fresh else "a", encoding="utf-8")
+        self._fh: IO[str] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if append and self.path.is_file():
+                _drop_torn_last_line(self.path)
+            fresh = not (append and self.path.is_file() and self.path.stat().st_size > 0)
+            self._fh = open(self.path, "w" if fresh else "a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
         if fresh:
             self._write(header)
 
     def _write(self, obj: dict) -> None:
         assert self._fh is not None
-        self._fh.write(_dumps(obj) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            self._fh.write(_dumps(obj) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            self.close()
+            raise OutputError(f"cannot write {self.path}: {_reason(exc)}; the items before are kept there: "
+                              "make room and rerun with --resume") from None
 
     def write_item(self, item: dict) -> None:
         self._write(item)
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError:  # only a line whose write already failed (and was reported) was still buffered
+                pass
 
     def __enter__(self) -> "ReportStream":
         return self
@@ -254,13 +318,132 @@ class ReportStream:
         self.close()
 
 
-def _drop_partial_last_line(path: Path) -> None:
-    """A crash mid-write can leave half a line at the end; cut it so appending stays valid JSONL."""
+def _drop_torn_last_line(path: Path) -> None:
+    """A crash or a full disk mid-write can leave a broken last line (unterminated, or not JSON);
+    cut it, or appending would bury it mid-file where reading it is an error."""
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with open(path, "r+b") as fh:
-            fh.truncate(cut)
+    if not data:
+        return
+    end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    start = data.rfind(b"\n", 0, end) + 1
+    if end < len(data) and _is_json(data[start:end]):
+        return
+    with open(path, "r+b") as fh:
+        fh.truncate(start)
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line.decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        return False
+    return True
+
+
+def lock_path_for(report_path: str | Path) -> Path:
+    """The lock beside the report and its stream: out.json → out.stream.lock (out.csv shares it, as it shares the stream)."""
+    return stream_path_for(report_path).with_suffix(".lock")
+
+
+class ReportLock:
+    """An exclusive lock on a report and its stream, so that two scans never write one report.
+
+    The lock file holds the owner's pid and host, for the message a second scan gets. The lock
+    itself is the kernel's flock on that file: it dies with its process, so the file a killed
+    scan leaves behind is stale and is taken over. Where flock is missing (some network file
+    systems), a lock is stale when its owner's pid is dead on this host. The file is removed on
+    release, and so on Ctrl-C.
+    """
+
+    def __init__(self, report_path: str | Path):
+        self.report = Path(report_path)
+        self.path = lock_path_for(self.report)
+        self._fd: int | None = None
+
+    def acquire(self) -> "ReportLock":
+        for _ in range(3):  # the file can be swapped under us by an owner that is just leaving
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise OutputError(f"cannot write the report to {self.report}: cannot make {self.path} ({_reason(exc)})") from None
+            if not _try_lock(fd, self.path):
+                os.close(fd)
+                owner = _lock_owner(self.path) or {}
+                raise ReportLocked(f"{self.report} is being written by another scan (pid {owner.get('pid', '?')} on "
+                                   f"{owner.get('host', '?')}); wait for it, or choose another --report "
+                                   f"(delete {self.path} if no scan is running)")
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if same:
+                owner = _dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()})
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, owner.encode("utf-8") + b"\n", 0)
+                self._fd = fd
+                return self
+            os.close(fd)
+        raise ReportLocked(f"{self.report} is being locked and unlocked by other scans; try again")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                self.path.unlink()  # while still holding it: nobody can take the file we are removing
+        except OSError:
+            pass
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "ReportLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+    """True when this process now holds the lock on `fd`."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        except OSError:  # no flock on this file system (ENOLCK, EOPNOTSUPP): the owner's pid decides
+            pass
+    owner = _lock_owner(path)
+    return not (owner and _alive(owner))
+
+
+def _lock_owner(path: Path) -> dict | None:
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the lock's owner may still run: a pid on another host, or on Windows, cannot be checked."""
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if owner.get("host") != socket.gethostname() or os.name == "nt":  # os.kill(pid, 0) would kill on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 # ---------------------------------------------------------------- reading and resuming
@@ -285,13 +468,16 @@ def read_report(path: str | Path) -> dict:
 def _read_jsonl(path: Path, text: str) -> dict:
     report: dict | None = None
     items: list[dict] = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # only "\n" ends a line: str.splitlines() also cuts at U+2028 or U+0085, which JSON leaves raw in a path
+    lines = text.split("\n")
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0)
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
-            if n == len(text.splitlines()):  # a half-written last line from a crash: ignore it
+            if n == last:  # a torn last line (a crash or a full disk mid-write): ignore it
                 break
             raise InputError(f"{path}: line {n} is not JSON") from None
         if report is None:

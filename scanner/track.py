@@ -9,6 +9,7 @@ detector); tracks seen in too few frames, or only ever weakly, are false positiv
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +62,15 @@ def match_cost(a: tuple[float, ...], b: tuple[float, ...], *, gap: int = 1, max_
     return (1.0 - _iou(a, b)) + dist
 
 
+def _missed(track: Track, pos: int, reach: Sequence[float] | None) -> int:
+    """Frames since the track's last detection, before `pos`, that searched for a face its size."""
+    last_pos, last = track.observations[-1]
+    if reach is None:
+        return pos - last_pos - 1
+    size = max(last.box[2], last.box[3])
+    return sum(1 for f in range(last_pos + 1, pos) if reach[f] <= size)
+
+
 def default_min_frames(per_frame: list[list[Detection]]) -> int:
     """1 for a still image; else max(2, 10% of the sampled frames that have any face)."""
     if len(per_frame) <= 1:
@@ -76,13 +86,18 @@ def track_faces(
     max_gap: int = 3,
     max_distance: float = 1.0,
     min_track_score: float = 0.7,
+    reach: Sequence[float] | None = None,
 ) -> list[Track]:
     """Link detections frame to frame; return kept tracks with ids 0.. in order of appearance.
 
     `min_frames=None` uses `default_min_frames`. `max_gap` is how many sampled frames a track may
-    miss and still continue. `min_track_score` drops tracks of a video (more than one frame)
-    whose mean detector score is low: MediaPipe fires at 0.5-0.6 on cartoon shapes and clouds
-    (tracks averaging up to 0.62 on the test media) but gives real faces 0.8-0.97 on average across a shot. A still image keeps every face.
+    miss and still continue. `reach[pos]`, when given, is the smallest face frame `pos` was
+    searched for (0: all sizes, as with a tiled pass); a track whose face is smaller was not
+    looked for there, so that frame is no miss (small faces found on tiled frames only).
+    `min_track_score` drops tracks of a video (more than one frame) whose mean detector score is
+    low: MediaPipe fires at 0.5-0.6 on cartoon shapes and clouds (tracks averaging up to 0.62 on
+    the test media) but gives real faces 0.8-0.97 on average across a shot. A still image keeps
+    every face.
     """
     if min_frames is None:
         min_frames = default_min_frames(per_frame)
@@ -92,7 +107,7 @@ def track_faces(
         # retire tracks that have missed too many frames
         still = []
         for tr in active:
-            (finished if pos - tr.observations[-1][0] > max_gap + 1 else still).append(tr)
+            (finished if _missed(tr, pos, reach) > max_gap else still).append(tr)
         active = still
         matched: set[int] = set()
         if active and detections:

@@ -373,3 +373,233 @@ def test_edit_list_clip_still_gives_32_frames():
     assert probe(clip).frames_total == decoded
     indices = [f.index for f in iter_frames(clip, frames=32)]
     assert len(indices) == 32 and indices == sample_indices(decoded, 32)
+
+
+# ---------------------------------------------------------------------------------------------
+# damaged streams and odd media (issue 11)
+
+FACE_CLIP = MEDIA / "videos" / "single_face.mp4"  # 72 frames, 30 fps, H.264 in MP4
+
+
+def _damage_packets(src: Path, dst: Path, which) -> Path:
+    """Copy `src` with the 4-byte NAL length of each packet `which(i)` picks set to ff ff ff f0."""
+    with av.open(str(src)) as c:
+        positions = [p.pos for p in c.demux(c.streams.video[0]) if p.size > 0]
+    data = bytearray(src.read_bytes())
+    for i, pos in enumerate(positions):
+        if which(i):
+            data[pos:pos + 4] = b"\xff\xff\xff\xf0"
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def _packet_frames(path: Path) -> list[int]:
+    """The frame number (pts at 30 fps) each packet holds, in decode order."""
+    with av.open(str(path)) as c:
+        return [round(p.pts * p.time_base * 30) for p in c.demux(c.streams.video[0]) if p.size > 0]
+
+
+def _expected_sampling(positions: list[int], decodable: list[int], end: int) -> list[list[int]]:
+    """Per sampled position, the frame it should get: the first decodable one in its stretch up
+    to the next position (none: an undecodable position)."""
+    stretches = zip(positions, positions[1:] + [end])
+    return [[i for i in sorted(decodable) if a <= i < b][:1] for a, b in stretches]
+
+
+@pytest.mark.parametrize("damage, damaged", [
+    ("packet 10", False),  # issue 11.1: used to end sampling at 0.23 s with 4 frames
+    ("every other packet", False),  # a position whose frame is lost takes a neighbour
+    ("packets 10 on", True),  # most positions gone: said, not a silent verdict
+])
+def test_damaged_packets_are_skipped_not_the_end(tmp_path, damage, damaged):
+    which = {"packet 10": lambda i: i == 10, "every other packet": lambda i: i % 2 == 1,
+             "packets 10 on": lambda i: i >= 10}[damage]
+    clip = _damage_packets(FACE_CLIP, tmp_path / "dmg.mp4", which)
+    decodable = [f for i, f in enumerate(_packet_frames(FACE_CLIP)) if not which(i)]
+    stats = media.SampleStats()
+    frames = list(iter_frames(clip, frames=32, stats=stats))
+    expected = _expected_sampling(sample_indices(72, 32), decodable, 72)
+    assert [f.index for f in frames] == [i for e in expected for i in e]
+    assert [f.t for f in frames] == pytest.approx([f.index / 30 for f in frames])
+    assert stats.decode_errors == sum(not e for e in expected) and stats.sampled == len(frames)
+    assert stats.damaged is damaged
+    if damage == "packet 10":
+        assert len(frames) == 32 and frames[-1].t > 2.3 and stats.decode_errors == 0
+    if damage == "packets 10 on":
+        assert stats.decode_errors > 16 and all(f.t < 0.5 for f in frames)
+        # --fps 5: only the 0.2 s slots holding a decodable frame are sampled, the rest are lost
+        stats = media.SampleStats()
+        slots = {i * 5 // 30 for i in decodable}
+        assert [f.index * 5 // 30 for f in iter_frames(clip, fps=5, stats=stats)] == sorted(slots)
+        assert stats.decode_errors == 12 - len(slots) and stats.damaged
+
+
+class _FailingDemux:
+    """An opened container whose demuxer fails on reaching frames `bad` (a damaged container)."""
+
+    def __init__(self, container, bad: range, rate: int = 25):
+        self._c, self._bad, self._rate, self.seeks = container, bad, rate, 0
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._c.__exit__(*exc)
+
+    def seek(self, *args, **kwargs):
+        self.seeks += 1
+        return self._c.seek(*args, **kwargs)
+
+    def demux(self, *args, **kwargs):
+        for packet in self._c.demux(*args, **kwargs):
+            if packet.pts is not None and round(packet.pts * packet.time_base * self._rate) in self._bad:
+                raise av.error.InvalidDataError(-1094995529, "Invalid data found when processing input")
+            yield packet
+
+
+def test_demuxer_failure_seeks_past_the_damage(tmp_path, monkeypatch):
+    """A container the demuxer cannot read past frame 20: seek on to the next readable key frame."""
+    clip = make_video(tmp_path / "c.mp4", n=80, gop=10)
+    real = media._open_container
+    opened = []
+
+    def failing(path):
+        opened.append(_FailingDemux(real(path), bad=range(20, 27)))
+        return opened[-1]
+
+    monkeypatch.setattr(media, "_open_container", failing)
+    stats = media.SampleStats()
+    frames = list(iter_frames(clip, frames=40, stats=stats))
+    assert max(c.seeks for c in opened) == 2  # the next key frame (20) is damaged too: on to 30
+    # frames 20-29 are lost (up to the next key frame); a position takes the first frame left in
+    # its stretch up to the next position, and is an error when there is none
+    positions = sample_indices(80, 40)
+    decodable = [i for i in range(80) if not 20 <= i < 30]
+    stretches = zip(positions, positions[1:] + [80])
+    expected = [[i for i in decodable if a <= i < b][:1] for a, b in stretches]
+    assert [f.index for f in frames] == [i for e in expected for i in e]
+    assert stats.decode_errors == sum(not e for e in expected) == 5 and not stats.damaged  # 20 22 24 26 28
+    for f in frames:
+        assert decoded_index(f.image) == f.index  # indices after the seek still name the right frame
+
+
+def _face_frame(i: int = 30) -> np.ndarray:
+    with av.open(str(FACE_CLIP)) as c:
+        for n, f in enumerate(c.decode(video=0)):
+            if n == i:
+                return f.to_ndarray(format="rgb24")
+    raise AssertionError("clip too short")
+
+
+def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
+    """Issue 11.5: an I;16 PNG became almost all white (values clipped at 255) and had no face."""
+    from PIL import Image
+
+    from scanner.faces import FaceDetector
+
+    grey8 = np.asarray(Image.fromarray(_face_frame()).convert("L"))
+    Image.fromarray(grey8).save(tmp_path / "g8.png")
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    (f8,) = list(iter_frames(tmp_path / "g8.png"))
+    (f16,) = list(iter_frames(tmp_path / "g16.png"))
+    assert f16.image.dtype == np.uint8 and f16.image.shape == f8.image.shape
+    assert np.abs(f16.image.astype(int) - f8.image).max() <= 1
+    with FaceDetector() as det:
+        assert len(det.detect(f8.image)) == 1 and len(det.detect(f16.image)) == 1
+
+
+def two_stream_mkv(path: Path) -> Path:
+    """An MKV whose first video stream is small and faceless, its second the face clip (20 frames)."""
+    from fractions import Fraction
+
+    with av.open(str(FACE_CLIP)) as inp, av.open(str(path), "w") as out:
+        decoy = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        decoy.width, decoy.height, decoy.pix_fmt = 160, 90, "yuv420p"
+        main = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        main.width, main.height, main.pix_fmt = 640, 360, "yuv420p"
+        for i, f in enumerate(inp.decode(video=0)):
+            if i == 20:
+                break
+            flat = av.VideoFrame.from_ndarray(np.full((90, 160, 3), 40 + i, np.uint8), format="rgb24")
+            face = f.reformat(format="yuv420p")
+            for picture, stream in ((flat, decoy), (face, main)):
+                picture.pts, picture.time_base = i, Fraction(1, 30)
+                for p in stream.encode(picture):
+                    out.mux(p)
+        for s in (decoy, main):
+            for p in s.encode():
+                out.mux(p)
+    return path
+
+
+def test_largest_video_stream_is_scanned(tmp_path):
+    """Issue 11.5: a small faceless first stream hid the face in the second (as ffmpeg picks: the largest)."""
+    from scanner.faces import FaceDetector
+
+    path = two_stream_mkv(tmp_path / "two.mkv")
+    info = probe(path)
+    assert (info.width, info.height, info.stream_index) == (640, 360, 1)
+    assert info.frames_total == 20 and info.duration == pytest.approx(20 / 30, abs=0.01)
+    stats = media.SampleStats()
+    frames = list(iter_frames(path, frames=4, stats=stats))
+    assert stats.stream_index == 1 and len(frames) == 4
+    with FaceDetector() as det:
+        assert all(f.image.shape == (360, 640, 3) and det.detect(f.image) for f in frames)
+
+
+def test_animated_webp_is_sampled_like_a_video(tmp_path):
+    """Issue 11.5: only the first frame of an animated WebP was scanned."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(np.full((48, 64, 3), grey(i), np.uint8)) for i in range(12)]
+    path = tmp_path / "anim.webp"
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=200, loop=0, lossless=True)
+    info = probe(path)
+    assert info.frames_total == 12 and info.duration == pytest.approx(2.4) and info.fps == pytest.approx(5.0)
+    frames = list(iter_frames(path, frames=4))
+    assert [f.index for f in frames] == [0, 4, 7, 11] == [decoded_index(f.image) for f in frames]
+    assert [f.t for f in frames] == pytest.approx([0.0, 0.8, 1.4, 2.2])
+    assert [f.index for f in iter_frames(path, fps=2.5)] == [0, 2, 4, 6, 8, 10]
+    assert len(list(iter_frames(path))) == 12 and all(f.image.shape == (48, 64, 3) for f in iter_frames(path))
+
+
+def test_duration_of_a_stream_starting_late(tmp_path):
+    """Issue 11.6: a 2.4 s MKV starting at t = 1e6 s was reported as 1,000,002.4 s long."""
+    from fractions import Fraction
+
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25, options={"qp": "0", "preset": "ultrafast"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(60):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), grey(i), np.uint8), format="rgb24")
+            f.pts, f.time_base = 25_000_000 + i, Fraction(1, 25)
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    with av.open(str(path)) as c:
+        assert c.start_time / av.time_base == pytest.approx(1e6)  # the situation this guards against
+    info = probe(path)
+    assert info.duration == pytest.approx(2.4, abs=0.05) and info.frames_total == 60
+    frames = list(iter_frames(path, frames=4))
+    assert [f.index for f in frames] == [0, 20, 39, 59] == [decoded_index(f.image) for f in frames]
+
+
+def test_image_and_video_rotation_use_one_convention(tmp_path):
+    """Issue 11.6: EXIF orientation 6 was -90 while the same sideways storage in a video is 270."""
+    from PIL import Image
+
+    video, _ = _rotated_copy(tmp_path, n=2)  # stored rotated 90 degrees counter-clockwise
+    img = Image.open(MEDIA / "images" / "single_face.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "side.jpg", exif=exif)  # the same storage
+    assert probe(tmp_path / "side.jpg").rotation == probe(video).rotation == 270
+    exif[0x0112] = 8
+    img.transpose(Image.Transpose.ROTATE_270).save(tmp_path / "other.jpg", exif=exif)
+    assert probe(tmp_path / "other.jpg").rotation == 90

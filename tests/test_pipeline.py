@@ -285,3 +285,75 @@ def test_ctrl_c_returns_finished_items(tmp_path, tiny_checkpoint):
     rp.validate_report(report)
     assert len(rp.read_report(rp.stream_path_for(out))["items"]) == 1
     assert not mp.active_children()
+
+
+def test_file_replaced_during_scan_is_an_error_not_a_stale_result(tmp_path, tiny_checkpoint):
+    """b.jpg is replaced (by a faceless image) while the scan holds it: its verdict would be the old
+    content's, stored under the new file's fingerprint, and --resume would keep it."""
+    import cv2
+
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
+    noise = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+    def replace_b(p):  # b.jpg was handed to the worker (PREFETCH) before a.jpg finished
+        if p.item is not None and p.item["path"].endswith("a.jpg"):
+            cv2.imwrite(str(tmp_path / "new.png"), noise)
+            os.replace(tmp_path / "new.png", tmp_path / "b.jpg")
+
+    out = tmp_path / "out.json"
+    first = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"], _opts(tiny_checkpoint, workers=1, report=out), progress=replace_b)
+    rp.write_report(first, out)
+    rp.validate_report(first)
+    items = _by_name(first)
+    assert items["a.jpg"]["status"] == "ok"
+    assert items["b.jpg"]["status"] == "error" and items["b.jpg"]["error"]["code"] == "changed_during_scan"
+    second = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"], _opts(tiny_checkpoint, workers=1, report=out, resume=True))
+    assert second["summary"]["resumed"] == 1  # a.jpg only: b.jpg is scanned again, as it is now
+    assert _by_name(second)["b.jpg"]["status"] == "no_face"
+    assert _by_name(second)["b.jpg"]["file"] == rp.file_fingerprint(tmp_path / "b.jpg")
+
+
+def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpoint, monkeypatch):
+    import errno
+
+    from scanner.pipeline import scan_to_report
+
+    for i in range(3):
+        shutil.copy(IMAGES / "single_face.jpg", tmp_path / f"f{i}.jpg")
+    out = tmp_path / "out.json"
+    stream = rp.stream_path_for(out)
+
+    class FillsUp:
+        """The stream's file on a disk that fills up after the header and the first item, mid-line."""
+
+        def __init__(self, fh):
+            self.fh, self.lines = fh, 0
+
+        def write(self, text):
+            self.lines += 1
+            if self.lines > 2:
+                self.fh.write(text[: len(text) // 2])
+                self.fh.flush()
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.fh.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    def fake_open(path, *args, **kwargs):
+        fh = open(path, *args, **kwargs)
+        return FillsUp(fh) if Path(path) == stream else fh
+
+    monkeypatch.setattr(rp, "open", fake_open, raising=False)
+    files = [tmp_path / f"f{i}.jpg" for i in range(3)]
+    with pytest.raises(rp.OutputError, match="No space left on device.*rerun with --resume"):
+        scan_to_report(files, _opts(tiny_checkpoint, workers=1, report=out))
+    monkeypatch.undo()
+    assert not out.exists() and not rp.lock_path_for(out).exists()
+    assert not stream.read_text().endswith("\n")  # torn mid-line
+    assert len(rp.read_report(stream)["items"]) == 1
+    assert not mp.active_children()
+    report = scan_to_report(files, _opts(tiny_checkpoint, workers=1, report=out, resume=True))
+    assert report["summary"]["resumed"] == 1 and report["summary"]["files"] == 3
+    assert rp.read_report(out) == report

@@ -191,7 +191,157 @@ def test_atomic_writes_honour_the_umask(tmp_path):
     try:
         path = atomic_write_text(tmp_path / "out.json", "{}")
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        with rp.ReportStream(rp.stream_path_for(path), _header()) as stream:  # the stream, as any new file
+            assert stat.S_IMODE(stream.path.stat().st_mode) == 0o644
         os.umask(0o077)
         assert stat.S_IMODE(atomic_write_text(tmp_path / "private.json", "{}").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_stream_lines_end_only_at_newline(tmp_path):
+    """JSON leaves U+2028 and U+0085 raw in strings; str.splitlines() cut such a file's line in two
+    and --resume failed with 'line N is not JSON'."""
+    odd = tmp_path / "clip\u2028two\x85.mp4"
+    odd.write_bytes(b"x")
+    item = rp.error_item(str(odd), "video", "not_media", "not a video", fingerprint=rp.file_fingerprint(odd))
+    stream = rp.stream_path_for(tmp_path / "out.json")
+    with rp.ReportStream(stream, _header()) as s:
+        s.write_item(item)
+        s.write_item(_items(tmp_path)[0])
+    assert [i["path"] for i in rp.read_report(stream)["items"]][0] == str(odd)
+    kept = rp.resumable_items([stream], model_sha256=SHA, settings=SETTINGS)
+    assert os.path.abspath(str(odd)) in kept
+
+
+def test_resume_appends_after_a_torn_last_line_that_ends_in_newline(tmp_path):
+    """A torn last line is skipped when reading; appending must also cut it, or it becomes a torn
+    line in the middle and the next --resume fails."""
+    items = _items(tmp_path)
+    path = rp.stream_path_for(tmp_path / "out.json")
+    with rp.ReportStream(path, _header()) as stream:
+        stream.write_item(items[0])
+    with open(path, "a") as fh:  # two scans' lines spliced, or a crash, with the newline written
+        fh.write('{"path": "a.mp4", "kind": "vid{"path": "b.mp4"}\n')
+    assert len(rp.read_report(path)["items"]) == 1  # the torn last line is skipped, not an error
+    assert list(rp.resumable_items([path], model_sha256=SHA, settings=SETTINGS)) == [os.path.abspath(items[0]["path"])]
+    with rp.ReportStream(path, _header(), append=True) as stream:
+        stream.write_item(items[1])
+    assert [i["path"] for i in rp.read_report(path)["items"]] == [items[0]["path"], items[1]["path"]]
+    # a broken line in the middle is still an error: the stream was damaged, not cut short
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], '{"path": "torn', lines[1], ""]))
+    with pytest.raises(InputError, match="line 2 is not JSON"):
+        rp.read_report(path)
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
+def test_report_lock_refuses_a_second_writer_and_takes_over_a_stale_lock(tmp_path):
+    import socket
+    import stat
+
+    report = tmp_path / "out.json"
+    lock_file = rp.lock_path_for(report)
+    assert lock_file.parent == tmp_path and lock_file != report
+    with rp.ReportLock(report):
+        owner = json.loads(lock_file.read_text())
+        assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+        mask = os.umask(0)
+        os.umask(mask)
+        assert stat.S_IMODE(lock_file.stat().st_mode) == 0o666 & ~mask  # a normal file's mode
+        with pytest.raises(rp.ReportLocked, match=f"being written by another scan \\(pid {os.getpid()} on "):
+            rp.ReportLock(report).acquire()
+    assert not lock_file.exists()  # removed on release
+    # a lock file left behind by a killed scan is stale: taken over
+    lock_file.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+    with rp.ReportLock(report):
+        assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    assert not lock_file.exists()
+
+
+def test_report_lock_without_flock_decides_by_the_owners_pid(tmp_path, monkeypatch):
+    """Some network file systems have no flock: then a lock is stale when its pid is dead."""
+    import errno
+    import socket
+
+    fcntl = pytest.importorskip("fcntl")
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    report = tmp_path / "out.json"
+    lock_file = rp.lock_path_for(report)
+    lock_file.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))  # alive
+    with pytest.raises(rp.ReportLocked, match=f"pid {os.getppid()}"):
+        rp.ReportLock(report).acquire()
+    assert lock_file.exists()  # a live owner's lock is left alone
+    lock_file.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+    with rp.ReportLock(report):
+        assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    assert not lock_file.exists()
+
+
+def test_output_path_is_checked_before_a_scan(tmp_path):
+    folder = tmp_path / "taken.json"
+    folder.mkdir()
+    with pytest.raises(rp.OutputError, match="is a folder"):
+        rp.check_output_path(folder)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(rp.OutputError, match="notes.txt is not a folder"):
+        rp.check_output_path(a_file / "sub" / "out.json")
+    rp.check_output_path(tmp_path / "new" / "deeper" / "out.json")  # missing folders are made, as before
+    assert (tmp_path / "new" / "deeper").is_dir()
+    if os.geteuid() != 0:  # root writes through chmod: a read-only folder restricts only other users
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        try:
+            with pytest.raises(rp.OutputError, match="not writable"):
+                rp.check_output_path(ro / "out.json")
+        finally:
+            ro.chmod(0o755)
+
+
+def test_write_failures_are_output_errors_and_keep_what_was_written(tmp_path, monkeypatch):
+    import errno
+
+    report = _report(tmp_path)
+    out = rp.write_report(report, tmp_path / "out.json")
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rp, "atomic_write_bytes", disk_full)
+    with pytest.raises(rp.OutputError, match="No space left on device") as info:
+        rp.write_report(report, out)
+    assert "\n" not in str(info.value)
+    assert json.loads(out.read_text()) == report  # the old report is untouched
+    monkeypatch.undo()
+
+    # the stream: the disk fills up after the first item
+    stream = rp.stream_path_for(tmp_path / "out.json")
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(rp.os, "fsync", fsync)
+    s = rp.ReportStream(stream, _header())
+    s.write_item(report["items"][0])
+    with pytest.raises(rp.OutputError, match=f"cannot write {stream}: No space left on device.*--resume"):
+        s.write_item(report["items"][1])
+    s.close()  # no second error from the data still buffered
+    monkeypatch.undo()
+    assert [i["path"] for i in rp.read_report(stream)["items"]][0] == report["items"][0]["path"]

@@ -160,3 +160,184 @@ def test_no_color_is_honoured(tmp_path, images, tiny_checkpoint):
     plain = dfscan(*args, env={"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"})
     assert plain.returncode == 0
     assert not COLOR.search(plain.stdout + plain.stderr)
+
+
+def test_output_faults_are_one_line_exit_2_before_the_scan(tmp_path, images, tiny_checkpoint):
+    """A folder as --report, a parent that is a file, a read-only folder: found before any file
+    is scanned (no stream is started), one line, exit 2 (1 means a fake was found)."""
+    (tmp_path / "taken.json").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    cases = [(tmp_path / "taken.json", "is a folder"), (tmp_path / "notes.txt" / "out.json", "is not a folder")]
+    if os.geteuid() != 0:  # root writes through chmod: there the file-as-parent case stands in for it
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        cases.append((ro / "out.json", "not writable"))
+    for out, why in cases:
+        r = dfscan("scan", images, "--report", out, *_common(tiny_checkpoint), env={"NO_COLOR": "1"})
+        assert r.returncode == 2, (out, r.stderr)
+        assert "Traceback" not in r.stderr and why in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.strip().startswith("error: cannot write the report to")
+        assert not list(tmp_path.glob("*.stream.jsonl")) and not list(tmp_path.glob("*.lock"))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_stdout_is_one_line_exit_2(tmp_path, images, tiny_checkpoint):
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-c", "from scanner.cli import app; app()", "scan", str(images / "one.jpg"),
+                            *map(str, _common(tiny_checkpoint)), "--quiet"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == ["error: cannot write the report to <stdout>: No space left on device"]
+
+
+def _wait_for(check, seconds: float = 240.0) -> None:
+    import time
+
+    deadline = time.time() + seconds
+    while not check():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_second_writer_is_refused_and_ctrl_c_removes_the_lock(tmp_path, images, tiny_checkpoint):
+    import signal
+
+    from scanner.pipeline import FAULT_ENV
+
+    shutil.copy(IMAGES / "single_face.jpg", images / "z_hang.jpg")  # sorted last: one.jpg and two.jpg finish first
+    out = tmp_path / "out.json"
+    stream, lock = rp.stream_path_for(out), rp.lock_path_for(out)
+    first = subprocess.Popen(
+        [sys.executable, "-c", "from scanner.cli import app; app()", "scan", images, "--report", out,
+         *map(str, _common(tiny_checkpoint)), "--timeout", "0", "--quiet"],
+        env={**os.environ, FAULT_ENV: "hang:z_hang.jpg", "NO_COLOR": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: first.poll() is not None or (stream.is_file() and len(stream.read_text().splitlines()) == 3))
+        assert first.poll() is None, first.communicate()[1]
+        before = stream.read_bytes()
+        assert json.loads(lock.read_text())["pid"] == first.pid
+        second = dfscan("scan", images, "--report", out, *_common(tiny_checkpoint), env={"NO_COLOR": "1"})
+        assert second.returncode == 2, second.stderr
+        assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
+        assert f"is being written by another scan (pid {first.pid} on " in second.stderr
+        assert stream.read_bytes() == before  # the second scan wrote nothing
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, err
+    assert "Traceback" not in err and "wrote 2 finished items" in err
+    report = json.loads(out.read_text())
+    assert report["summary"]["interrupted"] is True and report["summary"]["files"] == 2
+    assert not lock.exists()
+
+
+def test_second_ctrl_c_still_writes_the_report(tmp_path, images, tiny_checkpoint, monkeypatch):
+    """The first Ctrl-C stops the scan; a second one while it winds down used to end the process
+    with no report at all. Both presses are real SIGINTs to this process."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    real_write, real_summarize = rp.ReportStream.write_item, rp.summarize
+
+    def write_item(self, item):  # Ctrl-C once the first item is in the stream
+        real_write(self, item)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def summarize(*args, **kwargs):  # and again while the report is being put together
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_summarize(*args, **kwargs)
+
+    monkeypatch.setattr(rp.ReportStream, "write_item", write_item)
+    monkeypatch.setattr(rp, "summarize", summarize)
+    out = tmp_path / "out.json"
+    handler = signal.getsignal(signal.SIGINT)
+    result = CliRunner().invoke(app, ["scan", str(images), "--report", str(out), *map(str, _common(tiny_checkpoint)), "--quiet"])
+    assert result.exit_code == 130, result.output
+    assert "wrote 1 finished items" in result.stderr and "Traceback" not in result.output
+    report = json.loads(out.read_text())
+    rp.validate_report(report)
+    assert report["summary"]["interrupted"] is True and report["summary"]["files"] == 1
+    assert not rp.lock_path_for(out).exists()
+    assert signal.getsignal(signal.SIGINT) is handler  # put back after the scan
+
+
+def test_disk_full_at_the_final_write_is_one_line_exit_2_and_resume_finishes(tmp_path, images, tiny_checkpoint, monkeypatch):
+    import errno
+
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rp, "atomic_write_bytes", disk_full)
+    out = tmp_path / "out.json"
+    args = ["scan", str(images), "--report", str(out), *map(str, _common(tiny_checkpoint)), "--quiet"]
+    result = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "400"}).invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write the report to {out}: No space left on device; the finished items are kept in "
+        f"{rp.stream_path_for(out)}: make room and rerun with --resume"]
+    assert not out.exists() and not rp.lock_path_for(out).exists()
+    assert len(rp.read_report(rp.stream_path_for(out))["items"]) == 2
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["summary"]["resumed"] == 2
+
+
+def test_damaged_and_odd_media_from_cli(tmp_path, tiny_checkpoint):
+    """Issue 11.1 and 11.5 as a user meets them: a damaged packet no longer ends the scan of a
+    clip; a mostly undecodable clip is an error `damaged` (exit 3), not a silent ok/no_face;
+    16-bit grey PNGs, animated WebPs and a face in a second video stream are all found."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.test_media import FACE_CLIP, _damage_packets, _face_frame, two_stream_mkv
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    two_stream_mkv(folder / "two_streams.mkv")
+    _damage_packets(FACE_CLIP, folder / "one_bad_packet.mp4", lambda i: i == 10)
+    _damage_packets(FACE_CLIP, folder / "mostly_bad.mp4", lambda i: i >= 10)
+    grey = np.asarray(Image.fromarray(_face_frame()).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "grey16.png")
+    pictures = [Image.fromarray(_face_frame(i)) for i in range(0, 72, 6)]
+    pictures[0].save(folder / "anim.webp", save_all=True, append_images=pictures[1:], duration=200, quality=90)
+    out = tmp_path / "out.json"
+    r = dfscan("scan", folder, "--report", out, "--weights", tiny_checkpoint, "--backend", "torch",
+               "--workers", "1", "--frames", "8", env={"NO_COLOR": "1"})
+    assert r.returncode == 3, r.stderr  # finished, but one input could not be read (trusted)
+    assert "Traceback" not in r.stderr + r.stdout
+    report = json.loads(out.read_text())
+    rp.validate_report(report)
+    items = {Path(i["path"]).name: i for i in report["items"]}
+
+    bad = items["mostly_bad.mp4"]
+    assert bad["status"] == "error" and bad["error"]["code"] == "damaged"
+    assert "of 8 sampled frames could not be decoded" in bad["error"]["message"]
+    assert bad["media"]["decode_errors"] >= 5 and bad["media"]["frames_sampled"] + bad["media"]["decode_errors"] == 8
+    assert "damaged" in r.stdout  # in the "could not read" table
+
+    one = items["one_bad_packet.mp4"]  # used to be 1 frame at t = 0 with --frames 8
+    assert one["status"] == "ok" and one["media"]["frames_sampled"] == 8 and one["media"]["decode_errors"] == 0
+    assert max(f["t"] for s in one["subjects"] for f in s["frames"]) > 2.0
+    assert one["media"]["stream_index"] == 0
+
+    g16 = items["grey16.png"]
+    assert g16["status"] == "ok" and len(g16["subjects"]) == 1 and g16["media"]["stream_index"] is None
+
+    two = items["two_streams.mkv"]  # the face is in the second, larger stream
+    assert two["status"] == "ok" and two["media"]["stream_index"] == 1 and two["media"]["width"] == 640
+
+    anim = items["anim.webp"]  # sampled like a video, faces tracked across its frames
+    assert anim["status"] == "ok" and anim["media"]["frames_sampled"] == 8
+    assert anim["media"]["duration"] == pytest.approx(2.4) and len(anim["subjects"]) == 1
+    assert len(anim["subjects"][0]["frames"]) >= 6

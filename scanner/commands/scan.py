@@ -22,8 +22,10 @@ Examples:
 
     dfscan scan ./uploads --report out.json --resume    # after an interrupted run
 
-Exit codes: 0 done; 1 --fail-on-fake found a fake; 2 bad usage or weights;
-3 the scan finished but some files could not be read (they are error items in the report).
+Exit codes: 0 done; 1 --fail-on-fake found a fake; 2 bad usage or weights, or the report
+cannot be written (one scan at a time per report); 3 the scan finished but some files could
+not be read (they are error items in the report); 130 interrupted (Ctrl-C: the report holds
+the finished files).
 """
 
 
@@ -74,7 +76,7 @@ def scan(
 ) -> None:
     """Scan videos and images for deepfakes: a score per person, per file."""
     from scanner import report as rp
-    from scanner.pipeline import ScanOptions, scan as run_scan
+    from scanner.pipeline import ScanOptions, scan as run_scan, scan_to_report
 
     options = ScanOptions(
         frames=frames, fps=fps, keyframes=keyframes, batch_size=batch_size, workers=workers,
@@ -85,14 +87,13 @@ def scan(
     fmt_name = rp.format_for(report, fmt.value if fmt else None) if report else (fmt.value if fmt else "json")
 
     with FileProgress("scanning", enabled=not quiet, status=_faces_per_second) as progress:
-        result = run_scan(paths, options, progress=progress.update)
+        if report is not None:  # written before the report's lock is released
+            result = scan_to_report(paths, options, fmt_name, progress=progress.update)
+        else:
+            result = run_scan(paths, options, progress=progress.update)
 
-    if report is not None:
-        rp.write_report(result, report, fmt_name)
-    else:
-        text = {"json": rp.to_json, "jsonl": rp.to_jsonl, "csv": rp.to_csv}[fmt_name](result)
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    if report is None:
+        rp.print_report(result, fmt_name, sys.stdout)
 
     summary = result["summary"]
     if crops:
