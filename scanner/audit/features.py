@@ -109,7 +109,7 @@ def _video_features(path: Path, silence_db: float) -> dict[str, Any]:
                            "video_codec": info.codec, "rotation": str(info.rotation),
                            "file_size_bytes": path.stat().st_size}
     with av.open(str(path), metadata_errors="ignore") as container:
-        video = container.streams.video[0]
+        video = container.streams[info.stream_index or 0]  # the stream the scan reads (the largest)
         out["container"] = container.format.name
         out["pixel_format"] = video.codec_context.pix_fmt or ""
         bit_rate = container.bit_rate or (8 * out["file_size_bytes"] / info.duration if info.duration else None)
