@@ -15,14 +15,12 @@ import numpy as np
 
 from train.errors import InputError
 
-BACKEND_NAMES = ("tensorrt", "torch", "onnxruntime")
-
 
 @runtime_checkable
 class Backend(Protocol):
     """A loaded detector that scores face crops on one device."""
 
-    name: str  # "torch" | "onnxruntime" | "tensorrt"
+    name: str  # engines.select.BACKEND_NAMES: "tensorrt" | "torch" | "onnxruntime"
     device: str  # "cpu" | "cuda:0"
     precision: str  # "fp32" | "fp16"
     batch_size: int  # preferred batch size on this device

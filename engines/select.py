@@ -15,11 +15,6 @@ from typing import Callable
 from engines.base import Backend, cpu_threads
 from train.errors import InputError
 
-AUTO_ORDER = ("tensorrt", "torch-cuda-fp16", "onnxruntime-cpu", "torch-cpu")
-BACKEND_OF = {"tensorrt": "tensorrt", "torch-cuda-fp16": "torch", "onnxruntime-cpu": "onnxruntime",
-              "torch-cpu": "torch"}
-CHOICES = ("auto", "tensorrt", "torch", "onnxruntime")
-
 
 @dataclass
 class Candidate:
@@ -76,33 +71,64 @@ def probe_torch_cpu() -> tuple[bool, str]:
     return True, f"torch {torch.__version__}, FP32, {torch.get_num_threads()} threads"
 
 
+def _load_tensorrt(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
+    from engines.tensorrt import TensorRTBackend, default_engine_dir
+
+    return TensorRTBackend(engine or default_engine_dir(weights_sha), weights)
+
+
+def _load_torch_cuda(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
+    from engines.torch import TorchBackend
+
+    return TorchBackend(weights, device="cuda", fp16=True)
+
+
+def _load_onnxruntime(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
+    from engines.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(weights)
+
+
+def _load_torch_cpu(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
+    from engines.torch import TorchBackend
+
+    return TorchBackend(weights, device="cpu", fp16=False)
+
+
+# ---------------------------------------------------------------- the backend table
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One way to run the detector. SPECS is the only list of them: `auto`'s order, `--backend`'s
+    choices (scan, fairness-check), `doctor` and loading all read it."""
+
+    candidate: str  # what doctor lists and auto walks, e.g. "torch-cuda-fp16"
+    backend: str  # the --backend choice it serves and the report's backend.name, e.g. "torch"
+    probe: Callable[[str, Path | None], tuple[bool, str]]  # (weights sha, engine) → (can run, why)
+    load: Callable[[Path, Path | None, str], Backend]  # (weights, engine, weights sha) → loaded backend
+
+
+SPECS: tuple[BackendSpec, ...] = (  # in `auto` order: fastest first
+    BackendSpec("tensorrt", "tensorrt", probe_tensorrt, _load_tensorrt),
+    BackendSpec("torch-cuda-fp16", "torch", lambda sha, engine: probe_torch_cuda(), _load_torch_cuda),
+    BackendSpec("onnxruntime-cpu", "onnxruntime", lambda sha, engine: probe_onnxruntime(), _load_onnxruntime),
+    BackendSpec("torch-cpu", "torch", lambda sha, engine: probe_torch_cpu(), _load_torch_cpu),
+)
+AUTO_ORDER = tuple(s.candidate for s in SPECS)
+BACKEND_OF = {s.candidate: s.backend for s in SPECS}
+BACKEND_NAMES = tuple(dict.fromkeys(BACKEND_OF.values()))  # the report schema's backend.name enum
+CHOICES = ("auto", *BACKEND_NAMES)
+PROBES: dict[str, Callable[[str, Path | None], tuple[bool, str]]] = {s.candidate: s.probe for s in SPECS}
+
+
 def _make(name: str, weights: Path, engine: Path | None, weights_sha: str) -> Backend:
-    if name == "tensorrt":
-        from engines.tensorrt import TensorRTBackend, default_engine_dir
-
-        return TensorRTBackend(engine or default_engine_dir(weights_sha), weights)
-    if name == "torch-cuda-fp16":
-        from engines.torch import TorchBackend
-
-        return TorchBackend(weights, device="cuda", fp16=True)
-    if name == "onnxruntime-cpu":
-        from engines.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(weights)
-    if name == "torch-cpu":
-        from engines.torch import TorchBackend
-
-        return TorchBackend(weights, device="cpu", fp16=False)
-    raise InputError(f"unknown backend candidate {name!r}")
+    spec = next((s for s in SPECS if s.candidate == name), None)
+    if spec is None:
+        raise InputError(f"unknown backend candidate {name!r}")
+    return spec.load(weights, engine, weights_sha)
 
 
-PROBES: dict[str, Callable[..., tuple[bool, str]]] = {
-    "tensorrt": probe_tensorrt,
-    "torch-cuda-fp16": probe_torch_cuda,
-    "onnxruntime-cpu": probe_onnxruntime,
-    "torch-cpu": probe_torch_cpu,
-}
-FACTORY: Callable[[str, Path, Path | None, str], Backend] = _make
+FACTORY: Callable[[str, Path, Path | None, str], Backend] = _make  # PROBES and FACTORY: monkeypatched in tests
 
 
 def _weights_sha(weights: Path) -> str:
@@ -123,7 +149,7 @@ def candidates(weights: str | Path, engine: str | Path | None = None, *, weights
     for name in AUTO_ORDER:
         probe = PROBES[name]
         try:
-            ok, reason = probe(sha, engine) if name == "tensorrt" else probe()
+            ok, reason = probe(sha, engine)
         except Exception as exc:  # a probe must never stop a scan: report it instead
             ok, reason = False, f"probe failed: {type(exc).__name__}: {exc}"
         out.append(Candidate(name, ok, reason))
@@ -148,9 +174,7 @@ def select_backend(weights: str | Path, backend: str = "auto", engine: str | Pat
     cands = candidates(weights, engine, weights_sha=sha)
     if backend == "auto":
         wanted = list(AUTO_ORDER)
-    elif backend == "torch":
-        wanted = ["torch-cuda-fp16", "torch-cpu"]
-    else:
+    else:  # `torch` is CUDA FP16 where a GPU is visible, else the CPU: its candidates in auto order
         wanted = [n for n in AUTO_ORDER if BACKEND_OF[n] == backend]
     by_name = {c.name: c for c in cands}
     failures = []

@@ -90,3 +90,19 @@ class FileProgress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+def reflow(text: str) -> str:
+    """Join each prose paragraph of a help epilog into one line and keep indented example lines.
+
+    Typer's rich help keeps every newline, so prose wrapped at 100 columns in the source breaks
+    raggedly at 80 in a terminal; joined, rich wraps it to the terminal's width.
+    """
+    out: list[str] = []
+    for line in text.strip("\n").split("\n"):
+        prose = line.strip() and not line.startswith(" ")
+        if prose and out and out[-1].strip() and not out[-1].startswith(" "):
+            out[-1] += " " + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out)

@@ -70,18 +70,6 @@ class MediaInfo:
     rotation: int
     stream_index: int | None = None
 
-    def to_dict(self) -> dict:
-        return {
-            "width": self.width,
-            "height": self.height,
-            "fps": self.fps,
-            "duration": self.duration,
-            "frames_total": self.frames_total,
-            "codec": self.codec,
-            "rotation": self.rotation,
-            "stream_index": self.stream_index,
-        }
-
 
 @dataclass
 class SampleStats:
@@ -118,10 +106,6 @@ class Frame:
 
 # ---------------------------------------------------------------------------------------------
 # collecting inputs
-
-
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTS
 
 
 def is_image(path: Path) -> bool:

@@ -188,3 +188,25 @@ def test_doctor_without_weights(tmp_path):
     report = json.loads(result.output)
     assert not report["weights"]["ok"] and report["weights"]["problem"] == "missing"
     assert report["candidates"] == [] and report["chosen"] is None
+
+
+def test_one_backend_table_feeds_choices_schema_and_loading():
+    """SPECS is the only list: the CLI's --backend choices, the report schema's backend.name enum
+    and auto's order all agree with it."""
+    from engines import select
+    from scanner.commands.choices import BackendChoice
+    from scanner.report import load_schema
+
+    assert [c.value for c in BackendChoice] == ["auto", *select.BACKEND_NAMES]
+    schema_enum = load_schema()["properties"]["backend"]["properties"]["name"]["enum"]
+    assert sorted(schema_enum) == sorted(select.BACKEND_NAMES)
+    assert select.AUTO_ORDER == tuple(s.candidate for s in select.SPECS)
+    assert set(select.PROBES) == set(select.AUTO_ORDER)
+
+
+def test_one_writer_table_feeds_format_choices():
+    from scanner import report as rp
+    from scanner.commands.choices import Format
+
+    assert [f.value for f in Format] == list(rp.WRITERS) == list(rp.FORMATS)
+    assert rp.format_for("x.csv") == "csv" and rp.format_for("x.txt") == "json"

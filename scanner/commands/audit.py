@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
+from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
 Examples:
@@ -66,8 +66,7 @@ def audit(
     raise typer.Exit(EXIT_PARTIAL if result.report["excluded"] else EXIT_OK)
 
 
-audit.__doc__ = (audit.__doc__ or "") + "\n" + EXAMPLE
 
 
 def register(app: typer.Typer) -> None:
-    app.command("audit", help=audit.__doc__)(audit)
+    app.command("audit", epilog=reflow(EXAMPLE))(audit)

@@ -7,12 +7,13 @@ from typing import Optional
 
 import typer
 
-from scanner.console import console, friendly_errors
+from scanner.console import console, friendly_errors, reflow
 
 EXAMPLE = """
-Example:
+Examples:
 
     dfscan import-checkpoint ff++_fair.pth --out pgfdd_xception.safetensors --deploy
+    dfscan scan clip.mp4 --weights pgfdd_xception.safetensors
 """
 
 
@@ -39,8 +40,7 @@ def import_checkpoint(
     )
 
 
-import_checkpoint.__doc__ = (import_checkpoint.__doc__ or "") + "\n" + EXAMPLE
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import-checkpoint", help=import_checkpoint.__doc__)(import_checkpoint)
+    app.command("import-checkpoint", epilog=reflow(EXAMPLE))(import_checkpoint)

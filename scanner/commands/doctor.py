@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from scanner.console import console, friendly_errors
+from scanner.console import console, friendly_errors, reflow
 
 EXAMPLE = """
 Examples:
@@ -71,8 +71,7 @@ def doctor(
         console.print("no detector weights to check: pass --weights PATH")
 
 
-doctor.__doc__ = (doctor.__doc__ or "") + "\n" + EXAMPLE
 
 
 def register(app: typer.Typer) -> None:
-    app.command("doctor", help=doctor.__doc__)(doctor)
+    app.command("doctor", epilog=reflow(EXAMPLE))(doctor)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from scanner.console import console, err_console, friendly_errors
+from scanner.console import console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
 Examples:
@@ -109,8 +109,7 @@ def build_engine(
     console.print(f"scans pick it up with --backend auto{hint}")
 
 
-build_engine.__doc__ = (build_engine.__doc__ or "") + "\n" + EXAMPLE
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build-engine", help=build_engine.__doc__)(build_engine)
+    app.command("build-engine", epilog=reflow(EXAMPLE))(build_engine)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from scanner.console import EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
+from scanner.console import EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
 Examples:
@@ -66,7 +66,6 @@ def extract_faces(
     raise typer.Exit(EXIT_PARTIAL if result.errors else EXIT_OK)
 
 
-extract_faces.__doc__ = (extract_faces.__doc__ or "") + "\n" + EXAMPLE
 
 
 def _print_summary(result) -> None:
@@ -96,4 +95,4 @@ def _print_summary(result) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("extract-faces", help=extract_faces.__doc__)(extract_faces)
+    app.command("extract-faces", epilog=reflow(EXAMPLE))(extract_faces)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
+from scanner.commands.choices import BackendChoice
+from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
 Examples:
@@ -30,13 +30,6 @@ fail the min-group gate unless --allow-small-groups.
 Exit codes: 0 all gates passed; 1 a gate failed; 2 bad labelled set, report or option;
 3 gates passed but some items could not be read (listed as excluded).
 """
-
-
-class BackendChoice(str, Enum):
-    auto = "auto"
-    tensorrt = "tensorrt"
-    torch = "torch"
-    onnxruntime = "onnxruntime"
 
 
 @friendly_errors
@@ -110,8 +103,7 @@ def fairness_check(
     raise typer.Exit(EXIT_OK)
 
 
-fairness_check.__doc__ = (fairness_check.__doc__ or "") + "\n" + EXAMPLE
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fairness-check", help=fairness_check.__doc__)(fairness_check)
+    app.command("fairness-check", epilog=reflow(EXAMPLE))(fairness_check)

@@ -8,17 +8,20 @@ from typing import Optional
 
 import typer
 
-from scanner.console import console, friendly_errors
+from scanner.console import console, friendly_errors, reflow
 
 EXAMPLE = """
-Example (real crops only, pseudo-fakes made on the fly):
+Examples (real crops only, pseudo-fakes made on the fly; then the recipe that built the shipped model):
 
     dfscan extract-faces videos/ --out crops/ --manifest crops.csv
     dfscan train --train train.csv --val val.csv --backbone efficientnet_lite0 \\
         --epochs 10 --batch-size 16 --out runs/starter --pseudo-fakes sbi
 
+    python recipes/build_detector.py train --work runs/detector --cosine --lr 1.5e-4
+
 Writes runs/starter/best.safetensors (full), best_deploy.safetensors (use with
-`dfscan scan --weights`), last*.safetensors (for --resume) and metrics.csv.
+`dfscan scan --weights`), last*.safetensors (for --resume), metrics.csv and breakdown.jsonl
+(AUC per forgery method and per domain, each epoch).
 """
 
 
@@ -91,8 +94,7 @@ def train_command(
         console.print(f"best checkpoint: [bold]{best}[/] (deploy: {best.with_name('best_deploy.safetensors')})")
 
 
-train_command.__doc__ = (train_command.__doc__ or "") + "\n" + EXAMPLE
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", help=train_command.__doc__)(train_command)
+    app.command("train", epilog=reflow(EXAMPLE))(train_command)
