@@ -27,13 +27,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from scanner.csvtable import parse_label, read_csv_table, require_columns
 from train.errors import InputError
+from train.labels import LABEL_NAMES, labelled_rows, parse_label, read_csv_table, require_columns, require_rows
 
 STATE_FORMAT = "dfscan.extract-state/1"
 BASE_COLUMNS = ("path", "label")
 TAIL_COLUMNS = ("source", "subject", "frame", "kp")
-LABEL_NAMES = ("real", "fake")
 
 
 @dataclass
@@ -95,21 +94,9 @@ def read_labels_csv(path: Path | str) -> Labels:
                              "the manifest; rename it")
     attrs = [h for h in header if h not in (path_col, "label")]
     col = table.column
-    rows: dict[Path, tuple[str, list[str]]] = {}
-    first: dict[Path, int] = {}
-    for line, cells in table.rows:
-        where = f"{name} line {line}"
-        raw = cells[col[path_col]]
-        if not raw:
-            raise InputError(f"{where}: empty {path_col}")
-        label = LABEL_NAMES[parse_label(cells[col["label"]], where)]
-        target = Path(os.path.realpath(table.base / raw))
-        if target in first:
-            raise InputError(f"{where}: duplicate path {raw!r} (first on line {first[target]})")
-        first[target] = line
-        rows[target] = (label, [cells[col[a]] for a in attrs])
-    if not rows:
-        raise InputError(f"{name}: no rows after the header")
+    require_rows(table)
+    rows = {row.path: (LABEL_NAMES[row.label], [row.cells[col[a]] for a in attrs])
+            for row in labelled_rows(table, path_col, resolve=os.path.realpath)}
     return Labels(Path(path), attrs, rows)
 
 

@@ -91,12 +91,12 @@ def test_dfscan_manifest_groups_methods_kp(tmp_path):
     assert m.attributes == ["gender", "race"]  # source/subject/frame/kp are bookkeeping
     s0 = m.samples[0]
     assert s0.path == (tmp_path / "crops/0_000.png").resolve() and s0.path.is_file()
-    assert s0.label == 0 and s0.method == "real" and s0.group == "male-asian"
+    assert s0.label == 0 and s0.method == "real" and s0.group == "male|asian"
     assert s0.kp.shape == (6, 2) and s0.kp[3, 1] == pytest.approx(float(s0.kp[0, 1]) + 65)
     assert m.samples[1].label == 1 and m.samples[1].method == "fake"
-    assert m.group_names == ["female-asian", "female-white", "male-asian", "male-white"]
+    assert m.group_names == ["female|asian", "female|white", "male|asian", "male|white"]
     # i%3==0 → male; i%4<2 → asian; i in 0..11
-    expect = {"male-asian": [0, 9], "male-white": [3, 6], "female-asian": [1, 4, 5, 8], "female-white": [2, 7, 10, 11]}
+    expect = {"male|asian": [0, 9], "male|white": [3, 6], "female|asian": [1, 4, 5, 8], "female|white": [2, 7, 10, 11]}
     assert m.group_counts() == [len(expect[g]) for g in m.group_names]
     assert m.method_names == ["real", "fake"]
     assert m.counts() == {"rows": 12, "real": 6, "fake": 6}
@@ -138,7 +138,7 @@ def test_official_csv(tmp_path):
                      ])
     m = read_manifest(path)
     assert m.dialect == "official" and len(m.group_names) == 8
-    assert [s.group for s in m.samples] == ["male-asian", "nonmale-white", "male-black", "nonmale-others"]
+    assert [s.group for s in m.samples] == ["male|asian", "female|white", "male|black", "female|other"]
     assert [s.method for s in m.samples] == ["real", "fake_3", "fake_1", "real"]
     assert m.samples[3].path == Path(absolute)
     assert m.group_counts() == [1, 0, 1, 0, 0, 1, 0, 1]
@@ -211,7 +211,7 @@ def test_dataset_items_and_sbi_items(tmp_path):
     assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0
     raw = cv2.cvtColor(cv2.imread(str(m.samples[0].path)), cv2.COLOR_BGR2RGB)
     torch.testing.assert_close(x, to_tensor(raw, (0.5,) * 3, (0.5,) * 3))  # no augmentation: the crop itself
-    assert item["label"] == 0 and item["method"] == 0 and item["group"] == m.group_names.index("male-asian")
+    assert item["label"] == 0 and item["method"] == 0 and item["group"] == m.group_names.index("male|asian")
     fake = ds[(6 + 0, 5)]  # pseudo-fake of row 0
     assert fake["label"] == 1 and fake["method"] == 2 and fake["group"] == item["group"]
     assert not torch.equal(fake["image"], x)

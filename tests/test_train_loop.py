@@ -76,7 +76,7 @@ def test_two_epochs_lower_the_loss_and_write_outputs(grouped, tmp_path, backbone
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(dep(x), model(x, inference=True)["prob"], atol=2e-3, rtol=0)
-    assert len(lines) == 3 and "val AUC" in lines[1]
+    assert len(lines) == 5 and "val AUC" in lines[1] and "AUC by method" in lines[2]  # start, 2 x (epoch, breakdown)
 
 
 def test_pseudo_fakes_sbi_from_real_only_manifest_cli(tmp_path):
@@ -95,7 +95,7 @@ def test_pseudo_fakes_sbi_from_real_only_manifest_cli(tmp_path):
     rows = _rows(out / "metrics.csv")
     assert rows[0]["val_n"] == "8"  # 4 real crops + their 4 seeded pseudo-fakes
     _, cfg, info = load_checkpoint(out / "best.safetensors", deploy=False)
-    assert cfg.method_names == ["real", "sbi"] and cfg.group_names == ["female-asian", "female-white", "male-asian", "male-white"]
+    assert cfg.method_names == ["real", "sbi"] and cfg.group_names == ["female|asian", "female|white", "male|asian", "male|white"]
     assert info["provenance"]["pseudo_fakes"] == "sbi" and info["provenance"]["options"]["optimizer"] == "adam"
     # without pseudo-fakes a real-only manifest cannot train: one line, exit 2
     plain = [a for a in args if a not in ("--pseudo-fakes", "sbi", "--optimizer", "adam")]
@@ -183,6 +183,26 @@ def test_init_from_warm_starts_a_new_run_and_no_fairness_is_recorded(sets, tmp_p
     bigger.input_size = 96
     with pytest.raises(InputError, match="another backbone, input size"):
         train(bigger, progress=False)
+
+
+def test_init_from_reads_group_names_stored_before_the_naming_rule(sets, tmp_path):
+    """A checkpoint that stored "female-asian" (training's old "-" join) still warm-starts a run
+    on a manifest whose groups now read "female|asian", its fairness head rows in its own order."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    first = train(_opts(sets, tmp_path / "a", epochs=1, max_steps_per_epoch=1, no_sam=True), progress=False)
+    with safe_open(str(first), "pt") as fh:
+        meta = fh.metadata()
+    cfg = json.loads(meta["config"])
+    assert cfg["group_names"] == ["female|asian", "female|white", "male|asian", "male|white"]
+    cfg["group_names"] = [n.replace("|", "-") for n in reversed(cfg["group_names"])]
+    legacy = tmp_path / "legacy.safetensors"
+    save_file(load_file(str(first)), str(legacy), metadata={**meta, "config": json.dumps(cfg)})
+    best = train(_opts(sets, tmp_path / "b", epochs=1, max_steps_per_epoch=1, no_sam=True, init_from=legacy),
+                 progress=False)
+    _, saved, _ = load_checkpoint(best, deploy=False)
+    assert saved.group_names == ["male|white", "male|asian", "female|white", "female|asian"]
 
 
 def test_progress_lines_when_not_on_a_terminal(sets, tmp_path, monkeypatch):

@@ -8,12 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from train.errors import CheckpointError
+from train.labels import OFFICIAL_GROUPS
 
-# The official PG-FDD intersectional groups, in the index order of its CSVs' `intersec_label`.
-OFFICIAL_GROUPS = [
-    "male-asian", "male-white", "male-black", "male-others",
-    "nonmale-asian", "nonmale-white", "nonmale-black", "nonmale-others",
-]
+
 
 
 def _default_methods(n: int) -> list[str]:

@@ -1,12 +1,14 @@
 """Training data: manifests of face crops, the dataset, real/fake-balanced batches, the loader.
 
-Two manifest dialects are read:
+Two manifest dialects are read, with the CSV rules of `train/labels.py` (the same header checks,
+labels and group names as fairness-check and extract-faces):
 - dfscan: `path,label[,group][,method][,domain]` plus any other columns. `source`, `subject`,
   `frame` and `kp` (12 floats "x0 y0 ... x5 y5", MediaPipe keypoints in crop pixels) are
   bookkeeping written by `dfscan extract-faces`; every other extra column is a demographic
   attribute. Without a `group` column, the intersection of the attribute values
-  ("female-asian") is the group, as PG-FDD uses intersectional groups.
-- official PG-FDD: `img_path,label,ismale,isasian,iswhite,isblack,intersec_label[,spe_label]`.
+  ("female|asian", `train.labels.group_name`) is the group, as PG-FDD uses intersectional groups.
+- official PG-FDD: `img_path,label,ismale,isasian,iswhite,isblack,intersec_label[,spe_label]`;
+  `intersec_label` indexes `train.labels.OFFICIAL_GROUPS` ("male|asian" ... "female|other").
 
 Labels are `real|fake` or `0|1` (fake = 1). Relative paths resolve against the manifest's
 folder. Bad input raises `InputError` with one line naming the rows.
@@ -20,7 +22,6 @@ so augmentation and blending are reproducible whichever worker builds them.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import multiprocessing as mp
@@ -36,15 +37,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from train.augment import Augment
-from train.config import OFFICIAL_GROUPS
 from train.errors import InputError
+from train.labels import LABELS, OFFICIAL_GROUPS, PGFDD_REQUIRED, group_name, read_csv_table, require_columns, require_rows
 from train.sbi import self_blend
 
 CORE_COLUMNS = ("path", "label", "group", "method", "domain")
 BOOKKEEPING = ("source", "subject", "frame", "kp")
-OFFICIAL_REQUIRED = ("img_path", "label", "ismale", "isasian", "iswhite", "isblack", "intersec_label")
-OFFICIAL_COLUMNS = OFFICIAL_REQUIRED + ("spe_label",)
-LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1}
+OFFICIAL_REQUIRED = (*PGFDD_REQUIRED, "intersec_label")
 SBI_METHOD = "sbi"
 NO_GROUP = "all"
 
@@ -140,26 +139,12 @@ def _parse_kp(text: str, row: int, path: Path) -> np.ndarray | None:
 def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     """Read and validate a manifest CSV (either dialect); see the module docstring."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            raw = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items()}
-                   for r in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: not a readable CSV manifest ({exc})") from None
-    if not header:
-        raise InputError(f"{path}: empty manifest (expected a header path,label,...)")
-    official = "img_path" in header
-    required = OFFICIAL_REQUIRED if official else ("path", "label")
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} "
-                         f"(expected {'img_path,label,ismale,isasian,iswhite,isblack,intersec_label' if official else 'path,label[,group][,method][,domain]'})")
-    if not raw:
-        raise InputError(f"{path}: the manifest has a header but no rows")
+    table = read_csv_table(path, what="manifest", expected="path,label[,group][,method][,domain]")
+    header = table.header
+    official = table.dialect == "pgfdd"
+    require_columns(table, OFFICIAL_REQUIRED if official else ("path", "label"))
+    require_rows(table)
+    raw = [dict(zip(header, cells)) for _, cells in table.rows]
 
     bad_labels = [i for i, r in enumerate(raw, 1) if r.get("label", "").lower() not in LABELS]
     if bad_labels:
@@ -167,7 +152,7 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
         raise InputError(f"{path}: unknown label(s) in row(s) {_rows_list(bad_labels)} (first: {first!r}); "
                          "use real/fake or 0/1")
 
-    base = path.resolve().parent
+    base = table.base
     attributes = [] if official else [c for c in header if c not in CORE_COLUMNS + BOOKKEEPING]
     samples: list[Sample] = []
     for i, r in enumerate(raw, 1):
@@ -196,7 +181,7 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
         if "group" in header:
             group = r.get("group") or None
         elif attributes and all(attrs.values()):
-            group = "-".join(attrs[a] for a in attributes)
+            group = group_name(attrs[a] for a in attributes)
         else:
             group = None
         method = r.get("method", "") if label == 1 else "real"

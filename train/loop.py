@@ -30,6 +30,7 @@ from train.config import ModelConfig
 from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Manifest, make_loader, read_manifest,
                         validation_keys)
 from train.errors import InputError
+from train.labels import align_group_names
 from train.losses import PGFDDLoss
 from train.metrics import binary_metrics, calibrate_threshold, fairness_metrics, group_metrics, method_metrics
 from train.model import PGFDD
@@ -325,6 +326,11 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     if opts.resume or opts.init_from is not None:
         source = last_ckpt if opts.resume else Path(opts.init_from)
         model, saved_cfg, _ = load_checkpoint(source, deploy=False, device=device)
+        aligned = align_group_names(saved_cfg.group_names, groups)
+        if aligned is not None:  # the checkpoint's head order, its pre-"|" names read as these groups
+            groups = aligned
+            config = dataclasses.replace(config, group_names=aligned)
+            saved_cfg = dataclasses.replace(saved_cfg, group_names=aligned)
         if saved_cfg != config:
             raise InputError(f"{source}: the run was started with another backbone, input size, groups or methods "
                              f"({saved_cfg.backbone}, {saved_cfg.input_size}px, {saved_cfg.group_names}, "

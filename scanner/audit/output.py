@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from scanner.audit.run import AuditResult
+from scanner.fairness.outputs import write_texts
+from scanner.fairness.plots import save_figure, slug
 from scanner.markdown import md_escape
 
 PLOTTED = 4  # the worst features get a plot each
@@ -128,23 +130,13 @@ def write_plots(result: AuditResult, out_dir: str | Path) -> list[Path]:
         ax.set_title(f"{f['feature']}: AUC {f['auc']:.3f}" + (" (shortcut)" if f["shortcut"] else ""))
         ax.legend()
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = out_dir / f"audit_{''.join(c if c.isalnum() or c in '-_' else '_' for c in f['feature'])}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, out_dir / f"audit_{slug(f['feature'], empty='')}.png"))
     return written
 
 
 def write_outputs(result: AuditResult, *, json_path: str | Path | None = None, markdown: str | Path | None = None,
                   plots: str | Path | None = None) -> list[Path]:
-    from scanner.report import atomic_write_text
-
-    written: list[Path] = []
-    if json_path:
-        written.append(atomic_write_text(json_path, to_json(result)))
-    if markdown:
-        written.append(atomic_write_text(markdown, to_markdown(result)))
+    written = write_texts([(json_path, lambda: to_json(result)), (markdown, lambda: to_markdown(result))])
     if plots:
         written += write_plots(result, plots)
     return written

@@ -132,7 +132,7 @@ def _trims(rows: list[dict], written: list[str]) -> list[dict[str, Any]]:
 
 def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any], None] | None = None) -> AuditResult:
     """Read the set, measure every feature's separability, gate on the shortcuts."""
-    from scanner.fairness import read_labels
+    from scanner.fairness.labels import read_labels
 
     options.check()
     labelled = read_labels(labels, options.attrs, require_attributes=False, exclude=options.features)

@@ -1,0 +1,241 @@
+"""The check's result as rich tables, JSON, a Markdown CI summary and JUnit XML; writing them.
+
+Group, attribute and file names are the user's: shown as written, never read as rich markup or
+Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from xml.etree import ElementTree as ET
+
+from scanner.fairness.analysis import FAIRNESS_KEYS, INTERSECTION, CheckResult
+from scanner.markdown import md_escape
+
+# Per-group metric keys, in table order: (key in our output, column title).
+GROUP_COLUMNS = (
+    ("n", "n"), ("n_real", "real"), ("n_fake", "fake"), ("auc", "AUC"), ("acc", "ACC"),
+    ("tpr", "TPR"), ("fpr", "FPR"), ("tnr", "TNR"), ("fnr", "FNR"),
+    ("positive_rate", "pos.rate"), ("eer", "EER"), ("ap", "AP"),
+)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A metric as table text: "–" for none, yes/no, integers as they are."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _fair_cell(doc: dict, scope: str, key: str) -> str:
+    percent = key.startswith("F_")
+    digits = 2 if percent else 3
+    text = fmt(doc["fairness"][scope][key], digits)
+    ci = doc["intervals"].get(scope, {}).get(key)
+    if ci and ci["low"] is not None:
+        text += f" [{fmt(ci['low'], digits)}, {fmt(ci['high'], digits)}]" + (" unstable" if ci.get("unstable") else "")
+    return text
+
+
+def _limit(g: dict) -> str:
+    return f"{g['op']} {g['limit']:g}"
+
+
+def _gate_value(g: dict) -> str:
+    return fmt(g["value"], 0 if g["gate"] == "min-group" else 3)
+
+
+def scope_order(doc: dict) -> list[str]:
+    """The intersection first, then each attribute: the order of every table and chart."""
+    return [INTERSECTION] + [a for a in doc["labels"]["attributes"]]
+
+
+def excluded_line(doc: dict) -> str:
+    ex = doc["excluded"]
+    if not ex["count"]:
+        return f"all {doc['scored']} labelled items scored"
+    kinds = ", ".join(f"{v} {k}" for k, v in ex["by_status"].items())
+    first = ", ".join(i["path"] for i in ex["items"][:3]) + (", ..." if ex["count"] > 3 else "")
+    return (f"{ex['count']} of {doc['labels']['rows']} labelled items excluded (no score: {kinds}): "
+            f"{first}")
+
+
+def print_result(result: CheckResult, console: Any) -> None:
+    """Rich tables: overall, per group of each scope, fairness gaps, gates, verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    doc = result.report
+    # CI logs are not terminals: rich would squeeze the 14-column tables into 80 columns.
+    if not console.is_terminal and console.width < 160:
+        from rich.console import Console
+
+        console = Console(file=console.file, width=160, no_color=console.no_color, highlight=False)
+    # group, attribute and file names are the user's: shown as written, never read as rich markup
+    console.print(f"[bold]fairness-check[/] {escape(doc['labels']['path'])} ({doc['labels']['format']}, "
+                  f"{doc['labels']['rows']} rows) · scores from {escape(doc['scores']['source'])} · "
+                  f"threshold {doc['threshold']:.4g} ({doc['threshold_source']}) · "
+                  f"min-group {doc['settings']['min_group']}")
+    style = "yellow" if doc["excluded"]["count"] else "dim"
+    console.print(f"[{style}]{escape(excluded_line(doc))}[/]")
+
+    keys = [k for k, _ in GROUP_COLUMNS]
+    titles = [t for _, t in GROUP_COLUMNS]
+    table = Table(title="Overall", title_justify="left")
+    for t in titles:
+        table.add_column(t, justify="right")
+    table.add_row(*[fmt(doc["overall"][k]) for k in keys])
+    console.print(table)
+
+    for scope in scope_order(doc):
+        table = Table(title=f"By group: {escape(scope)}", title_justify="left")
+        table.add_column("group")
+        for t in titles:
+            table.add_column(t, justify="right")
+        table.add_column("status")
+        for name, row in doc["by_group"][scope].items():
+            status = "ok" if row["sufficient"] else f"[yellow]insufficient ({row['insufficient_reason']})[/]"
+            table.add_row(escape(name), *[fmt(row[k]) for k in keys], status)
+        console.print(table)
+
+    for col, rows in doc["breakdown"].items():
+        what = "each method's fakes against every real" if col == "method" else "rows of each value"
+        table = Table(title=f"By {col} ({what}; not a fairness gate)", title_justify="left")
+        table.add_column(col)
+        for t in titles:
+            table.add_column(t, justify="right")
+        for name, row in rows.items():
+            table.add_row(escape(name), *[fmt(row[k]) for k in keys])
+        console.print(table)
+
+    ci = (f", {int(doc['settings']['confidence'] * 100)}% bias-corrected bootstrap CI; unstable: the gap lies outside"
+          " most resamples (small groups)") if doc["intervals"] else ""
+    table = Table(title=f"Fairness gaps (F_* in percent{ci}; over groups with n >= min-group)",
+                  title_justify="left")
+    table.add_column("scope")
+    for k in FAIRNESS_KEYS:
+        table.add_column({"demographic_parity_difference": "DP diff",
+                          "equalized_odds_difference": "EO diff"}.get(k, k), justify="right")
+    for scope in scope_order(doc):
+        table.add_row(escape(scope), *[_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS])
+    console.print(table)
+
+    table = Table(title="Gates", title_justify="left")
+    for col in ("gate", "scope", "metric", "value", "limit", "result", "note"):
+        table.add_column(col, justify="right" if col in ("value", "limit") else "left")
+    colour = {"pass": "green", "fail": "bold red", "warn": "yellow"}
+    for g in doc["gates"]:
+        table.add_row(g["gate"], escape(g["scope"]), g["metric"], _gate_value(g), _limit(g),
+                      f"[{colour[g['status']]}]{g['status'].upper()}[/]", escape(g["note"]))
+    console.print(table)
+    failed = [g for g in doc["gates"] if g["status"] == "fail"]
+    if failed:
+        console.print(f"[bold red]FAILED[/]: {len(failed)} of {len(doc['gates'])} gates")
+    else:
+        warned = sum(g["status"] == "warn" for g in doc["gates"])
+        extra = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+        console.print(f"[bold green]PASSED[/]: {len(doc['gates'])} gates{extra}")
+
+
+def to_json(result: CheckResult) -> str:
+    return json.dumps(result.report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def to_markdown(result: CheckResult) -> str:
+    """A summary for CI step summaries ($GITHUB_STEP_SUMMARY): verdict first, then the tables."""
+    doc = result.report
+    failed = [g for g in doc["gates"] if g["status"] == "fail"]
+    verdict = (f"❌ **FAILED** — {len(failed)} of {len(doc['gates'])} gates" if failed
+               else f"✅ **PASSED** — {len(doc['gates'])} gates")
+    out = ["## dfscan fairness-check", "", verdict, "",
+           f"Labelled set {md_escape(Path(doc['labels']['path']).name)} ({doc['labels']['rows']} rows), "
+           f"scores from {md_escape(doc['scores']['source'])}, threshold {doc['threshold']:.4g} "
+           f"({doc['threshold_source']}), min-group {doc['settings']['min_group']}. "
+           f"{md_escape(excluded_line(doc))}.", ""]
+    out += ["### Gates", "", "| gate | scope | metric | value | limit | result | note |",
+            "|---|---|---|---:|---:|---|---|"]
+    mark = {"pass": "✅ pass", "fail": "❌ fail", "warn": "⚠️ warn"}
+    for g in doc["gates"]:
+        out.append(f"| {g['gate']} | {md_escape(g['scope'])} | {g['metric']} | {_gate_value(g)} | "
+                   f"{_limit(g)} | {mark[g['status']]} | {md_escape(g['note'])} |")
+    ci = " (95% bias-corrected bootstrap interval; *unstable*: the gap lies outside most resamples)" if doc["intervals"] else ""
+    out += ["", f"### Fairness gaps{ci}", "",
+            "| scope | " + " | ".join(FAIRNESS_KEYS) + " |",
+            "|---|" + "---:|" * len(FAIRNESS_KEYS)]
+    for scope in scope_order(doc):
+        out.append(f"| {md_escape(scope)} | " + " | ".join(_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS) + " |")
+    out += ["", "F_* in percent (PG-FDD); Fairlearn differences as fractions.", ""]
+    titles = [t for _, t in GROUP_COLUMNS]
+    out += ["### Overall", "", "| " + " | ".join(titles) + " |", "|" + "---:|" * len(titles),
+            "| " + " | ".join(fmt(doc["overall"][k]) for k, _ in GROUP_COLUMNS) + " |", ""]
+    for scope in scope_order(doc):
+        out += [f"### By group: {md_escape(scope)}", "", "| group | " + " | ".join(titles) + " | status |",
+                "|---|" + "---:|" * len(titles) + "---|"]
+        for name, row in doc["by_group"][scope].items():
+            status = "ok" if row["sufficient"] else f"⚠️ insufficient ({row['insufficient_reason']})"
+            out.append(f"| {md_escape(name)} | " + " | ".join(fmt(row[k]) for k, _ in GROUP_COLUMNS)
+                       + f" | {status} |")
+        out.append("")
+    for col, rows in doc["breakdown"].items():
+        what = "each method's fakes against every real" if col == "method" else "rows of each value"
+        out += [f"### By {col} ({what}; not a fairness gate)", "", f"| {col} | " + " | ".join(titles) + " |",
+                "|---|" + "---:|" * len(titles)]
+        out += [f"| {md_escape(name)} | " + " | ".join(fmt(row[k]) for k, _ in GROUP_COLUMNS) + " |"
+                for name, row in rows.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def to_junit(result: CheckResult) -> str:
+    """JUnit XML, one test case per gate, so CI dashboards list each gate with its value."""
+    doc = result.report
+    gates = doc["gates"]
+    failures = sum(g["status"] == "fail" for g in gates)
+    suites = ET.Element("testsuites", name="dfscan fairness-check", tests=str(len(gates)),
+                        failures=str(failures), errors="0")
+    suite = ET.SubElement(suites, "testsuite", name="dfscan.fairness-check", tests=str(len(gates)),
+                          failures=str(failures), errors="0", skipped="0",
+                          timestamp=doc["created"])
+    for g in gates:
+        case = ET.SubElement(suite, "testcase", classname=f"dfscan.fairness.{g['scope']}",
+                             name=f"{g['gate']} {g['metric']} {_limit(g)} ({g['scope']})",
+                             time="0")
+        value = "n/a" if g["value"] is None else _gate_value(g)
+        text = (f"{g['metric']} = {value}, limit {_limit(g)} "
+                f"({g['scope']}){': ' + g['note'] if g['note'] else ''}")
+        if g["status"] == "fail":
+            ET.SubElement(case, "failure", message=text, type="GateFailed").text = text
+        else:
+            ET.SubElement(case, "system-out").text = f"{g['status']}: {text}"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def write_texts(outputs: Iterable[tuple[str | Path | None, Callable[[], str]]]) -> list[Path]:
+    """Write each (path, render) whose path was given, atomically; returns the paths written.
+
+    fairness-check and audit both write their documents this way: nothing rendered unasked.
+    """
+    from scanner.report import atomic_write_text
+
+    return [atomic_write_text(path, render()) for path, render in outputs if path]
+
+
+def write_outputs(result: CheckResult, *, json_path: str | Path | None = None,
+                  markdown: str | Path | None = None, junit: str | Path | None = None,
+                  plots: str | Path | None = None) -> list[Path]:
+    """Write each output asked for (atomically); returns the paths written."""
+    from scanner.fairness.plots import write_plots
+
+    written = write_texts([(json_path, lambda: to_json(result)), (markdown, lambda: to_markdown(result)),
+                           (junit, lambda: to_junit(result))])
+    if plots:
+        written += write_plots(result, plots)
+    return written
