@@ -10,6 +10,13 @@ tests/data/media, looped and scaled up) unless DIR already holds them, then time
 after one warm-up scan of one clip (so a first-use ONNX export is not counted).
 Prints per-stage seconds, faces/s, videos/s and the scan/decode ratio (target: ≤ 3 on a
 2-core CPU with EfficientNet-Lite0).
+
+    python bench/scan.py --ray [--ray-address auto]
+
+also times the same scan through Ray Data (scanner.ray_scan; a local Ray with every core unless
+--ray-address), alternating with the local scan, and prints the Ray/local wall ratio (the
+overhead of scheduling the same stages on Ray) and the per-video stage costs that the README's
+"Scaling out" estimate is computed from. Ray's start-up is timed apart, not in the ratio.
 """
 
 from __future__ import annotations
@@ -132,6 +139,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="inference threads (default: the scan's own choice)")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=3, help="alternate decode-only and scan this many times; medians")
+    ap.add_argument("--ray", action="store_true", help="also time the scan on Ray Data against the local scan")
+    ap.add_argument("--ray-address", default=None, help="Ray cluster for --ray (default: a local Ray started here)")
     args = ap.parse_args()
 
     from scanner.pipeline import ScanOptions, scan
@@ -187,6 +196,49 @@ def main() -> None:
     ratio = ratios[pick]
     print("all runs    : " + ", ".join(f"{sw:.1f}/{dw:.1f} s = {r:.2f}x" for sw, dw, r in zip(scan_walls, decode_walls, ratios)))
     print(f"scan/decode : {ratio:.2f}x  (target <= 3x)  {'PASS' if ratio <= 3 else 'MISS'}")
+    if args.ray:
+        bench_ray(clips, args)
+
+
+def bench_ray(clips: list[Path], args: argparse.Namespace) -> None:
+    """Local scan vs the same scan on Ray Data, alternating; medians; stage costs per video."""
+    import ray
+
+    from scanner.pipeline import ScanOptions, scan
+    from scanner.ray_scan import RayOptions, scan_ray
+
+    t = time.perf_counter()
+    ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False)
+    startup = time.perf_counter() - t
+    local_walls, ray_walls, ray_reports = [], [], []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = weights_for(args.weights, Path(tmp))
+            options = ScanOptions(weights=weights, backend=args.backend, workers=args.workers, batch_size=args.batch_size,
+                                  threads=args.threads)
+            scan_ray(clips[:1], options, RayOptions())  # warm-up: actors' first imports, the model cache
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                scan(clips, options)
+                local_walls.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                ray_reports.append(scan_ray(clips, options, RayOptions()))
+                ray_walls.append(time.perf_counter() - t)
+    finally:
+        ray.shutdown()
+    local_wall, ray_wall = float(np.median(local_walls)), float(np.median(ray_walls))
+    r = ray_reports[int(np.argsort(ray_walls)[len(ray_walls) // 2])]
+    s, plan = r["summary"], r["summary"]["ray"]
+    n = len(clips)
+    print(f"\nray: {plan['nodes']} node(s), {plan['cpus']:g} CPUs, {plan['gpus']:g} GPUs; {plan['crop_actors']} CPU actor(s), "
+          f"{plan['infer_actors']} inference actor(s), batch {plan['batch_size']}; ray.init {startup:.1f} s (not counted)")
+    print(f"local scan  : {local_wall:6.2f} s wall (median of {args.repeat}: " + ", ".join(f"{w:.1f}" for w in local_walls) + ")")
+    print(f"ray scan    : {ray_wall:6.2f} s wall (median of {args.repeat}: " + ", ".join(f"{w:.1f}" for w in ray_walls) + ")")
+    print(f"ray/local   : {ray_wall / local_wall:.2f}x")
+    per_video = {k: v / n for k, v in s["stages"].items() if k != "prepare"}
+    cpu = sum(v for k, v in per_video.items() if k != "infer")
+    print("per video   : " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in per_video.items())
+          + f"  (CPU stages {cpu:.2f} core-s/video; infer {per_video.get('infer', 0.0):.2f} s/video on {r['backend']['device']})")
 
 
 if __name__ == "__main__":

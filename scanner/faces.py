@@ -38,19 +38,23 @@ MODEL_INPUT = {"full": 192, "short": 128}
 MIN_FACE_MODEL_PX = {"full": 16, "short": 20}
 # Tiles overlap by this share of their side: any face up to this size lies whole in one tile.
 TILE_OVERLAP = 0.25
-# Tile candidates are cut at this score (more small faces) and then confirmed at min_score
-# in a close crop: on the shrunk group photos, 800-px tiles found 34/44 faces at 0.5 alone and
-# 40/44 at 0.3 + confirmation, and confirmation rejected every tile-only false positive seen.
+# Tile candidates are cut at this score (more small faces), then confirmed in a close crop
+# (bench/small_faces.py, shrunk group photos: 39/44 faces with candidates from 0.3, 38/44 from 0.5).
 TILE_SCORE = 0.3
 # The confirmation crop, in face sizes: the face is then ~192/3 = 64 model px.
 CONFIRM_SPAN = 3.0
+# Score the confirmation must reach. Measured over 218 tile candidates that were faces (group
+# photos shrunk 3-5x) and ~360 under 150 px on the shared media that were not (tiles of a third
+# and a quarter of every file): at 0.5, 217 faces and 14 non-faces pass; at 0.65, 207 faces and
+# one non-face (cloud-shaped letters); a stair railing in group_sample5.jpg confirms at 0.61.
+CONFIRM_SCORE = 0.65
 # Two boxes are one face when they overlap by this share of the smaller one.
 NMS_OVERLAP = 0.5
 # Tiles across the longer side: the tiled pass then sees faces ~2.5x smaller than the whole-frame
-# pass, at a fixed number of tiles (6 on 16:9) whatever the resolution.
+# pass, at a fixed number of tiles (6 on 16:9, 9 on 4:3) whatever the resolution.
 TILES_ACROSS = 3
-# Smallest tile side: a tile finds faces down to ~side/20 (800-px tiles: 40 of 44 faces of
-# 42-66 px); smaller tiles would only add faces under ~32 px, too small to score.
+# Smallest tile side: tiles find faces down to ~side/20 (tiles of 640, 768 and 960 px found 42,
+# 39 and 28 of 44 faces of 42-66 px); smaller tiles would add faces under ~32 px, too small to score.
 MIN_TILE = 640
 
 
@@ -217,7 +221,7 @@ class FaceDetector:
         side are missed; a tile is seen at tile/input instead. Whole-frame faces are kept as
         they are (tiled and plain frames of a video give the same boxes); tile candidates
         (score >= tile_score, not cut by an inner tile edge, merged by NMS) that add a face are
-        kept only once confirmed at min_score in a close crop, which rejects the textures
+        kept only once confirmed at CONFIRM_SCORE in a close crop, which rejects the textures
         (railings, hands, cartoons) tiles fire on. `tile=None` takes `tile_size(...)`; without
         tiles (a frame small enough already) this is `detect`.
         """
@@ -253,16 +257,16 @@ class FaceDetector:
         return self.detect(image), reach(max(w, h), self.model)
 
     def _confirm(self, image: np.ndarray, candidate: Detection) -> Detection | None:
-        """The candidate re-detected at min_score in a crop CONFIRM_SPAN face sizes wide, or None.
+        """The candidate re-detected at CONFIRM_SCORE in a crop CONFIRM_SPAN face sizes wide, or None.
 
         In the crop the face is ~input/CONFIRM_SPAN model px, well above the reliable size; the
         re-detection (sharper box and keypoints) replaces the candidate.
         """
         crop, (x0, y0) = _square_crop(image, candidate.box, CONFIRM_SPAN)
-        for d in self._run(self._detector, crop):
+        for d in self._run(self._detector, crop):  # best first
             d = _shifted(d, x0, y0)
             if box_overlap(d.box, candidate.box) >= NMS_OVERLAP:
-                return d
+                return d if d.score >= max(self.min_score, CONFIRM_SCORE) else None
         return None
 
     def _run(self, detector, image: np.ndarray) -> list[Detection]:

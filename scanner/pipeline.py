@@ -15,18 +15,29 @@ Why this shape:
   worker scores its own crops with a one-thread session and only numbers come back: a single
   inference thread in the main process was the critical path (bench/scan.py).
 - Only face crops (uint8, 256x256) or their scores cross process boundaries, never full
-  frames. The main process stops reading from workers while it holds more crops than a few
-  batches, so a slow backend backs the workers up instead of filling memory.
+  frames, and crops stream: a worker sends ("crops", task, first, array) chunks of up to a
+  batch as it makes them, and may have at most CHUNKS_IN_FLIGHT chunks unscored (the main
+  process acks each chunk once scored); the main process keeps only each crop's score, by
+  its sequence number in the file. At the end of a file the worker sends ("result", task,
+  payload): media, timings, and subjects whose frames name their crops by sequence number.
+  Memory therefore does not grow with a file's length or --fps (with --fps 1 a 30-minute
+  file held every crop, 1.36 GB over the process tree). With in-worker scoring each chunk is
+  scored in the worker as it fills. The main process also stops reading from workers while
+  it holds more crops than a few batches.
+- --timeout counts from a file's last progress (a sampled frame decoded, a chunk scored, or
+  waiting on the main process for an ack), not from its start: a long file that keeps moving
+  is not cut off, a hung decoder still is.
 
-Test hook: the environment variable DFSCAN_TEST_FAULT="crash:NAME,hang:NAME" makes a worker
-kill itself with SIGSEGV (crash) or sleep forever (hang) when it starts the file whose name is
-NAME. Nothing sets it outside the tests; it exists so the fault handling can be tested on
-real processes.
+Test hook: the environment variable DFSCAN_TEST_FAULT="crash:NAME,hang:NAME,slow:NAME" makes a
+worker kill itself with SIGSEGV (crash) or sleep forever (hang) when it starts the file whose
+name is NAME, or take SLOW_FRAME_S per sampled frame (slow). Nothing sets it outside the tests;
+it exists so the fault handling can be tested on real processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import signal
@@ -46,6 +57,8 @@ from train.errors import InputError
 
 FAULT_ENV = "DFSCAN_TEST_FAULT"
 PREFETCH = 2  # files handed to a worker at once: the one it works on and the next
+CHUNKS_IN_FLIGHT = 2  # chunks of crops a worker may have sent and not yet had scored (see _Link)
+SLOW_FRAME_S = 0.4  # the test hook's "slow" file: this long per sampled frame
 MAX_STARTUP_FAILURES = 3
 # Crops per run of a worker's one-thread CPU session. bench/scan.py on 2 cores: 28 ms/face at 1,
 # 34 at 4, 40 at 8, 50 at 16 (a single image's activations stay in cache).
@@ -74,8 +87,9 @@ class ScanOptions:
     crops: bool = False
     face_model: str = "full"
     min_face_score: float = 0.5
+    tile_every: int = 8  # tiled small-face pass on every k-th sampled frame of large frames; 0: never (see faces.tile_size)
     strategy: str = "mean"
-    timeout: float | None = 300.0  # seconds per file in a worker; None or 0: no limit
+    timeout: float | None = 300.0  # seconds a file may go without progress in a worker; None or 0: no limit
     resume: bool = False
     report: Path | None = None  # where the final report goes: the stream is written beside it
     stream: bool = True  # write <report stem>.stream.jsonl as items finish (needs `report`)
@@ -100,6 +114,8 @@ class ScanOptions:
             raise InputError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
         if self.face_model not in ("full", "short"):
             raise InputError(f"unknown face model {self.face_model!r}: choose full or short")
+        if self.tile_every < 0:
+            raise InputError("--tile-every must be 0 (never) or more")
         if self.timeout is not None and self.timeout < 0:
             raise InputError("--timeout must be positive (0: no limit)")
         if self.resume and self.report is None:
@@ -134,6 +150,8 @@ class _WorkerConfig:
     min_face_score: float
     size: int
     scorer: dict | None = None  # CPU backends score in the worker: {"name", "weights", "onnx_path", "threads", "batch_size"}
+    chunk: int = 32  # crops per chunk sent to the main process or scored in the worker
+    tile_every: int = 0  # ScanOptions.tile_every
 
 
 def _make_scorer(spec: dict) -> Any:
@@ -156,15 +174,110 @@ def _make_scorer(spec: dict) -> Any:
     return TorchBackend(spec["weights"], device="cpu", fp16=False, batch_size=spec["batch_size"])
 
 
-def _score_in_worker(payload: dict, scorer: Any) -> None:
-    """Replace the payload's crops by their p_fake, so only numbers cross back to the main process."""
-    crops = payload.pop("crops")
-    t = time.perf_counter()
-    scores = np.asarray(scorer.predict(crops), dtype=np.float32).reshape(-1) if len(crops) else np.zeros(0, np.float32)
-    payload["timings"]["infer"] = time.perf_counter() - t
-    if len(scores) != len(crops):
-        raise RuntimeError(f"the backend returned {len(scores)} scores for {len(crops)} crops")
-    payload["scores"] = scores
+class _CropSink:
+    """Takes a file's crops as they are made and passes them on in chunks, so they never pile up.
+
+    Each crop gets a sequence number in its file (0, 1, ...): the subjects' frames name their
+    crops by it, and `deliver(first, crops)` gets the chunk whose first crop is `first`.
+    """
+
+    def __init__(self, chunk: int, deliver: Callable[[int, np.ndarray], None]):
+        self.chunk = max(1, int(chunk))
+        self.deliver = deliver
+        self.buffer: list[np.ndarray] = []
+        self.count = 0  # crops taken so far
+
+    def add(self, crop: np.ndarray) -> int:
+        """Keep the crop for the next chunk; returns its sequence number."""
+        self.buffer.append(crop)
+        self.count += 1
+        return self.count - 1
+
+    def send_full(self) -> None:
+        """Deliver the buffered crops once they make a chunk (one frame's faces are never split)."""
+        if len(self.buffer) >= self.chunk:
+            self._send()
+
+    def finish(self) -> None:
+        if self.buffer:
+            self._send()
+
+    def _send(self) -> None:
+        first, crops = self.count - len(self.buffer), np.stack(self.buffer)
+        self.buffer = []
+        self.deliver(first, crops)
+
+
+class _ScoreInWorker:
+    """A CPU backend in the worker scores each chunk as it comes: only the numbers are kept and sent back."""
+
+    def __init__(self, scorer: Any, beat: Callable[[], None]):
+        self.scorer, self.beat = scorer, beat
+        self.parts: list[np.ndarray] = []
+        self.seconds = 0.0
+
+    def __call__(self, first: int, crops: np.ndarray) -> None:
+        t = time.perf_counter()
+        scores = np.asarray(self.scorer.predict(crops), dtype=np.float32).reshape(-1)
+        self.seconds += time.perf_counter() - t
+        if len(scores) != len(crops):
+            raise RuntimeError(f"the backend returned {len(scores)} scores for {len(crops)} crops")
+        self.parts.append(scores)
+        self.beat()
+
+    def into(self, payload: dict) -> None:
+        """The file's scores, indexed by crop sequence number, and the time they took."""
+        payload["scores"] = np.concatenate(self.parts) if self.parts else np.zeros(0, np.float32)
+        payload["timings"]["infer"] = self.seconds
+
+
+_ACK = ("ack",)  # main → worker: one chunk of its crops has been scored
+
+
+class _Link:
+    """The worker's end of its pipe: tasks and acks come in on it, crops and results go out.
+
+    At most CHUNKS_IN_FLIGHT chunks of crops are sent and not yet scored: a fast decoder then
+    waits for inference instead of filling memory. Tasks that arrive meanwhile (PREFETCH) are
+    kept for later.
+    """
+
+    def __init__(self, conn: Connection, state: Any):
+        self.conn, self.state = conn, state
+        self.tasks: deque = deque()
+        self.unacked = 0
+
+    def next_task(self) -> tuple | None:
+        while not self.tasks:
+            self._take(self.conn.recv())
+        return self.tasks.popleft()
+
+    def send_crops(self, task_id: int, first: int, crops: np.ndarray) -> None:
+        while self.unacked >= CHUNKS_IN_FLIGHT:
+            if self.conn.poll(1.0):
+                self._take(self.conn.recv())
+            self.state[1] = time.time()  # waiting on inference is not this file stalling (--timeout)
+        self.conn.send(("crops", task_id, first, crops))
+        self.unacked += 1
+
+    def _take(self, msg: Any) -> None:
+        if msg == _ACK:
+            self.unacked -= 1
+        else:
+            self.tasks.append(msg)
+
+
+def _heartbeat(state: Any, delay: float = 0.0) -> Callable[[], None]:
+    """Marks progress on the current file in state[1]; the main process's --timeout counts from the last mark.
+
+    `delay` is the test hook's slow file: each mark comes that much later.
+    """
+    def beat() -> None:
+        if delay:
+            time.sleep(delay)
+        state[1] = time.time()
+
+    return beat
 
 
 def _fault_plan() -> dict[str, str]:
@@ -176,7 +289,7 @@ def _fault_plan() -> dict[str, str]:
 
 
 def _apply_fault(plan: dict[str, str], path: str) -> None:
-    action = plan.get(Path(path).name)
+    action = plan.get(Path(path).name)  # "slow" is applied per sampled frame (see _heartbeat)
     if action == "crash":
         os.kill(os.getpid(), signal.SIGSEGV)
     elif action == "hang":
@@ -221,8 +334,15 @@ def _box(box: Any) -> list[float]:
     return [round(float(v), 1) for v in box]
 
 
-def process_file(path: str, kind: str, detector: Any, cfg: _WorkerConfig) -> dict:
-    """Decode, detect, track and crop one file; returns subjects' frame metadata plus their crops.
+def process_file(path: str, kind: str, detector: Any, cfg: _WorkerConfig, sink: _CropSink,
+                 beat: Callable[[], None] | None = None) -> dict:
+    """Decode, detect, track and crop one file; crops go to `sink` as they are made, metadata is returned.
+
+    Each subject frame names its crop by `crop`, the crop's sequence number in this file (see
+    _CropSink); `crops` is how many the sink took. The crops of detections that tracking drops
+    at the end are delivered too: which tracks survive is known only then, and holding every
+    crop until then is what made a long file's memory grow with its length. `beat` marks
+    progress at each sampled frame (the --timeout counts from the last mark).
 
     Raises MediaError (or InputError) for files that cannot be read, `damaged` (with `.media`)
     for one too damaged to trust a verdict from. Crops are made as each frame is decoded, so at
@@ -238,30 +358,36 @@ def process_file(path: str, kind: str, detector: Any, cfg: _WorkerConfig) -> dic
     timings["decode"] += time.perf_counter() - t
 
     per_frame: list[list[Any]] = []
+    reach: list[float] = []  # per frame: the smallest face searched for (tiled frames: 0)
     frame_meta: list[tuple[int, float]] = []
-    crops_of: dict[int, np.ndarray] = {}  # id(detection) → crop
-    crop_only: list[tuple[int, float, list[float], np.ndarray]] = []
+    crops_of: dict[int, int] = {}  # id(detection) → its crop's sequence number
+    crop_only: list[tuple[int, float, list[float], int]] = []
     while True:
         t = time.perf_counter()
         frame = next(frames_iter, None)
         timings["decode"] += time.perf_counter() - t
         if frame is None:
             break
+        if beat is not None:
+            beat()
         image = frame.image
         if cfg.crops:
             t = time.perf_counter()
-            crop_only.append((int(frame.index), float(frame.t), [0.0, 0.0, float(image.shape[1]), float(image.shape[0])], _as_crop(image, cfg.size)))
+            crop_only.append((int(frame.index), float(frame.t), [0.0, 0.0, float(image.shape[1]), float(image.shape[0])], sink.add(_as_crop(image, cfg.size))))
             timings["crop"] += time.perf_counter() - t
+            sink.send_full()
             continue
         t = time.perf_counter()
-        dets = detector.detect(image)
+        dets, searched = detector.detect_sampled(image, len(per_frame), cfg.tile_every)
+        reach.append(searched)
         timings["detect"] += time.perf_counter() - t
         t = time.perf_counter()
         from scanner.crop import crop_face
 
         for det in dets:
-            crops_of[id(det)] = crop_face(image, det.keypoints, det.box, size=cfg.size)
+            crops_of[id(det)] = sink.add(crop_face(image, det.keypoints, det.box, size=cfg.size))
         timings["crop"] += time.perf_counter() - t
+        sink.send_full()  # outside the crop timing: this may wait for the main process or score
         per_frame.append(dets)
         frame_meta.append((int(frame.index), float(frame.t)))
         del image, frame
@@ -271,29 +397,28 @@ def process_file(path: str, kind: str, detector: Any, cfg: _WorkerConfig) -> dic
     if stats.damaged:  # a verdict (or no_face) from what is left would be a silent evasion
         raise MediaError("damaged", stats.damage_message(), path, media=media)
     subjects: list[dict] = []
-    crops: list[np.ndarray] = []
     if cfg.crops:
         if crop_only:
-            subjects.append({"id": 0, "frames": [{"index": i, "t": round(tt, 4), "box": _box(b), "face_score": None} for i, tt, b, _ in crop_only]})
-            crops = [c for *_, c in crop_only]
+            subjects.append({"id": 0, "frames": [{"index": i, "t": round(tt, 4), "box": _box(b), "face_score": None, "crop": c}
+                                                 for i, tt, b, c in crop_only]})
     elif kind == "image" and len(per_frame) <= 1:  # a still (an animation is tracked like a video)
         for sid, det in enumerate(per_frame[0] if per_frame else []):
             index, tt = frame_meta[0]
-            subjects.append({"id": sid, "frames": [{"index": index, "t": round(tt, 4), "box": _box(det.box), "face_score": round(float(det.score), 4)}]})
-            crops.append(crops_of[id(det)])
+            subjects.append({"id": sid, "frames": [{"index": index, "t": round(tt, 4), "box": _box(det.box),
+                                                    "face_score": round(float(det.score), 4), "crop": crops_of[id(det)]}]})
     else:
         from scanner.track import track_faces
 
-        for tr in track_faces(per_frame):
+        for tr in track_faces(per_frame, reach=reach):
             frames = []
             for pos, det in tr.observations:
                 index, tt = frame_meta[pos]
-                frames.append({"index": index, "t": round(tt, 4), "box": _box(det.box), "face_score": round(float(det.score), 4)})
-                crops.append(crops_of[id(det)])
+                frames.append({"index": index, "t": round(tt, 4), "box": _box(det.box), "face_score": round(float(det.score), 4),
+                               "crop": crops_of[id(det)]})
             if frames:
                 subjects.append({"id": int(tr.id), "frames": frames})
-    stack = np.stack(crops) if crops else np.zeros((0, cfg.size, cfg.size, 3), np.uint8)
-    return {"kind": kind, "media": media, "subjects": subjects, "crops": stack, "timings": timings}
+    sink.finish()
+    return {"kind": kind, "media": media, "subjects": subjects, "crops": sink.count, "timings": timings}
 
 
 def _error_payload(exc: BaseException) -> dict:
@@ -329,7 +454,7 @@ def _native_stderr_silenced():
 
 
 def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
-    """A worker: one detector for its life; files in, crops and metadata out, over its own pipe."""
+    """A worker: one detector for its life; files in, crops (in chunks, as made) and metadata out, over its own pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what Ctrl-C means
     from scanner.console import quiet_env
 
@@ -351,18 +476,22 @@ def _worker_main(conn: Connection, state: Any, cfg: _WorkerConfig) -> None:
         if cfg.scorer is not None:
             scorer = _make_scorer(cfg.scorer)
         conn.send(("ready", os.getpid()))
+        link = _Link(conn, state)
         while True:
-            task = conn.recv()
+            task = link.next_task()
             if task is None:
                 break
             task_id, path, kind = task
             state[0], state[1] = float(task_id), time.time()
             if plan:
                 _apply_fault(plan, path)
+            beat = _heartbeat(state, SLOW_FRAME_S if plan.get(Path(path).name) == "slow" else 0.0)
+            in_worker = _ScoreInWorker(scorer, beat) if scorer is not None else None
+            deliver = in_worker if in_worker is not None else functools.partial(link.send_crops, task_id)
             try:
-                payload = process_file(path, kind, detector, cfg)
-                if scorer is not None:
-                    _score_in_worker(payload, scorer)
+                payload = process_file(path, kind, detector, cfg, _CropSink(cfg.chunk, deliver), beat)
+                if in_worker is not None:
+                    in_worker.into(payload)
             except Exception as exc:  # every failure of one file becomes that file's error item
                 payload = _error_payload(exc)
             state[0], state[1] = -1.0, 0.0
@@ -457,13 +586,36 @@ class _Pool:
 
 @dataclass
 class _Pending:
-    """A file whose crops are (partly) waiting for inference."""
+    """A file whose crops stream in: their scores so far (by sequence number) until its result and last score are in."""
 
     index: int
-    item: dict
-    subjects: list[dict]
-    scores: np.ndarray
-    remaining: int
+    scores: dict[int, float] = field(default_factory=dict)
+    received: int = 0  # crops received
+    waiting: int = 0  # crops received and not yet scored
+    item: dict | None = None  # set when the worker's result arrives
+    subjects: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _Chunk:
+    """Crops of one file on their way to inference; their worker is acked once all are scored."""
+
+    task: int
+    first: int  # sequence number of crops[0] in its file
+    crops: np.ndarray
+    worker: _Worker
+    left: int = -1  # crops not yet scored
+
+    def __post_init__(self) -> None:
+        self.left = len(self.crops)
+
+
+def _ack(w: _Worker) -> None:
+    """Tell a worker one of its chunks is scored (it may send another); a gone worker is ignored."""
+    try:
+        w.conn.send(_ACK)
+    except (OSError, ValueError):
+        pass
 
 
 def _signal_name(exitcode: int | None) -> str:
@@ -628,8 +780,13 @@ def scan_to_report(paths: list[str | Path], options: ScanOptions, fmt: str | Non
     return _scan(paths, options, progress, write_as=rp.format_for(options.report, fmt))
 
 
-def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | None, write_as: str | None) -> dict:
-    """Check the output, collect the inputs, then scan them with the report locked (and write it when `write_as`)."""
+def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | None, write_as: str | None,
+          scan_files: Callable[..., dict] | None = None, collect: Callable[[list], tuple[list, list]] | None = None) -> dict:
+    """Check the output, collect the inputs, then scan them with the report locked (and write it when `write_as`).
+
+    `scan_files` and `collect` replace _scan_files and media.collect_inputs for another way of
+    running the same stages (scanner.ray_scan): the lock, Ctrl-C and the write stay here.
+    """
     from scanner.media import collect_inputs
 
     options.check()
@@ -638,13 +795,13 @@ def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | 
     started = time.time()
     created = rp.now_iso()
 
-    files, skipped = collect_inputs([Path(p) for p in paths])
+    files, skipped = collect(list(paths)) if collect is not None else collect_inputs([Path(p) for p in paths])
     skipped_list = [{"path": str(p), "reason": str(r)} for p, r in skipped]
     if not files:
         raise InputError("no video or image files to scan" + (f" ({len(skipped)} other files skipped)" if skipped else ""))
     lock = rp.ReportLock(options.report) if options.report is not None else contextlib.nullcontext()
     with lock, _CtrlC() as ctrl_c:
-        result = _scan_files(files, skipped, skipped_list, options, progress, started, created)
+        result = (scan_files or _scan_files)(files, skipped, skipped_list, options, progress, started, created)
         if write_as is not None:
             ctrl_c.hold()
             try:
@@ -657,9 +814,11 @@ def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | 
     return result
 
 
-def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], options: ScanOptions,
-                progress: ProgressFn | None, started: float, created: str) -> dict:
-    """The scan proper: model, backend, workers, stream, summary."""
+def resolve_model(options: ScanOptions) -> tuple[Path, dict, dict, float, dict]:
+    """Weights, the report's model block, the model config, the threshold and the report's settings.
+
+    Every way of scanning (local, Ray) takes them from here: --resume compares model and settings.
+    """
     if options.weights is None:
         from scanner.assets import default_weights
 
@@ -669,9 +828,17 @@ def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], opti
     model, config = model_info(weights)
     threshold = float(options.threshold) if options.threshold is not None else model["threshold"]
     model["threshold"] = threshold
-    size = int(config.get("input_size", 256))
     settings = {"frames": options.frames, "fps": options.fps, "keyframes": options.keyframes, "crops": options.crops,
-                "face_model": options.face_model, "strategy": options.strategy, "threshold": threshold}
+                "face_model": options.face_model, "tile_every": options.tile_every, "strategy": options.strategy,
+                "threshold": threshold}
+    return weights, model, config, threshold, settings
+
+
+def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], options: ScanOptions,
+                progress: ProgressFn | None, started: float, created: str) -> dict:
+    """The scan proper: model, backend, workers, stream, summary."""
+    weights, model, config, threshold, settings = resolve_model(options)
+    size = int(config.get("input_size", 256))
 
     stream_path = rp.stream_path_for(options.report) if options.report is not None and options.stream else None
     prior: dict[str, dict] = {}
@@ -730,7 +897,8 @@ def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], opti
         report_progress(None)
         if todo:
             cfg = _WorkerConfig(options.frames, options.fps, options.keyframes, options.crops,
-                                options.face_model, options.min_face_score, size, scorer)
+                                options.face_model, options.min_face_score, size, scorer, tile_every=options.tile_every,
+                                chunk=scorer["batch_size"] if scorer else batch_size)
             pool = _Pool(plan.workers, cfg)
             _run(pool, todo, backend, batch_size, options, threshold, stats, finish)
     except KeyboardInterrupt:
@@ -827,7 +995,7 @@ def _loop(pool: _Pool, todo: deque, inferer: _Inferer, batch_size: int, options:
           stats: dict, finish: Callable[[int, dict], None]) -> None:
     tasks: dict[int, _Task] = {}
     pending: dict[int, _Pending] = {}
-    chunks: deque[tuple[int, int, np.ndarray]] = deque()  # (file index, first crop slot, crops) not yet submitted
+    chunks: deque[tuple[_Chunk, int]] = deque()  # (chunk, offset of its first crop not yet submitted)
     queued = 0  # crops in `chunks`
     buffered = 0  # crops received and not yet scored (queued + in the inference thread)
     max_buffered = max(4 * batch_size, 128)
@@ -837,64 +1005,57 @@ def _loop(pool: _Pool, todo: deque, inferer: _Inferer, batch_size: int, options:
         fp = rp.file_fingerprint(task.path)
         finish(task.id, rp.error_item(task.path, task.kind, code, message, fingerprint=fp))
 
-    def complete(p: _Pending) -> None:
-        at = 0
-        for s in p.subjects:
-            for fr in s["frames"]:
-                fr["score"] = round(float(p.scores[at]), 6)
-                at += 1
-        score, verdict = aggregate_item(p.subjects, threshold, options.strategy, frames_sampled=p.item["media"]["frames_sampled"])
-        p.item.update(status="ok", error=None, score=score, verdict=verdict,
-                      subjects=[{"id": s["id"], "score": s["score"], "verdict": s["verdict"], "frames": s["frames"]} for s in p.subjects])
-        finish(p.index, _ordered(p.item))
+    def complete(index: int, item: dict, subjects: list[dict], score_of: Any) -> None:
+        """Scores into the subjects' frames (`score_of[crop sequence number]`), aggregate, finish."""
+        item, faces = scored_item(item, subjects, score_of, threshold, options.strategy)
+        stats["faces"] += faces
+        finish(index, item)
+
+    def on_crops(w: _Worker, task_id: int, first: int, crops: np.ndarray) -> None:
+        nonlocal buffered, queued
+        p = pending.setdefault(task_id, _Pending(task_id))
+        if first != p.received:
+            raise RuntimeError(f"a worker sent crops {first}.. after {p.received} of them")
+        p.received += len(crops)
+        p.waiting += len(crops)
+        chunks.append((_Chunk(task_id, first, crops, w), 0))
+        queued += len(crops)
+        buffered += len(crops)
 
     def on_result(task: _Task, payload: dict) -> None:
-        nonlocal buffered, queued
         fp = rp.file_fingerprint(task.path)
-        if fp != task.fingerprint:  # the result may be of the old content: never store it under the new fingerprint
-            finish(task.id, rp.error_item(task.path, task.kind, "changed_during_scan",
-                                          "the file changed while it was scanned (size or modification time); "
-                                          "scan it again (--resume does)", fingerprint=fp))
-            return
-        if "error" in payload:
-            finish(task.id, rp.error_item(task.path, task.kind, payload["error"]["code"], payload["error"]["message"],
-                                          media=payload.get("media"), fingerprint=fp))
+        p = pending.pop(task.id, None) or _Pending(task.id)  # its chunks still queued are scored and ignored
+        item = file_item(task.path, task.kind, payload, fp, task.fingerprint)
+        if item["status"] == "error":  # changed during the scan, or could not be read
+            finish(task.id, item)
             return
         for k, v in payload["timings"].items():
             stats[k] += v
-        item = {"path": task.path, "kind": payload["kind"], "status": "no_face", "error": None, "score": None,
-                "verdict": None, "media": payload["media"], "subjects": []}
-        if fp:
-            item["file"] = fp
-        if "scores" in payload:  # scored in the worker (CPU backends)
-            scores = payload["scores"]
-            stats["faces"] += len(scores)
-            if len(scores) == 0:
-                finish(task.id, _ordered(item))
-            else:
-                complete(_Pending(task.id, item, payload["subjects"], np.clip(scores, 0.0, 1.0), 0))
-            return
-        crops = payload["crops"]
-        if len(crops) == 0:
+        if not payload["subjects"]:  # no face, or only ones tracking dropped
             finish(task.id, _ordered(item))
-            return
-        pending[task.id] = _Pending(task.id, item, payload["subjects"], np.zeros(len(crops), np.float32), len(crops))
-        chunks.append((task.id, 0, crops))
-        queued += len(crops)
-        buffered += len(crops)
+        elif "scores" in payload:  # scored in the worker (CPU backends)
+            complete(task.id, item, payload["subjects"], np.clip(payload["scores"], 0.0, 1.0))
+        elif p.received != payload["crops"]:
+            raise RuntimeError(f"a worker made {payload['crops']} crops but sent {p.received}")
+        else:
+            p.item, p.subjects = item, payload["subjects"]
+            if p.waiting == 0:
+                complete(task.id, item, p.subjects, p.scores)
+            else:
+                pending[task.id] = p
 
     def submit_batch() -> None:
         """Up to batch_size crops from the front of the line, across files, to the inference thread."""
         nonlocal queued
         parts, owners, need = [], [], batch_size
         while chunks and need > 0:
-            idx, start, crops = chunks.popleft()
-            take = crops[:need]
-            if len(crops) > need:
-                chunks.appendleft((idx, start + need, crops[need:]))
-            parts.append(take)
-            owners.append((idx, start, len(take)))
-            need -= len(take)
+            chunk, at = chunks.popleft()
+            n = min(need, len(chunk.crops) - at)
+            if at + n < len(chunk.crops):
+                chunks.appendleft((chunk, at + n))
+            parts.append(chunk.crops[at:at + n])
+            owners.append((chunk, at, n))
+            need -= n
         batch = np.ascontiguousarray(np.concatenate(parts)) if len(parts) > 1 else np.ascontiguousarray(parts[0])
         queued -= len(batch)
         inferer.submit(batch, owners)
@@ -902,17 +1063,22 @@ def _loop(pool: _Pool, todo: deque, inferer: _Inferer, batch_size: int, options:
     def collect(block: bool = False) -> None:
         nonlocal buffered
         for owners, scores in inferer.results(block=block):
-            stats["faces"] += len(scores)
             buffered -= len(scores)
-            at = 0
-            for idx, start, n in owners:
-                p = pending[idx]
-                p.scores[start:start + n] = np.clip(scores[at:at + n], 0.0, 1.0)
-                at += n
-                p.remaining -= n
-                if p.remaining == 0:
-                    del pending[idx]
-                    complete(p)
+            done = 0
+            for chunk, at, n in owners:
+                part = np.clip(scores[done:done + n], 0.0, 1.0).tolist()
+                done += n
+                chunk.left -= n
+                if chunk.left == 0:
+                    _ack(chunk.worker)
+                p = pending.get(chunk.task)
+                if p is None:  # its file ended in an error meanwhile
+                    continue
+                p.scores.update(zip(range(chunk.first + at, chunk.first + at + n), part))
+                p.waiting -= n
+                if p.item is not None and p.waiting == 0:
+                    del pending[chunk.task]
+                    complete(p.index, p.item, p.subjects, p.scores)
 
     def assign() -> None:
         for w in sorted(pool.workers, key=lambda w: len(w.assigned)):
@@ -937,7 +1103,10 @@ def _loop(pool: _Pool, todo: deque, inferer: _Inferer, batch_size: int, options:
 
     def handle(w: _Worker, msg: tuple) -> None:
         kind = msg[0]
-        if kind == "result":
+        if kind == "crops":
+            assert w.assigned and w.assigned[0].id == msg[1], "worker sent crops of a file it does not hold"
+            on_crops(w, msg[1], msg[2], msg[3])
+        elif kind == "result":
             task = w.assigned.popleft()
             assert task.id == msg[1], "worker answered out of order"
             w.completed += 1
@@ -950,6 +1119,7 @@ def _loop(pool: _Pool, todo: deque, inferer: _Inferer, batch_size: int, options:
         rest = [t for t in w.assigned if t.id != current]
         for t in w.assigned:
             if t.id == current:
+                pending.pop(t.id, None)  # its chunks still queued are scored and ignored
                 fail_task(t, code, message)
         w.assigned.clear()
         todo.extendleft(reversed(rest))  # the files it had not started go to the front of the line
@@ -1002,3 +1172,36 @@ ITEM_ORDER = ("path", "kind", "status", "error", "score", "verdict", "media", "f
 def _ordered(item: dict) -> dict:
     """Keys in the schema's order, so reports read the same every time."""
     return {k: item[k] for k in ITEM_ORDER if k in item} | {k: v for k, v in item.items() if k not in ITEM_ORDER}
+
+
+def file_item(path: str, kind: str, payload: dict, fingerprint: dict | None, fingerprint_before: dict | None) -> dict:
+    """A file's item from its stage payload, before any score: the local and the Ray scan both build items here.
+
+    `changed_during_scan` when the file's fingerprint moved while it was scanned (the payload may be
+    of the old content: never store it under the new fingerprint), the payload's error item, or a
+    `no_face` item with media and fingerprint that scored_item turns `ok` when it has subjects.
+    """
+    if fingerprint != fingerprint_before:
+        return rp.error_item(path, kind, "changed_during_scan", "the file changed while it was scanned (size or "
+                             "modification time); scan it again (--resume does)", fingerprint=fingerprint)
+    if "error" in payload:
+        return rp.error_item(path, kind, payload["error"]["code"], payload["error"]["message"],
+                             media=payload.get("media"), fingerprint=fingerprint)
+    item = {"path": path, "kind": payload["kind"], "status": "no_face", "error": None, "score": None,
+            "verdict": None, "media": payload["media"], "subjects": []}
+    if fingerprint:
+        item["file"] = fingerprint
+    return item
+
+
+def scored_item(item: dict, subjects: list[dict], score_of: Any, threshold: float, strategy: str) -> tuple[dict, int]:
+    """The `ok` item: scores into the subjects' frames (`score_of[crop sequence number]`), aggregated; and its face count."""
+    faces = 0
+    for s in subjects:
+        for fr in s["frames"]:
+            fr["score"] = round(float(score_of[fr.pop("crop")]), 6)
+            faces += 1
+    score, verdict = aggregate_item(subjects, threshold, strategy, frames_sampled=item["media"]["frames_sampled"])
+    item.update(status="ok", error=None, score=score, verdict=verdict,
+                subjects=[{"id": s["id"], "score": s["score"], "verdict": s["verdict"], "frames": s["frames"]} for s in subjects])
+    return _ordered(item), faces

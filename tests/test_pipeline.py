@@ -357,3 +357,103 @@ def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpo
     report = scan_to_report(files, _opts(tiny_checkpoint, workers=1, report=out, resume=True))
     assert report["summary"]["resumed"] == 1 and report["summary"]["files"] == 3
     assert rp.read_report(out) == report
+
+
+def test_crop_sink_numbers_crops_and_sends_whole_chunks():
+    from scanner.pipeline import _CropSink
+
+    sent = []
+    sink = _CropSink(3, lambda first, crops: sent.append((first, crops[:, 0, 0, 0].tolist())))
+    crop = lambda v: np.full((2, 2, 3), v, np.uint8)  # noqa: E731
+    seqs = []
+    for frame in ([1], [2, 3], [4, 5], [], [6]):  # one frame's faces are never split across chunks
+        seqs += [sink.add(crop(v)) for v in frame]
+        sink.send_full()
+    sink.finish()
+    assert seqs == [0, 1, 2, 3, 4, 5] and sink.count == 6
+    assert sent == [(0, [1, 2, 3]), (3, [4, 5, 6])]
+
+
+def test_crops_stream_in_chunks_with_few_in_flight_and_the_same_scores(tmp_path, tiny_checkpoint, monkeypatch):
+    """A file of many crops reaches the main process in several chunks, never more than
+    CHUNKS_IN_FLIGHT unscored per worker, even when inference is much slower than the worker;
+    its scores are those of one chunk (the whole file at once) and of in-worker scoring."""
+    import threading
+    import time
+
+    from engines.torch import TorchBackend
+    from scanner import pipeline as pl
+
+    shutil.copy(VIDEOS / "WolfgangLanger_Pexels.mp4", tmp_path / "long.mp4")
+    events: list[tuple[str, int, int]] = []  # ("chunk" | "ack", worker pid, crops)
+    lock = threading.Lock()
+
+    class CountedChunk(pl._Chunk):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            with lock:
+                events.append(("chunk", self.worker.proc.pid, len(self.crops)))
+
+    real_ack, real_predict = pl._ack, TorchBackend.predict
+
+    def counted_ack(w):
+        with lock:
+            events.append(("ack", w.proc.pid, 0))
+        real_ack(w)
+
+    def slow_predict(self, crops):
+        time.sleep(0.15)  # far slower than decoding and detecting a frame: a worker left alone would run ahead
+        return real_predict(self, crops)
+
+    monkeypatch.setattr(pl, "_Chunk", CountedChunk)
+    monkeypatch.setattr(pl, "_ack", counted_ack)
+    monkeypatch.setattr(TorchBackend, "predict", slow_predict)
+    chunked = scan([tmp_path / "long.mp4"], _opts(tiny_checkpoint, fps=2.0, workers=1, batch_size=3, infer_in_workers=False))
+    monkeypatch.undo()
+
+    chunks = [n for kind, _, n in events if kind == "chunk"]
+    item = _by_name(chunked)["long.mp4"]
+    faces = sum(len(s["frames"]) for s in item["subjects"])
+    assert item["status"] == "ok" and faces >= 30
+    assert len(chunks) >= 10 and sum(chunks) >= faces and max(chunks) <= 3 + 2  # one frame's faces stay together
+    in_flight = peak = 0
+    for kind, _, _ in events:
+        in_flight += 1 if kind == "chunk" else -1
+        peak = max(peak, in_flight)
+    assert 1 <= peak <= pl.CHUNKS_IN_FLIGHT and in_flight == 0  # every chunk acked
+
+    whole = scan([tmp_path / "long.mp4"], _opts(tiny_checkpoint, fps=2.0, workers=1, batch_size=256, infer_in_workers=False))
+    in_worker = scan([tmp_path / "long.mp4"], _opts(tiny_checkpoint, fps=2.0, workers=1, batch_size=1))
+    assert in_worker["summary"]["infer_in_workers"] and not chunked["summary"]["infer_in_workers"]
+    scores, rest = _split_scores(item)
+    for other in (whole, in_worker):
+        other_scores, other_rest = _split_scores(_by_name(other)["long.mp4"])
+        assert other_scores == pytest.approx(scores, abs=1e-5)  # batch composition only: float rounding
+        assert other_rest == rest
+
+
+def _split_scores(item: dict) -> tuple[list[float], dict]:
+    """An item's scores (item, subjects, frames) apart from everything else in it."""
+    scores = [item["score"]] + [s["score"] for s in item["subjects"]] + [f["score"] for s in item["subjects"] for f in s["frames"]]
+    rest = {**item, "score": None, "subjects": [{**s, "score": None, "frames": [{**f, "score": None} for f in s["frames"]]}
+                                                 for s in item["subjects"]]}
+    return scores, rest
+
+
+def test_timeout_counts_from_the_last_progress(tmp_path, tiny_checkpoint, monkeypatch):
+    """A file that takes far longer than --timeout but keeps producing frames is scanned; a hung one is stopped."""
+    from scanner.pipeline import SLOW_FRAME_S
+
+    shutil.copy(VIDEOS / "single_face.mp4", tmp_path / "slow.mp4")
+    shutil.copy(IMAGES / "single_face.jpg", tmp_path / "hang.jpg")
+    monkeypatch.setenv(FAULT_ENV, "slow:slow.mp4,hang:hang.jpg")
+    # a 3 s limit leaves 2.6 s of slack per 0.4 s frame for a loaded machine; 24 frames take 9.6 s
+    timeout, frames = 3.0, 24
+    assert frames * SLOW_FRAME_S > 3 * timeout  # the slow file's whole time is well past the timeout
+    report = scan([tmp_path / "slow.mp4", tmp_path / "hang.jpg"],
+                  _opts(tiny_checkpoint, workers=1, timeout=timeout, frames=frames))
+    rp.validate_report(report)
+    items = _by_name(report)
+    assert items["slow.mp4"]["status"] == "ok" and items["slow.mp4"]["media"]["frames_sampled"] == frames
+    assert items["hang.jpg"]["error"]["code"] == "timeout"
+    assert not mp.active_children()

@@ -107,3 +107,15 @@ def test_still_image_keeps_every_face():
     tracks = track_faces([faces])
     assert [t.observations[0][1] for t in tracks] == faces
     assert [t.id for t in tracks] == [0, 1, 2]
+
+
+def test_reach_spares_faces_smaller_than_a_frame_searched_for():
+    """A small face seen on every 5th (tiled) frame only is one subject; a large one missed as long is not."""
+    tiled = {0, 5, 10, 15}
+    reach = [0.0 if pos in tiled else 50.0 for pos in range(16)]  # plain frames find faces from 50 px up
+    small = [[det(200.0, size=20.0)] if pos in tiled else [] for pos in range(16)]
+    assert track_faces(small) == []  # four frames between sightings: more than max_gap (3)
+    (track,) = track_faces(small, reach=reach)
+    assert track.frames == sorted(tiled)
+    large = [[det(200.0, size=80.0)] if pos in tiled else [] for pos in range(16)]
+    assert track_faces(large, reach=reach) == []  # the plain frames looked for it and missed it

@@ -9,7 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors
+from scanner.commands.choices import BackendChoice, Format
+from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
 Examples:
@@ -22,24 +23,13 @@ Examples:
 
     dfscan scan ./uploads --report out.json --resume    # after an interrupted run
 
+    dfscan scan /shared/uploads s3://bucket/clips/ --ray-address auto --report out.json  # needs dfscan\\[ray]
+
 Exit codes: 0 done; 1 --fail-on-fake found a fake; 2 bad usage or weights, or the report
 cannot be written (one scan at a time per report); 3 the scan finished but some files could
 not be read (they are error items in the report); 130 interrupted (Ctrl-C: the report holds
 the finished files).
 """
-
-
-class Format(str, Enum):
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-
-
-class BackendChoice(str, Enum):
-    auto = "auto"
-    tensorrt = "tensorrt"
-    torch = "torch"
-    onnxruntime = "onnxruntime"
 
 
 class FaceModel(str, Enum):
@@ -68,11 +58,17 @@ def scan(
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's calibrated threshold)."),
     crops: bool = typer.Option(False, "--crops", metavar="", help="Inputs are already-aligned face crops: no face detection."),
     face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
+    tile_every: int = typer.Option(8, "--tile-every", min=0, help="Search every K-th sampled frame (and every image) of 1280 px and up in overlapping tiles for small faces (0: never)."),
     strategy: Strategy = typer.Option(Strategy.mean, "--strategy", help="Frame → person score: mean, or the DFDC winner's confident rule."),
-    timeout: float = typer.Option(300.0, "--timeout", min=0.0, help="Seconds one file may take in a worker before it is an error item (0: no limit)."),
+    timeout: float = typer.Option(300.0, "--timeout", min=0.0, help="Seconds a file may go without progress (a sampled frame decoded, its crops scored) before it is an error item `timeout`: a hung decoder is stopped, a long file that keeps moving is not (0: no limit)."),
     resume: bool = typer.Option(False, "--resume", metavar="", help="Keep items of an earlier run of this report for files that did not change."),
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", metavar="", help="Exit 1 if any file is judged fake."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary table."),
+    ray: bool = typer.Option(False, "--ray", metavar="", help="Run the stages on Ray (pip install \"dfscan\\[ray]\"): a local Ray instance unless --ray-address."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (implies --ray): auto (RAY_ADDRESS or this node's cluster), host:port or ray://host:10001."),
+    ray_cpu_tasks: Optional[int] = typer.Option(None, "--ray-cpu-tasks-per-node", min=1, help="Decode/detect/crop actors per node (default: the node's CPUs, less the CPU inference actors)."),
+    ray_actors_per_gpu: int = typer.Option(1, "--ray-actors-per-gpu", min=1, help="Inference actors sharing each GPU."),
+    ray_max_in_flight: Optional[int] = typer.Option(None, "--ray-max-in-flight", min=1, help="Files being decoded at once across the cluster, which bounds memory (default: 2 per CPU actor)."),
 ) -> None:
     """Scan videos and images for deepfakes: a score per person, per file."""
     from scanner import report as rp
@@ -81,13 +77,19 @@ def scan(
     options = ScanOptions(
         frames=frames, fps=fps, keyframes=keyframes, batch_size=batch_size, workers=workers,
         backend=backend.value, weights=weights, engine=engine, threshold=threshold, crops=crops,
-        face_model=face_model.value, strategy=strategy.value, timeout=timeout or None, resume=resume,
+        face_model=face_model.value, tile_every=tile_every, strategy=strategy.value, timeout=timeout or None, resume=resume,
         report=report,
     )
     fmt_name = rp.format_for(report, fmt.value if fmt else None) if report else (fmt.value if fmt else "json")
 
     with FileProgress("scanning", enabled=not quiet, status=_faces_per_second) as progress:
-        if report is not None:  # written before the report's lock is released
+        if ray or ray_address:
+            from scanner.ray_scan import RayOptions, scan_ray
+
+            result = scan_ray(paths, options, RayOptions(address=ray_address, cpu_tasks_per_node=ray_cpu_tasks,
+                                                         actors_per_gpu=ray_actors_per_gpu, max_in_flight=ray_max_in_flight),
+                              fmt_name, progress=progress.update)
+        elif report is not None:  # written before the report's lock is released
             result = scan_to_report(paths, options, fmt_name, progress=progress.update)
         else:
             result = run_scan(paths, options, progress=progress.update)
@@ -114,7 +116,6 @@ def scan(
     raise typer.Exit(EXIT_OK)
 
 
-scan.__doc__ = (scan.__doc__ or "") + "\n" + EXAMPLE
 
 
 def unlike_crops(result: dict) -> list[dict]:
@@ -192,4 +193,4 @@ def _print_summary(result: dict, report: Optional[Path]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("scan", help=scan.__doc__)(scan)
+    app.command("scan", epilog=reflow(EXAMPLE))(scan)
