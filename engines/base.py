@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from train.errors import InputError
+
+if TYPE_CHECKING:
+    from train.checkpoint_info import CheckpointInfo
 
 
 @runtime_checkable
@@ -79,18 +82,10 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def checkpoint_config(weights: str | Path):
-    """The ModelConfig stored in a checkpoint's metadata, without building the network."""
-    import json
+def checkpoint_config(weights: "str | Path | CheckpointInfo"):
+    """The ModelConfig stored in a checkpoint's metadata, without building the network (or hashing the file)."""
+    from train.checkpoint_info import CheckpointInfo, read_model_config
 
-    from train.checkpoint import read_metadata
-    from train.config import ModelConfig
-    from train.errors import CheckpointError
-
-    meta = read_metadata(weights)
-    try:
-        return ModelConfig.from_dict(json.loads(meta["config"]))
-    except (KeyError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"{weights}: bad checkpoint metadata ({exc})") from None
+    if isinstance(weights, CheckpointInfo):
+        return weights.model_config()
+    return read_model_config(weights)

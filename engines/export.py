@@ -168,14 +168,17 @@ def cached_onnx_path(weights_sha: str, *, fp16: bool = False, opset: int = DEFAU
     return cache_dir() / "onnx" / weights_sha / f"model-{tag}.onnx"
 
 
-def cached_onnx(weights: str | Path, *, fp16: bool = False) -> Path:
-    """The ONNX export of these weights, made once and reused by every later run on this machine."""
-    from train.checkpoint import file_sha256
+def cached_onnx(weights: str | Path, *, fp16: bool = False, weights_sha: str | None = None) -> Path:
+    """The ONNX export of these weights, made once and reused by every later run on this machine.
+
+    `weights_sha`: the file's sha256 when the caller has it already (a scan hashes its checkpoint once).
+    """
+    from train.checkpoint_info import file_sha256
 
     weights = Path(weights)
     if not weights.is_file():
         raise InputError(f"{weights}: weights file not found")
-    path = cached_onnx_path(file_sha256(weights), fp16=fp16)
+    path = cached_onnx_path(weights_sha or file_sha256(weights), fp16=fp16)
     if path.is_file():
         try:
             check_onnx(path, input_size=checkpoint_config(weights).input_size)

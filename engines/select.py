@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from engines.base import Backend, cpu_threads
 from train.errors import InputError
+
+if TYPE_CHECKING:
+    from train.checkpoint_info import CheckpointInfo
 
 
 @dataclass
@@ -74,7 +77,7 @@ def probe_torch_cpu() -> tuple[bool, str]:
 def _load_tensorrt(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
     from engines.tensorrt import TensorRTBackend, default_engine_dir
 
-    return TensorRTBackend(engine or default_engine_dir(weights_sha), weights)
+    return TensorRTBackend(engine or default_engine_dir(weights_sha), weights, weights_sha=weights_sha)
 
 
 def _load_torch_cuda(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
@@ -84,9 +87,10 @@ def _load_torch_cuda(weights: Path, engine: Path | None, weights_sha: str) -> Ba
 
 
 def _load_onnxruntime(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
+    from engines.export import cached_onnx
     from engines.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(weights)
+    return OnnxRuntimeBackend(weights, onnx_path=cached_onnx(weights, weights_sha=weights_sha))
 
 
 def _load_torch_cpu(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
@@ -132,7 +136,7 @@ FACTORY: Callable[[str, Path, Path | None, str], Backend] = _make  # PROBES and 
 
 
 def _weights_sha(weights: Path) -> str:
-    from train.checkpoint import file_sha256
+    from train.checkpoint_info import file_sha256
 
     if not weights.is_file():
         raise InputError(f"{weights}: weights file not found")
@@ -156,19 +160,20 @@ def candidates(weights: str | Path, engine: str | Path | None = None, *, weights
     return out
 
 
-def select_backend(weights: str | Path, backend: str = "auto", engine: str | Path | None = None
-                   ) -> tuple[Backend, list[Candidate]]:
+def select_backend(weights: str | Path, backend: str = "auto", engine: str | Path | None = None, *,
+                   checkpoint: CheckpointInfo | None = None) -> tuple[Backend, list[Candidate]]:
     """Load the backend to scan with; `backend` is auto|tensorrt|torch|onnxruntime.
 
     An explicit choice is honoured or refused with the reason (InputError); `auto` walks
     AUTO_ORDER and takes the first candidate that loads. `torch` means CUDA FP16 when a GPU is
     visible, else CPU FP32. A given `engine` folder that does not match is a reason, not an error,
-    under `auto`.
+    under `auto`. `checkpoint`: the weights' CheckpointInfo when the caller has read it (its sha256
+    is then not computed again).
     """
     if backend not in CHOICES:
         raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(CHOICES)}")
     weights = Path(weights)
-    sha = _weights_sha(weights)
+    sha = checkpoint.sha256 if checkpoint is not None and checkpoint.path == weights else _weights_sha(weights)
     if engine is not None and not Path(engine).exists():
         raise InputError(f"{engine}: engine folder not found")
     cands = candidates(weights, engine, weights_sha=sha)

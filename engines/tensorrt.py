@@ -173,7 +173,7 @@ def engine_status(engine_dir: str | Path, weights_sha: str) -> str | None:
 
 
 def _sha256(path: Path) -> str:
-    from train.checkpoint import file_sha256
+    from train.checkpoint_info import file_sha256
 
     return file_sha256(path)
 
@@ -367,13 +367,14 @@ class TensorRTBackend:
     name = "tensorrt"
     precision = "fp16"
 
-    def __init__(self, engine_dir: str | Path, weights: str | Path, batch_size: int | None = None):
-        from train.checkpoint import file_sha256
+    def __init__(self, engine_dir: str | Path, weights: str | Path, batch_size: int | None = None,
+                 weights_sha: str | None = None):
+        from train.checkpoint_info import file_sha256
 
         engine_dir = Path(engine_dir)
         weights = Path(weights)
         trt = import_tensorrt()
-        reason = engine_status(engine_dir, file_sha256(weights))
+        reason = engine_status(engine_dir, weights_sha or file_sha256(weights))
         if reason is not None:
             raise InputError(f"TensorRT engine in {engine_dir} cannot be used: {reason}; rebuild it with: "
                              f"dfscan build-engine --weights {weights} --out {engine_dir}")

@@ -8,6 +8,8 @@
     python recipes/build_detector.py evaluate --work runs/detector --checkpoint runs/detector/ft/best.safetensors
     python recipes/build_detector.py fairness-set --work runs/detector
     python recipes/build_detector.py ship --work runs/detector --checkpoint runs/detector/ft/best.safetensors
+    python recipes/build_detector.py ablation --work runs/detector --seeds 0 1 2 [--dry-run]  # issue 15
+    python recipes/build_detector.py ablation-table --work runs/detector --seeds 0 1 2
 
 DFDC_DIR holds `metadata.csv` (videoname,...,label,original) and `faces_224/<video>.jpg` (one
 face crop per DFDC video, as in the public `i-Shreyansh/DeepFake-Detection` snapshot); UTK_DIR
@@ -258,6 +260,17 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
+def research_flags(curriculum: str, balance: str, target: int | None, pacing_start: float,
+                   pacing_end: float) -> list[str]:
+    """The `dfscan train` options of issue 15's methods (nothing for the plain recipe)."""
+    flags: list[str] = []
+    if curriculum != "none":
+        flags += ["--curriculum", curriculum, "--pacing-start", str(pacing_start), "--pacing-end", str(pacing_end)]
+    if balance != "none":
+        flags += ["--balance-groups", balance] + (["--balance-target", str(target)] if target else [])
+    return flags
+
+
 def train(a: argparse.Namespace) -> None:
     """`dfscan train` with the recipe's settings (see the model card for why each)."""
     work = a.work.resolve()
@@ -269,6 +282,7 @@ def train(a: argparse.Namespace) -> None:
         cmd.append("--no-fairness")
     if a.cosine:
         cmd += ["--lr-schedule", "cosine"]
+    cmd += research_flags(a.curriculum, a.balance_groups, a.balance_target, a.pacing_start, a.pacing_end)
     if a.resume:
         cmd.append("--resume")
     elif a.init_from:
@@ -361,6 +375,84 @@ def fairness_set(a: argparse.Namespace) -> None:
     print(f"{folder / 'labels.csv'}: {2 * len(keep)} rows")
 
 
+# ---------------------------------------------------------------- ablation (issue 15)
+
+VARIANTS = {"plain": ("none", "none"), "curriculum": ("quality", "none"), "balance": ("none", "synthetic"),
+            "both": ("quality", "synthetic")}
+
+
+def ablation_runs(a: argparse.Namespace) -> list[tuple[str, int, Path, list[str]]]:
+    """(variant, seed, run folder, command) for every run: one budget (--epochs x --steps, lr) and
+    the recipe's settings for all, only the two options and the seed differ."""
+    work = a.work.resolve()
+    size = json.loads((work / "prepare.json").read_text())["size"]
+    runs = []
+    for seed in a.seeds:
+        for name, (curriculum, balance) in VARIANTS.items():
+            folder = work / "ablation" / f"{name}-s{seed}"
+            cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
+                               "--out", str(folder), "--epochs", str(a.epochs), "--max-steps-per-epoch", str(a.steps),
+                               "--input-size", str(size), "--seed", str(seed), "--lr", str(a.lr), *TRAIN_SETTINGS,
+                               *research_flags(curriculum, balance, a.balance_target, a.pacing_start, a.pacing_end)]
+            if a.init_from:
+                cmd += ["--init-from", str(a.init_from)]
+            runs.append((name, seed, folder, cmd))
+    return runs
+
+
+def ablation(a: argparse.Namespace) -> None:
+    """Train plain vs --curriculum quality vs --balance-groups synthetic vs both, per seed; a run
+    folder that already has a best checkpoint is skipped, so an interrupted ablation continues."""
+    for name, seed, folder, cmd in ablation_runs(a):
+        if a.dry_run:
+            print(" ".join(cmd))
+        elif (folder / "best.safetensors").is_file() and (folder / "metrics.csv").is_file():
+            print(f"{folder}: done, skipped", flush=True)
+        else:
+            run(cmd)
+
+
+def _ablation_metrics(ckpt: Path, val: Path, shipped_threshold: float) -> dict:
+    """AUC (all validation rows; DFDC reals vs DFDC fakes), FPR at the shipped threshold, and
+    F_FPR / F_OAE over gender x race on the UTKFace rows (reals + their pseudo-fakes) there."""
+    from train.metrics import binary_metrics, fairness_metrics
+
+    p, y, kind, domain, group, _ = _scores(ckpt, val, 1_000_003)
+    dfdc = (domain == "dfdc") & (kind != "sbi")
+    utk = domain == "utkface"
+    fair = fairness_metrics(y[utk], p[utk], group[utk], shipped_threshold)
+    return {"auc": float(binary_metrics(y, p)["auc"]), "auc_dfdc": float(binary_metrics(y[dfdc], p[dfdc])["auc"]),
+            "fpr": float(binary_metrics(y, p, shipped_threshold)["fpr"]), "F_FPR": fair["F_FPR"],
+            "F_OAE": fair["F_OAE"]}
+
+
+def ablation_table(a: argparse.Namespace) -> None:
+    """Mean and spread (sample std) over seeds of each variant's best checkpoint on val.csv, at the
+    shipped model's threshold; ablation.json and a markdown table for the README."""
+    import numpy as np
+
+    from train.checkpoint import load_checkpoint
+
+    work = a.work.resolve()
+    shipped = float(load_checkpoint(a.shipped, deploy=True)[2]["threshold"])
+    per: dict[str, list[dict]] = {}
+    for name, seed, folder, _ in ablation_runs(a):
+        ckpt = folder / "best.safetensors"
+        if ckpt.is_file():
+            per.setdefault(name, []).append({"seed": seed, **_ablation_metrics(ckpt, work / "val.csv", shipped)})
+    keys = ("auc", "auc_dfdc", "fpr", "F_FPR", "F_OAE")
+    lines = [f"| variant | seeds | {' | '.join(keys)} |", "|---" * (len(keys) + 2) + "|"]
+    for name, rows in per.items():
+        cells = []
+        for k in keys:
+            v = np.array([r[k] for r in rows], float)
+            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if v.size > 1 else f"{v.mean():.4f}")
+        lines.append(f"| {name} | {len(rows)} | {' | '.join(cells)} |")
+    out = {"shipped_threshold": shipped, "budget": {"epochs": a.epochs, "steps": a.steps, "lr": a.lr}, "runs": per}
+    (work / "ablation.json").write_text(json.dumps(out, indent=2))
+    print("\n".join(lines))
+
+
 CAVEAT = ("Research use only: trained on DFDC and UTKFace, whose terms forbid commercial use; "
           "measured on their validation splits, not on your data (see MODEL_CARD.md).")
 STATE = ROOT / "recipes" / "state" / "pgfdd_efficientnet_lite0_dfdc_utk_full.safetensors"
@@ -408,6 +500,26 @@ def main() -> None:
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over the run")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init-from", type=Path, help="full checkpoint to start from (e.g. the committed state)")
+    for p in (sub.add_parser("ablation", help="issue 15: plain vs --curriculum quality vs --balance-groups "
+                             "synthetic vs both, same budget, per seed"),
+              sub.add_parser("ablation-table", help="the ablation's figures at the shipped threshold")):
+        p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+        p.add_argument("--epochs", type=int, default=3)
+        p.add_argument("--steps", type=int, default=400, help="steps of 32 crops per epoch")
+        p.add_argument("--lr", type=float, default=3e-4)
+        p.add_argument("--init-from", type=Path, help="the same warm start for every run (default: ImageNet)")
+    sub.choices["ablation"].add_argument("--dry-run", action="store_true", help="print the commands only")
+    sub.choices["ablation-table"].add_argument("--shipped", type=Path, default=TARGET,
+                                               help="checkpoint whose threshold the table uses")
+    p = sub.choices["train"]
+    p.add_argument("--curriculum", choices=["none", "quality"], default="none", help="quality-centric curriculum")
+    p.add_argument("--balance-groups", choices=["none", "synthetic"], default="none",
+                   help="fill label x group cells with synthetic rows")
+    for name in ("train", "ablation", "ablation-table"):
+        p = sub.choices[name]
+        p.add_argument("--balance-target", type=int, help="rows per label x group cell (default: the largest cell)")
+        p.add_argument("--pacing-start", type=float, default=-3.0)
+        p.add_argument("--pacing-end", type=float, default=3.0)
     p = sub.add_parser("evaluate", help="validation figures of a checkpoint")
     p.add_argument("--checkpoint", type=Path)
     sub.add_parser("fairness-set", help="labelled UTKFace validation set for dfscan fairness-check")
@@ -419,7 +531,8 @@ def main() -> None:
         p.add_argument("--work", type=Path, default=ROOT / "runs" / "detector")
         p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship}[a.cmd](a)
+    {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship,
+     "ablation": ablation, "ablation-table": ablation_table}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from train.errors import InputError
 
 def weights_info(path: Path | None) -> dict[str, Any]:
     """Path, sha256, backbone and threshold of a checkpoint (or why it cannot be read)."""
-    from train.checkpoint import file_sha256, read_metadata
+    from train.checkpoint_info import file_sha256, read_metadata
 
     if path is None:
         from scanner.assets import DEFAULT_WEIGHTS

@@ -1,10 +1,10 @@
 """`dfscan scan --ray`: the local scan's stages, scheduled on a Ray cluster by Ray Data.
 
 Why this shape:
-- One implementation. The CPU stage calls pipeline.process_file (decode → detect → track →
-  crop, crops streamed through a _CropSink) and pipeline._error_payload (the per-file MediaError
+- One implementation. The CPU stage calls stage.process_file (decode → detect → track →
+  crop, crops streamed through a CropSink) and stage.error_payload (the per-file MediaError
   codes); inference loads its backend with engines.select.select_backend; the driver builds
-  items with pipeline.file_item / pipeline.scored_item and runs inside pipeline._scan (report
+  items with items.file_item / items.scored_item and runs inside pipeline._scan (report
   lock, Ctrl-C, --resume, the JSONL stream, the final write). Ray only schedules.
 - Stages map to Ray Data operators:
     files ──map_batches(_CropStage, actors, num_cpus=1, batch_size=1)──▶ one row per crop
@@ -37,7 +37,6 @@ import json
 import os
 import queue
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -53,7 +52,7 @@ from train.errors import InputError
 
 INSTALL_HINT = 'dfscan scan --ray needs Ray Data: pip install "dfscan[ray]" (that is ray[data]>=2.9), on this machine and on every node of the cluster'
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "viewfs://", "abfs://", "abfss://")
-_FORWARDED_ENV = ("DFSCAN_TEST_FAULT", "DFSCAN_DEBUG", "DFSCAN_CACHE")  # the actors see what the driver was told
+_FORWARDED_ENV = ("DFSCAN_DEBUG", "DFSCAN_CACHE")  # the actors see what the driver was told
 
 
 @dataclass
@@ -189,25 +188,13 @@ class _CropStage:
     notice a file that stops making progress (--timeout); a hung file makes the actor exit.
     """
 
-    def __init__(self, cfg: Any, size: int, ledger: Any, timeout: float | None, retries: int):
-        from scanner.console import quiet_env
-        from scanner.pipeline import _fault_plan, _native_stderr_silenced
+    def __init__(self, cfg: Any, size: int, ledger: Any, timeout: float | None, retries: int, faults: Any = None):
+        from scanner.stage import open_detector, setup_process
 
-        quiet_env()
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)
-        except Exception:
-            pass
+        setup_process()
         self.cfg, self.size, self.ledger, self.timeout, self.retries = cfg, size, ledger, timeout, retries
-        self.plan = _fault_plan()
-        self.detector = None
-        if not cfg.crops:
-            from scanner.faces import FaceDetector
-
-            with _native_stderr_silenced():
-                self.detector = FaceDetector(model=cfg.face_model, min_score=cfg.min_face_score)
+        self.faults = faults  # tests only: scanner.faults.FaultPlan
+        self.detector = open_detector(cfg)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         import ray
@@ -231,12 +218,11 @@ class _CropStage:
     def _scan_one(self, fid: int, path: str, kind: str, deaths: int) -> Iterator[dict[str, np.ndarray]]:
         import ray
 
-        from scanner.pipeline import SLOW_FRAME_S, _apply_fault, _CropSink, _error_payload, _heartbeat, process_file
+        from scanner.stage import CropSink, error_payload, heartbeat, process_file
 
         out: queue.Queue = queue.Queue(maxsize=2)  # chunks made and not yet yielded: the thread waits on it
         state = [float(fid), time.time()]
-        name = Path(path).name
-        beat = _heartbeat(state, SLOW_FRAME_S if self.plan.get(name) == "slow" else 0.0)
+        beat = heartbeat(state, self.faults.frame_delay(path) if self.faults is not None else 0.0)
 
         def deliver(first: int, crops: np.ndarray) -> None:
             out.put(("crops", first, crops))
@@ -244,14 +230,12 @@ class _CropStage:
 
         def work() -> None:
             try:
-                if self.plan.get(name) == "crash_once" and deaths == 0:  # test hook: an actor lost once, mid-run
-                    os.kill(os.getpid(), signal.SIGSEGV)
-                if self.plan:
-                    _apply_fault(self.plan, path)
+                if self.faults is not None:  # tests only; crash_once: an actor lost once, mid-run
+                    self.faults.before_file(path, attempt=deaths)
                 with _Localized(path) as local:
-                    payload = process_file(local, kind, self.detector, self.cfg, _CropSink(self.cfg.chunk, deliver), beat)
+                    payload = process_file(local, kind, self.detector, self.cfg, CropSink(self.cfg.chunk, deliver), beat)
             except Exception as exc:  # every failure of one file becomes that file's error item
-                payload = _error_payload(exc)
+                payload = error_payload(exc)
             out.put(("result", payload))
 
         threading.Thread(target=work, name="dfscan-ray-file", daemon=True).start()
@@ -275,10 +259,9 @@ class _CropStage:
 
     def __del__(self) -> None:
         if getattr(self, "detector", None) is not None:
-            from scanner.pipeline import _native_stderr_silenced
+            from scanner.stage import close_detector
 
-            with _native_stderr_silenced():
-                self.detector.close()
+            close_detector(self.detector)
             self.detector = None
 
 
@@ -296,9 +279,9 @@ def _load_backend(weights: str, backend: str, engine: str | None, batch_size: in
 
     loaded, _ = select_backend(weights, backend, engine)
     if getattr(loaded, "device", "") == "cpu" and threads:
-        from scanner.pipeline import _fit_cpu_threads
+        from scanner.resources import fit_cpu_threads
 
-        loaded = _fit_cpu_threads(loaded, Path(weights), threads, batch_size)
+        loaded = fit_cpu_threads(loaded, Path(weights), threads, batch_size)
     return loaded
 
 
@@ -438,10 +421,12 @@ def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped
     """pipeline._scan_files with the stages on Ray: model, resume, header, stream, items, summary."""
     import ray
 
-    from scanner.pipeline import ScanProgress, _kind_of, _ordered, _prepare_note, _WorkerConfig, file_item, resolve_model, scored_item
+    from scanner.items import file_item, ordered, scored_item
+    from scanner.options import ScanProgress
+    from scanner.pipeline import kind_of, prepare_note, resolve_model, stage_config
 
-    weights, model, config, threshold, settings = resolve_model(options)
-    size = int(config.get("input_size", 256))
+    checkpoint, model, threshold, settings = resolve_model(options)
+    weights, size = checkpoint.path, checkpoint.input_size
     stream_path = rp.stream_path_for(options.report) if options.report is not None and options.stream else None
     prior: dict[str, dict] = {}
     if options.resume:
@@ -454,7 +439,7 @@ def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped
         plan = cluster_plan(ray_options, todo_count)
         t_prepare = time.time()
         if progress is not None:
-            progress(ScanProgress(total=len(files), done=0, faces=0, elapsed=0.0, note=_prepare_note(options, model)))
+            progress(ScanProgress(total=len(files), done=0, faces=0, elapsed=0.0, note=prepare_note(options, model)))
         env = _runtime_env()
         info_task = ray.remote(backend_info).options(num_cpus=plan.infer_cpus, num_gpus=plan.infer_gpus, runtime_env=env or None)
         try:
@@ -476,7 +461,7 @@ def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped
             if kept is not None:
                 results[i] = kept
             else:
-                todo[i] = _File(i, str(f), _kind_of(Path(str(f)), options.crops), None)
+                todo[i] = _File(i, str(f), kind_of(Path(str(f)), options.crops), None)
         resumed = len(files) - len(todo)
         stream = rp.ReportStream(stream_path, header, append=options.resume) if stream_path else None
         stats = {"faces": 0, "done": resumed, "prepare": t_prepare, "decode": 0.0, "detect": 0.0, "crop": 0.0, "infer": 0.0}
@@ -507,20 +492,19 @@ def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped
                 if p["subjects"]:
                     item, faces = scored_item(item, p["subjects"], f.scores, threshold, options.strategy)
                     stats["faces"] += faces
-            finish(f, _ordered(item))
+            finish(f, ordered(item))
 
         interrupted = False
         try:
             report_progress(None)
             if todo:
-                cfg = _WorkerConfig(options.frames, options.fps, options.keyframes, options.crops, options.face_model,
-                                    options.min_face_score, size, None, chunk=batch_size, tile_every=options.tile_every)
+                cfg = stage_config(options, checkpoint, batch_size)
                 for f in todo.values():  # before any actor opens the file
                     f.fingerprint = rp.file_fingerprint(f.path)
                 try:
                     _run_dataset(ray_options, plan, env, cfg, size, todo, options, weights, batch_size, stats, settle)
                 except ray.exceptions.RayError as exc:  # not one file's fault (e.g. the backend failed): one line, stream kept
-                    from scanner.pipeline import ScanError
+                    from scanner.options import ScanError
 
                     where = f"; the finished items are in {stream_path}: rerun with --resume" if stream_path else ""
                     raise ScanError(f"the Ray scan failed: {rp.one_line(str(exc), 240)}{where}") from None
@@ -568,7 +552,7 @@ def _run_dataset(ray_options: RayOptions, plan: ClusterPlan, env: dict, cfg: Any
         _CropStage, batch_size=1, batch_format="numpy", num_cpus=1,
         compute=ActorPoolStrategy(size=plan.crop_actors, max_tasks_in_flight_per_actor=per_actor),
         fn_constructor_kwargs={"cfg": cfg, "size": size, "ledger": ledger, "timeout": options.timeout or None,
-                               "retries": ray_options.retries},
+                               "retries": ray_options.retries, "faults": options.faults},
         **remote_args)
     threads = None if plan.infer_gpus else int(plan.infer_cpus)
     ds = ds.map_batches(

@@ -254,7 +254,7 @@ def test_scan_step_tracks_small_faces_of_a_video_across_plain_frames(tmp_path, d
     """process_file on a 1080p pan over the shrunk group photo: subjects only with tiles."""
     import av
 
-    from scanner.pipeline import _CropSink, _WorkerConfig, process_file
+    from scanner.stage import CropSink, StageConfig, process_file
 
     canvas = shrunk_on_canvas(image("group_sample4.jpg"), 4, (720, 359))
     path = tmp_path / "crowd.mp4"
@@ -269,9 +269,9 @@ def test_scan_step_tracks_small_faces_of_a_video_across_plain_frames(tmp_path, d
             out.mux(packet)
     subjects = {}
     for every in (0, 5):  # 5: four plain frames between tiled ones, more than the tracker's max_gap (3)
-        cfg = _WorkerConfig(frames=16, fps=None, keyframes=False, crops=False, face_model="full",
+        cfg = StageConfig(frames=16, fps=None, keyframes=False, crops=False, face_model="full",
                             min_face_score=0.5, size=64, tile_every=every)
-        sink = _CropSink(64, lambda first, crops: None)
+        sink = CropSink(64, lambda first, crops: None)
         subjects[every] = process_file(str(path), "video", detector, cfg, sink)["subjects"]
     assert subjects[0] == []
     assert len(subjects[5]) >= 3

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from scanner import report as rp
-from scanner.pipeline import FAULT_ENV, ScanOptions, scan
+from scanner.faults import FaultPlan
+from scanner.pipeline import ScanOptions, scan
 from tests.conftest import TEST_SIZE
 
 MEDIA = Path(__file__).parent / "data" / "media"
@@ -191,17 +192,17 @@ def test_stream_and_progress(mixed):
 
 def test_first_run_says_it_exports_the_model(tiny_checkpoint, tmp_path, monkeypatch):
     from engines.export import cached_onnx_path
-    from scanner.pipeline import _prepare_note, model_info
+    from scanner.pipeline import prepare_note, model_info
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
     model, _ = model_info(tiny_checkpoint)
-    note = _prepare_note(ScanOptions(backend="auto"), model)
+    note = prepare_note(ScanOptions(backend="auto"), model)
     assert note.startswith("preparing the model (one-time ONNX export, cached in ") and str(tmp_path) in note
-    assert _prepare_note(ScanOptions(backend="torch"), model) == "loading the model"
+    assert prepare_note(ScanOptions(backend="torch"), model) == "loading the model"
     target = cached_onnx_path(model["sha256"])
     target.parent.mkdir(parents=True)
     target.write_bytes(b"exported")
-    assert _prepare_note(ScanOptions(backend="auto"), model) == "loading the model"
+    assert prepare_note(ScanOptions(backend="auto"), model) == "loading the model"
 
 
 @pytest.mark.parametrize("in_workers", [True, False], ids=["infer-in-workers", "infer-in-main"])
@@ -237,9 +238,8 @@ def test_crops_mode_scores_every_crop_without_detection(tmp_path, tiny_checkpoin
 def test_crash_and_hang_become_error_items(tmp_path, tiny_checkpoint, monkeypatch):
     for name in ("crash.jpg", "hang.jpg", "good.jpg"):
         shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
-    monkeypatch.setenv(FAULT_ENV, "crash:crash.jpg,hang:hang.jpg")
     report = scan([tmp_path / "crash.jpg", tmp_path / "hang.jpg", tmp_path / "good.jpg"],
-                  _opts(tiny_checkpoint, workers=1, timeout=3))
+                  _opts(tiny_checkpoint, workers=1, timeout=3, faults=FaultPlan.parse("crash:crash.jpg,hang:hang.jpg")))
     rp.validate_report(report)
     items = _by_name(report)
     assert items["crash.jpg"]["error"]["code"] == "worker_crashed"
@@ -360,10 +360,10 @@ def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpo
 
 
 def test_crop_sink_numbers_crops_and_sends_whole_chunks():
-    from scanner.pipeline import _CropSink
+    from scanner.stage import CropSink
 
     sent = []
-    sink = _CropSink(3, lambda first, crops: sent.append((first, crops[:, 0, 0, 0].tolist())))
+    sink = CropSink(3, lambda first, crops: sent.append((first, crops[:, 0, 0, 0].tolist())))
     crop = lambda v: np.full((2, 2, 3), v, np.uint8)  # noqa: E731
     seqs = []
     for frame in ([1], [2, 3], [4, 5], [], [6]):  # one frame's faces are never split across chunks
@@ -382,19 +382,19 @@ def test_crops_stream_in_chunks_with_few_in_flight_and_the_same_scores(tmp_path,
     import time
 
     from engines.torch import TorchBackend
-    from scanner import pipeline as pl
+    from scanner import batcher, pipeline as pl
 
     shutil.copy(VIDEOS / "WolfgangLanger_Pexels.mp4", tmp_path / "long.mp4")
     events: list[tuple[str, int, int]] = []  # ("chunk" | "ack", worker pid, crops)
     lock = threading.Lock()
 
-    class CountedChunk(pl._Chunk):
+    class CountedChunk(batcher.Chunk):
         def __post_init__(self) -> None:
             super().__post_init__()
             with lock:
-                events.append(("chunk", self.worker.proc.pid, len(self.crops)))
+                events.append(("chunk", self.owner.proc.pid, len(self.crops)))
 
-    real_ack, real_predict = pl._ack, TorchBackend.predict
+    real_ack, real_predict = pl.ack, TorchBackend.predict
 
     def counted_ack(w):
         with lock:
@@ -405,8 +405,8 @@ def test_crops_stream_in_chunks_with_few_in_flight_and_the_same_scores(tmp_path,
         time.sleep(0.15)  # far slower than decoding and detecting a frame: a worker left alone would run ahead
         return real_predict(self, crops)
 
-    monkeypatch.setattr(pl, "_Chunk", CountedChunk)
-    monkeypatch.setattr(pl, "_ack", counted_ack)
+    monkeypatch.setattr(batcher, "Chunk", CountedChunk)
+    monkeypatch.setattr(pl, "ack", counted_ack)
     monkeypatch.setattr(TorchBackend, "predict", slow_predict)
     chunked = scan([tmp_path / "long.mp4"], _opts(tiny_checkpoint, fps=2.0, workers=1, batch_size=3, infer_in_workers=False))
     monkeypatch.undo()
@@ -442,16 +442,16 @@ def _split_scores(item: dict) -> tuple[list[float], dict]:
 
 def test_timeout_counts_from_the_last_progress(tmp_path, tiny_checkpoint, monkeypatch):
     """A file that takes far longer than --timeout but keeps producing frames is scanned; a hung one is stopped."""
-    from scanner.pipeline import SLOW_FRAME_S
+    from scanner.faults import SLOW_FRAME_S
 
     shutil.copy(VIDEOS / "single_face.mp4", tmp_path / "slow.mp4")
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "hang.jpg")
-    monkeypatch.setenv(FAULT_ENV, "slow:slow.mp4,hang:hang.jpg")
     # a 3 s limit leaves 2.6 s of slack per 0.4 s frame for a loaded machine; 24 frames take 9.6 s
     timeout, frames = 3.0, 24
     assert frames * SLOW_FRAME_S > 3 * timeout  # the slow file's whole time is well past the timeout
     report = scan([tmp_path / "slow.mp4", tmp_path / "hang.jpg"],
-                  _opts(tiny_checkpoint, workers=1, timeout=timeout, frames=frames))
+                  _opts(tiny_checkpoint, workers=1, timeout=timeout, frames=frames,
+                        faults=FaultPlan.parse("slow:slow.mp4,hang:hang.jpg")))
     rp.validate_report(report)
     items = _by_name(report)
     assert items["slow.mp4"]["status"] == "ok" and items["slow.mp4"]["media"]["frames_sampled"] == frames

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from scanner import report as rp
-from scanner.pipeline import FAULT_ENV, ScanOptions, scan
+from scanner.faults import FaultPlan
+from scanner.pipeline import ScanOptions, scan
 from tests.test_pipeline import EXPECTED_CODES, IMAGES, VIDEOS, make_broken_inputs
 
 HINT = "ray[data] is not installed: pip install 'dfscan[ray]' to run the Ray scan tests"
@@ -94,9 +95,9 @@ def test_ray_report_equals_the_local_one(local_ray, tmp_path, tiny_checkpoint):
 def test_killed_actor_is_retried_or_reported_and_a_hang_times_out(local_ray, tmp_path, tiny_checkpoint, monkeypatch):
     for name in ("crash.jpg", "once.jpg", "hang.jpg", "good.jpg"):
         shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
-    monkeypatch.setenv(FAULT_ENV, "crash:crash.jpg,crash_once:once.jpg,hang:hang.jpg")
+    faults = FaultPlan.parse("crash:crash.jpg,crash_once:once.jpg,hang:hang.jpg")
     paths = [tmp_path / n for n in ("crash.jpg", "once.jpg", "hang.jpg", "good.jpg")]
-    report = _ray(_opts(tiny_checkpoint, timeout=4), paths, retries=1)
+    report = _ray(_opts(tiny_checkpoint, timeout=4, faults=faults), paths, retries=1)
     rp.validate_report(report)
     items = _by_name(report)
     assert items["crash.jpg"]["error"]["code"] == "worker_crashed"  # died twice: reported, not retried forever

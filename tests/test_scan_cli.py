@@ -20,6 +20,20 @@ from tests.test_pipeline import IMAGES, make_broken_inputs
 COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7])m")
 
 
+# `dfscan` whose scans carry a FaultPlan (the product reads none from the environment): the test passes it in
+CLI_WITH_FAULTS = """
+import scanner.pipeline as pl
+from scanner.faults import FaultPlan
+real = pl.scan_to_report
+def with_faults(paths, options, *args, **kwargs):
+    options.faults = FaultPlan.parse({plan!r})
+    return real(paths, options, *args, **kwargs)
+pl.scan_to_report = with_faults
+from scanner.cli import app
+app()
+"""
+
+
 def dfscan(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "COLUMNS": "160", **(env or {})}
     return subprocess.run([sys.executable, "-c", "from scanner.cli import app; app()", *map(str, args)],
@@ -202,15 +216,13 @@ def _wait_for(check, seconds: float = 240.0) -> None:
 def test_second_writer_is_refused_and_ctrl_c_removes_the_lock(tmp_path, images, tiny_checkpoint):
     import signal
 
-    from scanner.pipeline import FAULT_ENV
-
     shutil.copy(IMAGES / "single_face.jpg", images / "z_hang.jpg")  # sorted last: one.jpg and two.jpg finish first
     out = tmp_path / "out.json"
     stream, lock = rp.stream_path_for(out), rp.lock_path_for(out)
     first = subprocess.Popen(
-        [sys.executable, "-c", "from scanner.cli import app; app()", "scan", images, "--report", out,
+        [sys.executable, "-c", CLI_WITH_FAULTS.format(plan="hang:z_hang.jpg"), "scan", images, "--report", out,
          *map(str, _common(tiny_checkpoint)), "--timeout", "0", "--quiet"],
-        env={**os.environ, FAULT_ENV: "hang:z_hang.jpg", "NO_COLOR": "1"},
+        env={**os.environ, "NO_COLOR": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: first.poll() is not None or (stream.is_file() and len(stream.read_text().splitlines()) == 3))

@@ -5,7 +5,6 @@ Run time never unpickles: only `import_official` calls torch.load, and with weig
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,21 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from train.checkpoint_info import FORMAT, file_sha256, read_metadata  # noqa: F401  (re-exported: callers import them from here)
 from train.config import ModelConfig
 from train.errors import CheckpointError
 from train.files import make_public
 from train.model import PGFDD, PGFDDDeploy, single_pass_exact
-
-FORMAT = "dfscan.checkpoint/1"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks (checkpoints reach hundreds of MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _kind(model: nn.Module) -> str:
@@ -73,23 +62,6 @@ def save_checkpoint(path: str | Path, model: PGFDD | PGFDDDeploy, config: ModelC
     make_public(tmp)  # safetensors writes 0600
     tmp.replace(path)
     return path
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The raw string metadata of a dfscan checkpoint; CheckpointError if the file is not one."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception:  # safetensors raises its own error types for a bad header
-        raise CheckpointError(f"{path}: not a safetensors file (dfscan reads .safetensors checkpoints only)") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a dfscan checkpoint (safetensors without dfscan metadata)")
-    return meta
 
 
 def _few(what: str, keys: list[str], limit: int = 5) -> str:

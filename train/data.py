@@ -29,7 +29,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -39,13 +39,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from train.augment import Augment
 from train.errors import InputError
 from train.labels import LABELS, OFFICIAL_GROUPS, PGFDD_REQUIRED, group_name, read_csv_table, require_columns, require_rows
-from train.sbi import self_blend
+from train.sbi import amplitude_mix, self_blend
 
 CORE_COLUMNS = ("path", "label", "group", "method", "domain")
 BOOKKEEPING = ("source", "subject", "frame", "kp")
 OFFICIAL_REQUIRED = (*PGFDD_REQUIRED, "intersec_label")
 SBI_METHOD = "sbi"
 NO_GROUP = "all"
+# a synthetic real (train.balance) is a copy of a real row that must differ from it at every
+# draw: colour jitter always, the degradations more often than the training pipeline's
+SYNTHETIC_REAL_AUGMENT = Augment(p_flip=0.5, p_color=1.0, p_blur=0.3, p_jpeg=0.5)
 
 
 @dataclass
@@ -63,6 +66,9 @@ class Sample:
     source: str = ""
     subject: str = ""
     frame: str = ""
+    # "" for a manifest row; rows added by `train.balance`: "sbi" (a pseudo-fake of the real at
+    # `path`, blended afresh at every draw) or "augment" (the real at `path`, always augmented)
+    synthetic: str = ""
 
 
 @dataclass
@@ -222,14 +228,16 @@ def to_tensor(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> t
 
 # ---------------------------------------------------------------- dataset
 
-Key = tuple[int, int]  # (item index, seed); index >= len(samples) means "SBI of sample index - len"
+Key = tuple[int, ...]  # (item index, seed[, reference real]); index >= len(samples) means "SBI of sample index - len"
 
 
 class FaceDataset(Dataset):
     """Crops of a manifest as model inputs, addressed by `Key`s.
 
     Item index i < n is manifest row i; i >= n is a self-blended pseudo-fake of real row i − n.
-    Returns a dict: `image` (3, S, S) normalised, `label`, `group` (index into `group_names`, −1
+    A third key element r >= 0 (set by the quality curriculum for low-quality fakes) mixes real
+    row r's low-frequency amplitude into the fake (`train.sbi.amplitude_mix`). Synthetic rows
+    (`Sample.synthetic`) are blended or augmented at every draw. Returns a dict: `image` (3, S, S) normalised, `label`, `group` (index into `group_names`, −1
     unknown), `method` (index into `method_names`), `index`.
     """
 
@@ -251,24 +259,31 @@ class FaceDataset(Dataset):
             return 0
         return self.group_index.get(s.group, -1) if s.group is not None else -1
 
+    def _blend(self, img: np.ndarray, s: Sample, rng: np.random.Generator) -> np.ndarray:
+        kp = s.kp
+        if kp is not None and img.shape[0] != 256:
+            kp = kp * (self.size / 256.0)
+        return self_blend(img, kp, rng)[0]
+
     def image(self, key: Key) -> tuple[np.ndarray, int, int, int]:
         """uint8 crop, label, group, method for a key (before normalisation)."""
-        idx, seed = key
+        idx, seed = key[0], key[1]
+        ref = key[2] if len(key) > 2 else -1
         sbi = idx >= self.n
         s = self.samples[idx - self.n if sbi else idx]
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, idx])
         img = load_image(s.path, self.size)
-        if sbi:
-            kp = s.kp
-            if kp is not None and img.shape[0] != 256:
-                kp = kp * (self.size / 256.0)
-            img, _ = self_blend(img, kp, rng)
+        if sbi or s.synthetic == "sbi":
+            img = self._blend(img, s, rng)
             label, method = 1, self.method_index.get(SBI_METHOD, len(self.method_index) - 1)
         else:
             label = s.label
             method = self.method_index.get(s.method, 0 if s.label == 0 else len(self.method_index) - 1)
-        if self.augment is not None:
-            img = self.augment(img, rng)
+        if ref >= 0 and label == 1:
+            img = amplitude_mix(img, load_image(self.samples[ref].path, self.size), rng)
+        augment = SYNTHETIC_REAL_AUGMENT if s.synthetic == "augment" else self.augment
+        if augment is not None:
+            img = augment(img, rng)
         return img, label, self.group_of(s), method
 
     def __getitem__(self, key: Key) -> dict:
@@ -294,10 +309,16 @@ class BalancedBatchSampler(Sampler[list[Key]]):
     0.5 with them), so pseudo-fakes follow the reals' group balance. An epoch covers the larger
     class once (capped by `max_steps`). `set_epoch` reseeds; the sampler lives in the main
     process, so this works with persistent workers.
+
+    With `fake_weights(epoch, step)` (one non-negative weight per row; the quality curriculum),
+    a fake slot still goes to the stratum the round-robin picks, so label and group balance hold
+    as without it, but the row within that stratum is drawn with probability proportional to
+    its weight at that step (with replacement) instead of from a permutation.
     """
 
     def __init__(self, labels: np.ndarray, batch_size: int, *, sbi: bool = False, seed: int = 0,
-                 max_steps: int | None = None, groups: Sequence[str | None] | None = None):
+                 max_steps: int | None = None, groups: Sequence[str | None] | None = None,
+                 fake_weights: Callable[[int, int], np.ndarray] | None = None):
         if batch_size < 2 or batch_size % 2:
             raise InputError(f"batch size must be even and at least 2 (half real, half fake), got {batch_size}")
         labels = np.asarray(labels)
@@ -312,6 +333,8 @@ class BalancedBatchSampler(Sampler[list[Key]]):
         if groups is not None and len(groups) != self.n:
             raise ValueError(f"{len(groups)} groups for {self.n} labels")
         self.groups = list(groups) if groups is not None else None
+        self.fake_weights = fake_weights
+        self._weights_now: np.ndarray | None = None  # this step's fake weights (set by __iter__)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -341,9 +364,16 @@ class BalancedBatchSampler(Sampler[list[Key]]):
         while True:
             yield from rng.permutation(pool).tolist()
 
-    def _draws(self, pool: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
+    def _weighted(self, pool: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
+        """Rows of one stratum drawn by this step's weights (uniform where they sum to 0)."""
+        while True:
+            w = self._weights_now[pool] if self._weights_now is not None else np.ones(pool.size)
+            total = float(w.sum())
+            yield int(pool[rng.choice(pool.size, p=w / total)] if total > 0 else pool[rng.integers(pool.size)])
+
+    def _draws(self, pool: np.ndarray, rng: np.random.Generator, weighted: bool = False) -> Iterator[int]:
         strata, probs = self.strata(pool)
-        streams = [self._stream(s, rng) for s in strata]
+        streams = [self._weighted(s, rng) if weighted else self._stream(s, rng) for s in strata]
         if len(streams) == 1:
             yield from streams[0]
         # smooth weighted round-robin: each stratum gets its share at every point of the
@@ -358,8 +388,10 @@ class BalancedBatchSampler(Sampler[list[Key]]):
     def __iter__(self) -> Iterator[list[Key]]:
         rng = np.random.default_rng([self.seed, self.epoch, 7])
         reals = self._draws(self.real, rng)
-        fakes = self._draws(self.fake, rng) if self.fake.size else None
-        for _ in range(len(self)):
+        fakes = self._draws(self.fake, rng, self.fake_weights is not None) if self.fake.size else None
+        for step in range(len(self)):
+            if self.fake_weights is not None:
+                self._weights_now = np.asarray(self.fake_weights(self.epoch, step), np.float64)
             r = [next(reals) for _ in range(self.half)]
             f = []
             for idx in r:

@@ -25,8 +25,10 @@ import numpy as np
 import torch
 
 from train.augment import Augment
+from train.balance import BALANCE_MODES, balance_groups
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.config import ModelConfig
+from train.curriculum import CURRICULA, QualityBatchSampler, QualityCurriculum, sample_losses
 from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Manifest, make_loader, read_manifest,
                         validation_keys)
 from train.errors import InputError
@@ -93,6 +95,13 @@ class TrainOptions:
     threshold_method: str = "fpr"  # eer | youden | fpr (the lowest threshold with FPR <= target_fpr on val reals)
     target_fpr: float = 0.05
     fp16_deploy: bool = False  # store the deploy checkpoint's weights as float16 (half the size)
+    curriculum: str = "none"  # none | quality (train.curriculum: fakes drawn by forgery-quality rating, paced)
+    pacing_start: float = -3.0  # the curriculum's tilt kappa at the first step (< 0: easy fakes favoured)
+    pacing_end: float = 3.0  # ... and at the last step (> 0: realistic fakes favoured)
+    quality_dynamic_weight: float = 0.5  # share of the model's loss (vs the static score) in the rating
+    quality_aug: float = 0.5  # frequency-mix probability of the lowest-rated fake (falls to 0 at rating 0.5)
+    balance_groups: str = "none"  # none | synthetic (train.balance: fill label x group cells to a target)
+    balance_target: int | None = None  # rows per label x group cell; None: the largest cell
 
     def check(self) -> None:
         from train.backbones import BACKBONES
@@ -122,6 +131,21 @@ class TrainOptions:
             raise InputError("--resume continues a run; --init-from starts a new one from weights: pass one")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise InputError("--max-steps-per-epoch must be at least 1")
+        self._check_research_options()
+
+    def _check_research_options(self) -> None:
+        if self.curriculum not in CURRICULA:
+            raise InputError(f"--curriculum must be one of {', '.join(CURRICULA)}, got {self.curriculum!r}")
+        if not 0.0 <= self.quality_dynamic_weight <= 1.0:
+            raise InputError(f"--quality-dynamic-weight must be in [0, 1], got {self.quality_dynamic_weight}")
+        if not 0.0 <= self.quality_aug <= 1.0:
+            raise InputError(f"--quality-aug must be in [0, 1], got {self.quality_aug}")
+        if not (math.isfinite(self.pacing_start) and math.isfinite(self.pacing_end)):
+            raise InputError("--pacing-start and --pacing-end must be finite numbers")
+        if self.balance_groups not in BALANCE_MODES:
+            raise InputError(f"--balance-groups must be one of {', '.join(BALANCE_MODES)}, got {self.balance_groups!r}")
+        if self.balance_target is not None and self.balance_target < 1:
+            raise InputError(f"--balance-target must be at least 1, got {self.balance_target}")
 
     def to_json(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
@@ -297,6 +321,10 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     device = resolve_device(opts.device)
     sbi = opts.pseudo_fakes == "sbi"
     train_m = read_manifest(opts.train)
+    train_counts = train_m.counts()
+    balance = None
+    if opts.balance_groups == "synthetic":
+        train_m, balance = balance_groups(train_m, opts.balance_target, opts.seed)
     # balanced batches need reals and (fakes or SBI): the sampler says so before anything is read further
     sampler = BalancedBatchSampler(train_m.labels, opts.batch_size, sbi=sbi, seed=opts.seed,
                                    max_steps=opts.max_steps_per_epoch,
@@ -314,6 +342,17 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     if not opts.resume and (last_ckpt.exists() or metrics_csv.exists()):
         raise InputError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    if balance is not None:
+        (out / "balance.json").write_text(json.dumps(balance.to_json(), indent=2) + "\n")
+        for line in balance.lines():
+            log(line)
+    curriculum = None
+    if opts.curriculum == "quality":
+        curriculum = QualityCurriculum(train_m, epochs=opts.epochs, steps_per_epoch=len(sampler),
+                                       pacing_start=opts.pacing_start, pacing_end=opts.pacing_end,
+                                       dynamic_weight=opts.quality_dynamic_weight, aug=opts.quality_aug)
+        sampler.fake_weights = curriculum
+    quality_state = out / "last_quality.safetensors"
 
     torch.manual_seed(opts.seed)
     methods = train_m.method_names
@@ -351,12 +390,17 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
         state.update(load_optimizer(last_optim, opt, gen, device))
         if state["epoch"] >= opts.epochs:
             raise InputError(f"{out}: the run already finished {state['epoch']} epoch(s); raise --epochs to go on")
+        if curriculum is not None:
+            if not quality_state.is_file():
+                raise InputError(f"{out}: the run was started without --curriculum quality (no {quality_state.name})")
+            curriculum.load(quality_state)
 
     common = {"group_names": groups, "method_names": methods, "size": config.input_size, "mean": config.mean,
               "std": config.std}
     train_ds = FaceDataset(train_m, augment=Augment(p_scale=opts.scale_jitter) if opts.augment else None, **common)
     val_ds = FaceDataset(val_m, augment=None, **common)
-    train_loader = make_loader(train_ds, batch_sampler=sampler, num_workers=opts.num_workers)
+    batches = sampler if curriculum is None else QualityBatchSampler(sampler, curriculum)
+    train_loader = make_loader(train_ds, batch_sampler=batches, num_workers=opts.num_workers)
     keys = validation_keys(val_m, sbi=sbi, seed=opts.seed + 1_000_003)
     # inference needs no gradients or decoder: larger validation batches cost little memory
     val_loader = make_loader(val_ds, keys=keys, batch_size=max(opts.batch_size, 16), num_workers=opts.num_workers)
@@ -364,15 +408,21 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     provenance_base = {
         "train_manifest": train_m.path.name, "train_manifest_sha256": train_m.sha256,
         "val_manifest": val_m.path.name, "val_manifest_sha256": val_m.sha256,
-        "train_counts": train_m.counts(), "val_counts": val_m.counts(), "group_counts": train_m.group_counts(groups),
+        "train_counts": train_counts, "val_counts": val_m.counts(), "group_counts": train_m.group_counts(groups),
         "options": opts.to_json(), "init_from": None if opts.init_from is None else Path(opts.init_from).name,
         "sam": not opts.no_sam, "pseudo_fakes": opts.pseudo_fakes, "fairness_terms": opts.fairness,
         "threshold_policy": (f"lowest threshold with FPR <= {opts.target_fpr:g} on the validation reals"
                              if opts.threshold_method == "fpr" else f"{opts.threshold_method} point on validation"),
         "torch": torch.__version__, "device": str(device),
+        "curriculum": None if curriculum is None else {
+            "kind": opts.curriculum, "pacing_start": opts.pacing_start, "pacing_end": opts.pacing_end,
+            "dynamic_weight": opts.quality_dynamic_weight, "aug": opts.quality_aug},
+        "balance": None if balance is None else balance.to_json(),
     }
-    log(f"training {opts.backbone} PG-FDD on {len(train_m.samples)} crops "
-        f"({train_m.counts()['real']} real, {train_m.counts()['fake']} fake{', + SBI pseudo-fakes' if sbi else ''}), "
+    synthetic = len(train_m.samples) - train_counts["rows"]
+    log(f"training {opts.backbone} PG-FDD on {train_counts['rows']} crops "
+        f"({train_counts['real']} real, {train_counts['fake']} fake{', + SBI pseudo-fakes' if sbi else ''}"
+        f"{f', + {synthetic} synthetic rows' if synthetic else ''}), "
         f"{len(sampler)} steps/epoch of {opts.batch_size}, {opts.optimizer.upper()}{'' if opts.no_sam else ' under SAM'} lr {opts.lr}"
         f"{' (cosine)' if opts.lr_schedule == 'cosine' else ''}, {device}")
 
@@ -383,6 +433,9 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
             for epoch in range(state["epoch"] + 1, opts.epochs + 1):
                 t0 = time.perf_counter()
                 sampler.set_epoch(epoch)
+                if curriculum is not None:  # the ratings that draw this epoch's fakes
+                    curriculum.write_csv(out / "quality.csv", epoch)
+                    log(curriculum.summary(epoch))
                 model.train()
                 sums = {k: 0.0 for k in ("loss", *LOSS_PARTS)}
                 steps = 0
@@ -394,7 +447,10 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                     lr_now = scheduled_lr(opts.lr, opts.lr_schedule, state["step"], total_steps)
                     for g in opt.param_groups:
                         g["lr"] = lr_now
-                    parts = loss_fn(model(x), y, meth, grp)
+                    pred = model(x)
+                    parts = loss_fn(pred, y, meth, grp)
+                    if curriculum is not None:  # the dynamic quality score: this step's own losses, no extra pass
+                        curriculum.observe(batch["index"].numpy(), sample_losses(pred["cls_fused"], y))
                     if not torch.isfinite(parts["loss"]):
                         raise InputError(f"the training loss became {float(parts['loss'])} at epoch {epoch}, "
                                          f"step {steps + 1}; lower --lr")
@@ -419,6 +475,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                         log(f"epoch {epoch}: step {steps}/{len(sampler)}, loss {sums['loss'] / steps:.4f}, "
                             f"{per_step:.2f} s/step, ~{per_step * (len(sampler) - steps) / 60:.0f} min left")
                 train_seconds = time.perf_counter() - t0
+                if curriculum is not None:
+                    curriculum.end_epoch()
 
                 vtask = bars.add_task(f"validate {epoch}", total=len(keys), info="")
                 p, y_val, index = predict(model, val_loader, device, bars, vtask)
@@ -445,6 +503,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                                     half=opts.fp16_deploy)
                 save_checkpoint(last_ckpt, model, config, threshold=vm["threshold"], provenance=prov)
                 save_optimizer(last_optim, opt, state, gen)
+                if curriculum is not None:
+                    curriculum.save(quality_state)
                 log(f"epoch {epoch}: loss {row['train_loss']:.4f} ({steps} steps, {train_seconds:.0f}s) · "
                     f"val AUC {auc:.4f} AP {vm['val_ap']:.4f} EER {vm['val_eer']:.4f} ACC {vm['val_acc']:.4f} "
                     f"@ {vm['threshold']:.3f}" + (" · best" if state["best_epoch"] == epoch else ""))

@@ -75,7 +75,7 @@ def build_engine(
 
     if fmt is Format.onnx:
         from engines.export import cached_onnx_path, export_with_parity
-        from train.checkpoint import file_sha256
+        from train.checkpoint_info import file_sha256
 
         if out is None:
             target = cached_onnx_path(file_sha256(weights))

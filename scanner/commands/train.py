@@ -21,7 +21,9 @@ Examples (real crops only, pseudo-fakes made on the fly; then the recipe that bu
 
 Writes runs/starter/best.safetensors (full), best_deploy.safetensors (use with
 `dfscan scan --weights`), last*.safetensors (for --resume), metrics.csv and breakdown.jsonl
-(AUC per forgery method and per domain, each epoch).
+(AUC per forgery method and per domain, each epoch); with --curriculum quality also
+quality.csv (every fake's ratings per epoch), with --balance-groups synthetic balance.json
+(label x group counts before and after).
 """
 
 
@@ -43,6 +45,16 @@ class PseudoFakes(str, Enum):
 class LrSchedule(str, Enum):
     constant = "constant"
     cosine = "cosine"
+
+
+class Curriculum(str, Enum):
+    none = "none"
+    quality = "quality"
+
+
+class BalanceGroups(str, Enum):
+    none = "none"
+    synthetic = "synthetic"
 
 
 class ThresholdMethod(str, Enum):
@@ -77,6 +89,13 @@ def train_command(
     fairness: bool = typer.Option(True, "--fairness/--no-fairness", metavar="", help="PG-FDD's fairness terms (LDAM demographic head, bi-level CVaR); --no-fairness is the ablation."),
     scale_jitter: float = typer.Option(0.0, "--scale-jitter", min=0.0, max=1.0, help="Probability of a random 0.9-1.2x zoom (for crops cut from tight source crops)."),
     fp16_deploy: bool = typer.Option(False, "--fp16-deploy", metavar="", help="Store the deploy checkpoint's weights as float16."),
+    curriculum: Curriculum = typer.Option(Curriculum.none, "--curriculum", help="none, or quality: rate every fake (closeness to its source real + the model's loss, refreshed each epoch), draw easy fakes first and realistic ones last, frequency-mix the low-quality ones; ratings in quality.csv."),
+    pacing_start: float = typer.Option(-3.0, "--pacing-start", help="Curriculum tilt at the first step: fakes drawn with weight exp(k(rating - 0.5)); negative favours easy fakes."),
+    pacing_end: float = typer.Option(3.0, "--pacing-end", help="Curriculum tilt at the last step (linear in between); positive favours realistic fakes."),
+    quality_dynamic_weight: float = typer.Option(0.5, "--quality-dynamic-weight", min=0.0, max=1.0, help="Share of the model's loss in a fake's rating (the rest: the static score)."),
+    quality_aug: float = typer.Option(0.5, "--quality-aug", min=0.0, max=1.0, help="Frequency-mix probability of the lowest-rated fakes (0 from rating 0.5 up)."),
+    balance_groups: BalanceGroups = typer.Option(BalanceGroups.none, "--balance-groups", help="none, or synthetic: fill every label x demographic group cell to --balance-target with SBI pseudo-fakes / augmented reals of that group; counts in balance.json."),
+    balance_target: Optional[int] = typer.Option(None, "--balance-target", min=1, help="Rows per label x group cell for --balance-groups synthetic (default: the largest cell)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars or epoch lines."),
 ) -> None:
     """Train the PG-FDD deepfake detector on face crops, validating and calibrating every epoch."""
@@ -88,7 +107,10 @@ def train_command(
                         optimizer=optimizer.value, lr=lr, lr_schedule=lr_schedule.value, pseudo_fakes=pseudo_fakes.value,
                         max_steps_per_epoch=max_steps_per_epoch, pretrained=pretrained, num_workers=workers,
                         input_size=input_size, scale_jitter=scale_jitter, fairness=fairness,
-                        threshold_method=threshold_method.value, target_fpr=target_fpr, fp16_deploy=fp16_deploy)
+                        threshold_method=threshold_method.value, target_fpr=target_fpr, fp16_deploy=fp16_deploy,
+                        curriculum=curriculum.value, pacing_start=pacing_start, pacing_end=pacing_end,
+                        quality_dynamic_weight=quality_dynamic_weight, quality_aug=quality_aug,
+                        balance_groups=balance_groups.value, balance_target=balance_target)
     best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)))
     if not quiet:
         console.print(f"best checkpoint: [bold]{best}[/] (deploy: {best.with_name('best_deploy.safetensors')})")

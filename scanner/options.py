@@ -1,0 +1,85 @@
+"""What a scan is asked to do (ScanOptions), what it reports as it goes (ScanProgress), and why it cannot run (ScanError)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from scanner.aggregate import STRATEGIES
+from scanner.faults import FaultPlan
+from train.errors import InputError
+
+
+class ScanError(InputError):
+    """The scan cannot run on this machine (workers cannot start): one line for the user, no traceback."""
+
+
+@dataclass
+class ScanOptions:
+    """Everything that shapes a scan. Fields that change results end up in the report's settings."""
+
+    frames: int = 32
+    fps: float | None = None
+    keyframes: bool = False
+    batch_size: int | None = None  # None: the backend's preferred size
+    workers: int | None = None  # None: one per CPU core (see resources.resource_plan)
+    threads: int | None = None  # inference threads of a CPU backend; None: see resources.resource_plan
+    infer_in_workers: bool | None = None  # CPU backends: score in the workers (None: yes on the CPU, no on a GPU)
+    backend: str = "auto"
+    weights: Path | None = None  # None: scanner.assets.default_weights()
+    engine: Path | None = None
+    threshold: float | None = None  # None: the model's calibrated threshold
+    crops: bool = False
+    face_model: str = "full"
+    min_face_score: float = 0.5
+    tile_every: int = 8  # tiled small-face pass on every k-th sampled frame of large frames; 0: never (see faces.tile_size)
+    strategy: str = "mean"
+    timeout: float | None = 300.0  # seconds a file may go without progress in a worker; None or 0: no limit
+    resume: bool = False
+    report: Path | None = None  # where the final report goes: the stream is written beside it
+    stream: bool = True  # write <report stem>.stream.jsonl as items finish (needs `report`)
+    faults: FaultPlan | None = None  # tests only: workers crash or hang on named files (scanner.faults)
+
+    def check(self) -> None:
+        """Reject impossible values with one clear line before any process starts."""
+        if self.frames < 1:
+            raise InputError("--frames must be at least 1")
+        if self.fps is not None and self.fps <= 0:
+            raise InputError("--fps must be positive")
+        if self.fps is not None and self.keyframes:
+            raise InputError("--fps and --keyframes exclude each other")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if self.workers is not None and self.workers < 1:
+            raise InputError("--workers must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise InputError("--threads must be at least 1")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise InputError("--threshold must be between 0 and 1")
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.face_model not in ("full", "short"):
+            raise InputError(f"unknown face model {self.face_model!r}: choose full or short")
+        if self.tile_every < 0:
+            raise InputError("--tile-every must be 0 (never) or more")
+        if self.timeout is not None and self.timeout < 0:
+            raise InputError("--timeout must be positive (0: no limit)")
+        if self.resume and self.report is None:
+            raise InputError("--resume needs the report path of the run to resume")
+
+
+@dataclass
+class ScanProgress:
+    """What a progress display needs after each finished file (item is None for the first call)."""
+
+    total: int
+    done: int
+    faces: int
+    elapsed: float
+    item: dict | None = None
+    resumed: int = 0
+    note: str = ""  # a step before the first file, e.g. the one-time model export
+
+
+ProgressFn = Callable[[ScanProgress], None]

@@ -1,0 +1,284 @@
+"""The per-file stage: decode → detect → track → crop one file, its crops streamed out as they are made.
+
+Why one module: every way of running the stages (the local worker pool, the Ray actors) calls
+process_file here, so the crops a scan scores are made by one piece of code. It knows nothing
+of processes or pipes: crops leave through a CropSink's `deliver` callable and progress through
+a `beat` callable, so the stage runs the same in a worker, an actor thread or a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any, Callable, Iterator, TypedDict
+
+import numpy as np
+
+from scanner import report as rp
+from train.errors import InputError
+
+
+@dataclass
+class StageConfig:
+    """What shapes the crops of a file (the scan options the stage needs, and the model's input size)."""
+
+    frames: int
+    fps: float | None
+    keyframes: bool
+    crops: bool  # inputs are already-cropped faces: no detection
+    face_model: str
+    min_face_score: float
+    size: int
+    chunk: int = 32  # crops per chunk handed to the sink's `deliver`
+    tile_every: int = 0  # ScanOptions.tile_every
+
+
+class FilePayload(TypedDict, total=False):
+    """What the stage returns for a file: metadata and subjects on success, `error` (and what was read) on failure.
+
+    Subject frames name their crops by `crop`, the crop's sequence number in the file; `scores`
+    (by sequence number) is there when the worker scored the crops itself.
+    """
+
+    kind: str
+    media: dict
+    subjects: list[dict]
+    crops: int
+    timings: dict[str, float]
+    scores: np.ndarray
+    error: dict[str, str]
+
+
+class CropSink:
+    """Takes a file's crops as they are made and passes them on in chunks, so they never pile up.
+
+    Each crop gets a sequence number in its file (0, 1, ...): the subjects' frames name their
+    crops by it, and `deliver(first, crops)` gets the chunk whose first crop is `first`.
+    """
+
+    def __init__(self, chunk: int, deliver: Callable[[int, np.ndarray], None]):
+        self.chunk = max(1, int(chunk))
+        self.deliver = deliver
+        self.buffer: list[np.ndarray] = []
+        self.count = 0  # crops taken so far
+
+    def add(self, crop: np.ndarray) -> int:
+        """Keep the crop for the next chunk; returns its sequence number."""
+        self.buffer.append(crop)
+        self.count += 1
+        return self.count - 1
+
+    def send_full(self) -> None:
+        """Deliver the buffered crops once they make a chunk (one frame's faces are never split)."""
+        if len(self.buffer) >= self.chunk:
+            self._send()
+
+    def finish(self) -> None:
+        if self.buffer:
+            self._send()
+
+    def _send(self) -> None:
+        first, crops = self.count - len(self.buffer), np.stack(self.buffer)
+        self.buffer = []
+        self.deliver(first, crops)
+
+
+def heartbeat(state: Any, delay: float = 0.0) -> Callable[[], None]:
+    """Marks progress on the current file in state[1]; the --timeout counts from the last mark.
+
+    `delay` is an injected slow file (scanner.faults): each mark comes that much later.
+    """
+    def beat() -> None:
+        if delay:
+            time.sleep(delay)
+        state[1] = time.time()
+
+    return beat
+
+
+def as_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """An already-aligned face crop: centre square, resized to the model input (no detection)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    square = image[y0:y0 + side, x0:x0 + side]
+    if side != size:
+        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+        square = cv2.resize(square, (size, size), interpolation=interp)
+    return np.ascontiguousarray(square, dtype=np.uint8)
+
+
+def _media_dict(info: Any, frames_sampled: int, decode_errors: int = 0) -> dict:
+    d = asdict(info) if is_dataclass(info) else dict(info)
+
+    def num(v: Any) -> float | None:
+        return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else round(float(v), 4)
+
+    return {
+        "width": int(d.get("width") or 0),
+        "height": int(d.get("height") or 0),
+        "fps": num(d.get("fps")),
+        "duration": num(d.get("duration")),
+        "frames_sampled": int(frames_sampled),
+        "codec": d.get("codec"),
+        "rotation": int(d.get("rotation") or 0),
+        "stream_index": d.get("stream_index"),
+        "decode_errors": int(decode_errors),
+    }
+
+
+def _box(box: Any) -> list[float]:
+    return [round(float(v), 1) for v in box]
+
+
+def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: CropSink,
+                 beat: Callable[[], None] | None = None) -> FilePayload:
+    """Decode, detect, track and crop one file; crops go to `sink` as they are made, metadata is returned.
+
+    Each subject frame names its crop by `crop`, the crop's sequence number in this file (see
+    CropSink); `crops` is how many the sink took. The crops of detections that tracking drops
+    at the end are delivered too: which tracks survive is known only then, and holding every
+    crop until then is what made a long file's memory grow with its length. `beat` marks
+    progress at each sampled frame (the --timeout counts from the last mark).
+
+    Raises MediaError (or InputError) for files that cannot be read, `damaged` (with `.media`)
+    for one too damaged to trust a verdict from. Crops are made as each frame is decoded, so at
+    most one full frame is alive at a time.
+    """
+    from scanner.media import MediaError, SampleStats, iter_frames, probe
+
+    timings = {"decode": 0.0, "detect": 0.0, "crop": 0.0}
+    t = time.perf_counter()
+    info = probe(path)
+    stats = SampleStats()
+    frames_iter = iter_frames(path, frames=cfg.frames, fps=cfg.fps, keyframes=cfg.keyframes, stats=stats)
+    timings["decode"] += time.perf_counter() - t
+
+    per_frame: list[list[Any]] = []
+    reach: list[float] = []  # per frame: the smallest face searched for (tiled frames: 0)
+    frame_meta: list[tuple[int, float]] = []
+    crops_of: dict[int, int] = {}  # id(detection) → its crop's sequence number
+    crop_only: list[tuple[int, float, list[float], int]] = []
+    while True:
+        t = time.perf_counter()
+        frame = next(frames_iter, None)
+        timings["decode"] += time.perf_counter() - t
+        if frame is None:
+            break
+        if beat is not None:
+            beat()
+        image = frame.image
+        if cfg.crops:
+            t = time.perf_counter()
+            crop_only.append((int(frame.index), float(frame.t), [0.0, 0.0, float(image.shape[1]), float(image.shape[0])], sink.add(as_crop(image, cfg.size))))
+            timings["crop"] += time.perf_counter() - t
+            sink.send_full()
+            continue
+        t = time.perf_counter()
+        dets, searched = detector.detect_sampled(image, len(per_frame), cfg.tile_every)
+        reach.append(searched)
+        timings["detect"] += time.perf_counter() - t
+        t = time.perf_counter()
+        from scanner.crop import crop_face
+
+        for det in dets:
+            crops_of[id(det)] = sink.add(crop_face(image, det.keypoints, det.box, size=cfg.size))
+        timings["crop"] += time.perf_counter() - t
+        sink.send_full()  # outside the crop timing: this may wait for the main process or score
+        per_frame.append(dets)
+        frame_meta.append((int(frame.index), float(frame.t)))
+        del image, frame
+
+    n_sampled = len(crop_only) if cfg.crops else len(frame_meta)
+    media = _media_dict(info, n_sampled, stats.decode_errors)
+    if stats.damaged:  # a verdict (or no_face) from what is left would be a silent evasion
+        raise MediaError("damaged", stats.damage_message(), path, media=media)
+    subjects: list[dict] = []
+    if cfg.crops:
+        if crop_only:
+            subjects.append({"id": 0, "frames": [{"index": i, "t": round(tt, 4), "box": _box(b), "face_score": None, "crop": c}
+                                                 for i, tt, b, c in crop_only]})
+    elif kind == "image" and len(per_frame) <= 1:  # a still (an animation is tracked like a video)
+        for sid, det in enumerate(per_frame[0] if per_frame else []):
+            index, tt = frame_meta[0]
+            subjects.append({"id": sid, "frames": [{"index": index, "t": round(tt, 4), "box": _box(det.box),
+                                                    "face_score": round(float(det.score), 4), "crop": crops_of[id(det)]}]})
+    else:
+        from scanner.track import track_faces
+
+        for tr in track_faces(per_frame, reach=reach):
+            frames = []
+            for pos, det in tr.observations:
+                index, tt = frame_meta[pos]
+                frames.append({"index": index, "t": round(tt, 4), "box": _box(det.box), "face_score": round(float(det.score), 4),
+                               "crop": crops_of[id(det)]})
+            if frames:
+                subjects.append({"id": int(tr.id), "frames": frames})
+    sink.finish()
+    return {"kind": kind, "media": media, "subjects": subjects, "crops": sink.count, "timings": timings}
+
+
+def error_payload(exc: BaseException) -> FilePayload:
+    """A file's failure as its payload: the MediaError's code (or bad_input / too_large / internal_error), one line."""
+    code = getattr(exc, "code", None)
+    if not code:
+        code = "bad_input" if isinstance(exc, InputError) else ("too_large" if isinstance(exc, MemoryError) else "internal_error")
+    message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+    payload: FilePayload = {"error": {"code": str(code), "message": rp.one_line(message or code)}}
+    if getattr(exc, "media", None) is not None:  # what was read of a damaged file
+        payload["media"] = exc.media
+    return payload
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """MediaPipe's C++ start-up/shut-down chatter (LiteRT, XNNPACK) goes to fd 2; hide it unless DFSCAN_DEBUG."""
+    if os.environ.get("DFSCAN_DEBUG"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def setup_process() -> None:
+    """A worker process or actor: quiet MediaPipe, one OpenCV thread (the pool of them is the parallelism)."""
+    from scanner.console import quiet_env
+
+    quiet_env()
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except Exception:
+        pass
+
+
+def open_detector(cfg: StageConfig) -> Any:
+    """The FaceDetector a worker keeps for its life (None in crops mode: nothing is detected)."""
+    if cfg.crops:
+        return None
+    from scanner.faces import FaceDetector
+
+    with native_stderr_silenced():
+        return FaceDetector(model=cfg.face_model, min_score=cfg.min_face_score)
+
+
+def close_detector(detector: Any) -> None:
+    if detector is not None:
+        with native_stderr_silenced():
+            detector.close()
