@@ -71,26 +71,30 @@ def doctor_report(weights: Path | None = None, engine: Path | None = None) -> di
 
 
 def crops_from_media(paths: Iterable[str | Path], *, size: int, limit: int = 16, frames: int = 4) -> np.ndarray:
-    """Up to `limit` face crops from images/videos through the scan's own detector and crop.
+    """Up to `limit` face crops from images/videos, made by the scan's own per-file stage.
 
-    Images that already are size x size crops (the model's input) are taken as they are (a
-    folder made by `dfscan extract-faces` works). Returns uint8 (N, size, size, 3); N may be 0.
+    Files that already are size x size crops (the model's input) are taken as they are, through
+    the stage's crops mode (a folder made by `dfscan extract-faces` works); any other size is
+    searched for faces, never resized. Returns uint8 (N, size, size, 3); N may be 0.
     """
-    from scanner.crop import crop_face
-    from scanner.faces import FaceDetector
-    from scanner.media import collect_inputs, iter_frames
+    from scanner.media import collect_inputs, probe
+    from scanner.options import ScanOptions
+    from scanner.pipeline import kind_of
+    from scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
 
     files, _skipped = collect_inputs([Path(p) for p in paths])
+    detect = StageConfig.of(ScanOptions(frames=frames), size)
+    precut = StageConfig.of(ScanOptions(frames=frames, crops=True), size)
     crops: list[np.ndarray] = []
-    with FaceDetector(model="full") as detector:
+    detector = open_detector(detect)
+    try:
         for path in files:
-            for frame in iter_frames(path, frames=frames):
-                image = np.ascontiguousarray(frame.image)
-                if image.shape[:2] == (size, size):
-                    crops.append(image)
-                else:
-                    for det in detector.detect(image):
-                        crops.append(crop_face(image, det.keypoints, det.box, size=size))
-                if len(crops) >= limit:
-                    return np.stack(crops[:limit])
-    return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+            info = probe(path)
+            cfg = precut if (info.width, info.height) == (size, size) else detect
+            process_file(str(path), kind_of(path, cfg.crops), detector, cfg,
+                         CropSink(cfg.chunk, lambda _first, chunk: crops.extend(chunk)))
+            if len(crops) >= limit:
+                break
+    finally:
+        close_detector(detector)
+    return np.stack(crops[:limit]) if crops else np.zeros((0, size, size, 3), np.uint8)

@@ -2,7 +2,8 @@
 
 Training crops must be made exactly as scan-time crops (same sampling, detector, tracker and
 `crop_face`), otherwise the detector learns a geometry it never sees in production. So this
-module reuses those pieces and only adds the writing: RGB PNG crops under
+module runs the scan's own per-file stage (scanner.stage) on the scan's worker pool
+(scanner.pool, with its crash/hang isolation) and only adds the writing: RGB PNG crops under
 ``out_dir/<input-stem>-<hash8>/s<subject>_f<frame>.png`` and a CSV manifest
 
     path,label,<attribute columns of labels.csv>,source,subject,frame,kp
@@ -21,12 +22,18 @@ import math
 import os
 import shutil
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from scanner.faults import FaultPlan
+from scanner.options import ScanOptions
+from scanner.pool import Pool, Task, Worker, ack
+from scanner.stage import FilePayload, StageConfig
+from scanner.worker import WorkerConfig
 from train.errors import InputError
 from train.labels import LABEL_NAMES, labelled_rows, parse_label, read_csv_table, require_columns, require_rows
 
@@ -159,38 +166,102 @@ def _load_state(manifest: Path, header: list[str], settings: dict) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------
-# one input
+# the inputs, on the scan's worker pool
 
 
-def _extract_one(path: Path, detector, *, frames: int, fps: float | None, size: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(subject, frame index, crop, keypoints in crop px) for every kept face of one input.
+@dataclass
+class _Job:
+    """An input to extract and what its manifest rows get."""
 
-    Crops are cut as each frame is decoded, so only one full frame is alive at a time.
+    path: Path
+    key: str  # its resolved path
+    label: str
+    attrs: list[str]
+    fingerprint: dict | None  # size and mtime before it is read (the resume state)
+
+
+class _CropStore:
+    """The pool's CropTaker for extract-faces: each file's crops, kept until its result comes.
+
+    The scan batches crops for inference and keeps only scores; here the pixels themselves are
+    the output. A file's crops are few (--frames of them per face), so each chunk is acked at
+    once and nothing needs to wait: `full`/`busy` stay False and collect/pump/flush have no
+    batches to run.
     """
-    from scanner.crop import crop_face, crop_keypoints
-    from scanner.media import is_image, iter_frames
-    from scanner.track import track_faces
 
-    per_frame = []
-    indices: list[int] = []
-    cut: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for frame in iter_frames(path, frames=frames, fps=fps):
-        dets = detector.detect(frame.image)
-        for det in dets:
-            cut[id(det)] = (crop_face(frame.image, det.keypoints, det.box, size=size),
-                            crop_keypoints(det.keypoints, det.box, size=size))
-        per_frame.append(dets)
-        indices.append(int(frame.index))
-        del frame
-    out = []
-    if is_image(path):  # a still: every face is a subject, as the scan reports them
-        for sid, det in enumerate(per_frame[0] if per_frame else []):
-            out.append((sid, indices[0], *cut[id(det)]))
-        return out
-    for track in track_faces(per_frame):
-        for pos, det in track.observations:
-            out.append((track.id, indices[pos], *cut[id(det)]))
-    return out
+    full = False
+    busy = False
+
+    def __init__(self) -> None:
+        self.parts: dict[int, list[np.ndarray]] = {}
+
+    def add_crops(self, task: int, first: int, crops: np.ndarray, owner: Worker) -> None:
+        self.parts.setdefault(task, []).append(crops)
+        ack(owner)
+
+    def drop(self, task: int) -> None:
+        self.parts.pop(task, None)
+
+    def take(self, task: int) -> np.ndarray:
+        """A finished file's crops, by sequence number."""
+        parts = self.parts.pop(task, [])
+        return np.concatenate(parts) if parts else np.zeros((0, 0, 0, 3), np.uint8)
+
+    def collect(self, block: bool = False) -> None:
+        """Nothing is scored here: no results to collect."""
+
+    def pump(self) -> None:
+        """No batches to hand on."""
+
+    def flush(self) -> None:
+        """Every crop is already kept."""
+
+
+Finished = Callable[[_Job, FilePayload, np.ndarray], None]
+
+
+def _run_pool(jobs: list[_Job], cfg: StageConfig, finished: Finished, *, workers: int | None,
+              timeout: float | None, faults: FaultPlan | None) -> None:
+    """Every job through the scan's worker pool and per-file stage; `finished` gets them in job order.
+
+    A worker that crashes or hangs on a file (--timeout counts from its last progress) makes that
+    file an error payload with the scan's codes (`worker_crashed`, `timeout`); the rest go on.
+    In job order, so the manifest and the resume state read the same on every run.
+    """
+    from engines.base import cpu_threads
+    from scanner.pipeline import kind_of
+
+    store = _CropStore()
+    ready: dict[int, tuple[FilePayload, np.ndarray]] = {}
+    next_id = 0
+
+    def done(task: Task, payload: FilePayload, crops: np.ndarray) -> None:
+        nonlocal next_id
+        ready[task.id] = (payload, crops)
+        while next_id in ready:
+            finished(jobs[next_id], *ready.pop(next_id))
+            next_id += 1
+
+    def on_result(task: Task, payload: FilePayload) -> None:
+        done(task, payload, store.take(task.id))
+
+    def on_lost(task: Task, code: str, message: str) -> None:
+        done(task, {"error": {"code": code, "message": message}}, store.take(task.id))
+
+    todo = deque(Task(i, str(job.path), kind_of(job.path, cfg.crops)) for i, job in enumerate(jobs))
+    pool = Pool(max(1, min(workers or cpu_threads(), len(jobs))), WorkerConfig(cfg, None, faults))
+    graceful = False
+    try:
+        pool.run(todo, store, on_result, on_lost, timeout)
+        graceful = True
+    finally:
+        pool.close(graceful=graceful)
+
+
+def _faces(payload: FilePayload, crops: np.ndarray) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(subject, frame index, crop, keypoints in crop px) for every tracked face of a file's payload."""
+    return [(int(s["id"]), int(fr["index"]), crops[fr["crop"]], fr["kp"])
+            for s in payload["subjects"] for fr in s["frames"]]
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
@@ -218,6 +289,9 @@ def extract_faces(
     *,
     label: str = "real",
     size: int = 256,
+    workers: int | None = None,
+    timeout: float | None = ScanOptions.timeout,
+    faults: FaultPlan | None = None,
 ) -> ExtractResult:
     """Extract face crops of every input into `out_dir` and list them in `manifest` (CSV).
 
@@ -225,8 +299,12 @@ def extract_faces(
     it are skipped with a note. Without it every input gets `label`. With no `inputs`, the
     files listed in `labels` are the inputs. Unreadable inputs are reported in
     `ExtractResult.skipped`, never raised; bad options or a bad labels.csv raise InputError.
+
+    The crops are the scan's: the scan's per-file stage (scanner.stage, with a default scan's
+    detection settings) on the scan's worker pool (`workers` processes, one per core by
+    default), so a file that crashes or hangs its decoder (`timeout` s without progress)
+    becomes a skipped input with the scan's error code. `faults` is for tests (scanner.faults).
     """
-    from scanner.faces import FaceDetector
     from scanner.media import collect_inputs
 
     t0 = time.perf_counter()
@@ -250,8 +328,9 @@ def extract_faces(
 
     attrs = table.attributes if table else []
     header = [*BASE_COLUMNS, *attrs, *TAIL_COLUMNS]
+    cfg = StageConfig.of(ScanOptions(frames=frames, fps=fps, face_model=face_model), size, keypoints=True)
     settings = {"frames": frames, "fps": fps, "face_model": face_model, "size": size,
-                "out_dir": os.path.abspath(out_dir)}
+                "min_face_score": cfg.min_face_score, "tile_every": cfg.tile_every, "out_dir": os.path.abspath(out_dir)}
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     base = manifest.resolve().parent
@@ -311,61 +390,68 @@ def extract_faces(
     _write_atomic(_state_path(manifest), json.dumps(state, indent=1))
     result.rows = len(kept_rows)
 
-    total = len(todo)
+    total, n = len(todo), 0
     if progress:
         progress(ExtractProgress(0, total, None, 0))
-    detector = None
-    try:
-        for n, (p, key, lab, values) in enumerate(todo, 1):
-            if key in done:
-                result.resumed.append(p)
-                if progress:
-                    progress(ExtractProgress(n, total, p, result.crops))
-                continue
-            if detector is None:
-                detector = FaceDetector(model=face_model)
-            folder = out_dir / crop_dir_name(p)
-            try:
-                fp = _fingerprint(p) if not p.is_dir() else None
-                faces = _extract_one(p, detector, frames=frames, fps=fps, size=size)
-            except InputError as exc:
-                result.skipped.append((p, getattr(exc, "code", "bad_input"), _one_line(exc)))
-                faces = None
-            except Exception as exc:  # a decoder/library failure on one file must not end the run
-                result.skipped.append((p, "decode_error", _one_line(exc) or type(exc).__name__))
-                faces = None
-            if faces is None:
-                if progress:
-                    progress(ExtractProgress(n, total, p, result.crops))
-                continue
-            if folder.exists():
-                shutil.rmtree(folder)  # crops of an older version of this input
-            rows = []
-            if faces:
-                folder.mkdir(parents=True)
-            for sid, index, crop, kp in faces:
-                png = folder / f"s{sid}_f{index}.png"
-                _write_png(png, crop)
-                rows.append([_rel(png, base), lab, *values, _source(key, base), str(sid), str(index), _fmt_kp(kp)])
+    jobs: list[_Job] = []
+    for p, key, lab, values in todo:
+        if key in done:
+            result.resumed.append(p)
+            n += 1
+            if progress:
+                progress(ExtractProgress(n, total, p, result.crops))
+        else:
+            jobs.append(_Job(p, key, lab, values, _fingerprint_or_none(p)))
+
+    def finished(job: _Job, payload: FilePayload, crops: np.ndarray) -> None:
+        """One input's crops to PNGs and rows to the manifest (or its error to `skipped`), and the state saved."""
+        nonlocal n
+        n += 1
+        p = job.path
+        if "error" in payload:
+            result.skipped.append((p, payload["error"]["code"], payload["error"]["message"]))
+        else:
+            rows = _write_crops(job, _faces(payload, crops), out_dir / crop_dir_name(p), base)
             with manifest.open("a", newline="", encoding="utf-8") as fh:
                 csv.writer(fh).writerows(rows)
-            state["inputs"][key] = {**(fp or {}), "label": lab, "attrs": values, "crops": len(rows),
-                                    "dir": folder.name}
+            state["inputs"][job.key] = {**(job.fingerprint or {}), "label": job.label, "attrs": job.attrs,
+                                        "crops": len(rows), "dir": crop_dir_name(p)}
             _write_atomic(_state_path(manifest), json.dumps(state, indent=1))
             result.crops += len(rows)
             result.rows += len(rows)
             (result.extracted if rows else result.no_face).append(p)
-            if progress:
-                progress(ExtractProgress(n, total, p, result.crops))
+        if progress:
+            progress(ExtractProgress(n, total, p, result.crops))
+
+    try:
+        if jobs:
+            _run_pool(jobs, cfg, finished, workers=workers, timeout=timeout, faults=faults)
     finally:
-        if detector is not None:
-            detector.close()
         result.seconds = time.perf_counter() - t0
     return result
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+def _fingerprint_or_none(path: Path) -> dict | None:
+    """The input's size and mtime; None for one that cannot be stat'ed (the stage then says why)."""
+    try:
+        return _fingerprint(path) if not path.is_dir() else None
+    except OSError:
+        return None
+
+
+def _write_crops(job: _Job, faces: list[tuple[int, int, np.ndarray, np.ndarray]], folder: Path,
+                 base: Path) -> list[list[str]]:
+    """The input's crops as `folder`/s<subject>_f<frame>.png (older ones removed) and their manifest rows."""
+    if folder.exists():
+        shutil.rmtree(folder)  # crops of an older version of this input
+    if faces:
+        folder.mkdir(parents=True)
+    rows = []
+    for sid, index, crop, kp in faces:
+        png = folder / f"s{sid}_f{index}.png"
+        _write_png(png, crop)
+        rows.append([_rel(png, base), job.label, *job.attrs, _source(job.key, base), str(sid), str(index), _fmt_kp(kp)])
+    return rows
 
 
 def read_manifest_rows(manifest: Path | str) -> list[dict[str, str]]:

@@ -154,8 +154,7 @@ def resolve_model(options: ScanOptions) -> tuple[CheckpointInfo, dict, float, di
 
 def stage_config(options: ScanOptions, checkpoint: CheckpointInfo, chunk: int) -> StageConfig:
     """The per-file stage's settings for this scan and model."""
-    return StageConfig(options.frames, options.fps, options.keyframes, options.crops, options.face_model,
-                       options.min_face_score, checkpoint.input_size, chunk=chunk, tile_every=options.tile_every)
+    return StageConfig.of(options, checkpoint.input_size, chunk)
 
 
 def kind_of(path: Path, crops: bool) -> str:

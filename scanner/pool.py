@@ -6,8 +6,9 @@ progress), so a crash or a hang becomes an error item for that file alone and a 
 takes over the rest. --timeout counts from a file's last progress (a sampled frame decoded, a
 chunk scored, or waiting on the main process for an ack), not from its start: a long file that
 keeps moving is not cut off, a hung decoder still is. Crops that workers stream in go to a
-CropBatcher; while it holds too many the pool stops reading pipes, which stalls the workers
-(at most worker.CHUNKS_IN_FLIGHT unscored chunks each) instead of filling memory.
+CropTaker (the scan's CropBatcher, or extract-faces' store); while it holds too many the pool
+stops reading pipes, which stalls the workers (at most worker.CHUNKS_IN_FLIGHT unscored chunks
+each) instead of filling memory.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
+
+import numpy as np
 
 from scanner import report as rp
-from scanner.batcher import CropBatcher
 from scanner.options import ScanError
 from scanner.stage import FilePayload
 from scanner.worker import ACK, WorkerConfig, worker_main
@@ -64,6 +66,26 @@ def signal_name(exitcode: int | None) -> str:
         except ValueError:
             return f"signal {-exitcode}"
     return f"exit code {exitcode}"
+
+
+class CropTaker(Protocol):
+    """Where the pool puts the crops workers stream in: the scan's CropBatcher, or extract-faces' store."""
+
+    @property
+    def full(self) -> bool: ...  # holding too many: stop reading pipes
+
+    @property
+    def busy(self) -> bool: ...  # results are due soon: poll the pipes briefly
+
+    def add_crops(self, task: int, first: int, crops: np.ndarray, owner: Any) -> None: ...
+
+    def drop(self, task: int) -> None: ...
+
+    def collect(self, block: bool = False) -> None: ...
+
+    def pump(self) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 OnResult = Callable[[Task, FilePayload], None]
@@ -123,7 +145,7 @@ class Pool:
             self._stop(w)
         self.workers = []
 
-    def run(self, todo: deque[Task], batcher: CropBatcher, on_result: OnResult, on_lost: OnLost,
+    def run(self, todo: deque[Task], batcher: CropTaker, on_result: OnResult, on_lost: OnLost,
             timeout: float | None) -> None:
         """Scan every task in `todo`: results to `on_result`, a crashed or hung worker's file to `on_lost`."""
         _Supervisor(self, todo, batcher, on_result, on_lost, timeout).run()
@@ -132,7 +154,7 @@ class Pool:
 class _Supervisor:
     """The main loop of a pool's scan: assign, read pipes, feed the batcher, replace lost workers."""
 
-    def __init__(self, pool: Pool, todo: deque[Task], batcher: CropBatcher, on_result: OnResult, on_lost: OnLost,
+    def __init__(self, pool: Pool, todo: deque[Task], batcher: CropTaker, on_result: OnResult, on_lost: OnLost,
                  timeout: float | None):
         self.pool, self.todo, self.batcher = pool, todo, batcher
         self.on_result, self.on_lost, self.timeout = on_result, on_lost, timeout or None

@@ -12,12 +12,15 @@ import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any, Callable, Iterator, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypedDict
 
 import numpy as np
 
 from scanner import report as rp
 from train.errors import InputError
+
+if TYPE_CHECKING:
+    from scanner.options import ScanOptions
 
 
 @dataclass
@@ -33,6 +36,13 @@ class StageConfig:
     size: int
     chunk: int = 32  # crops per chunk handed to the sink's `deliver`
     tile_every: int = 0  # ScanOptions.tile_every
+    keypoints: bool = False  # subject frames also carry `kp`, the keypoints in crop pixels (extract-faces' manifest)
+
+    @classmethod
+    def of(cls, options: "ScanOptions", size: int, chunk: int = 32, keypoints: bool = False) -> "StageConfig":
+        """The stage a scan with these options runs, at model input `size`: extract-faces and doctor take it from here."""
+        return cls(options.frames, options.fps, options.keyframes, options.crops, options.face_model,
+                   options.min_face_score, size, chunk=chunk, tile_every=options.tile_every, keypoints=keypoints)
 
 
 class FilePayload(TypedDict, total=False):
@@ -140,7 +150,8 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
     """Decode, detect, track and crop one file; crops go to `sink` as they are made, metadata is returned.
 
     Each subject frame names its crop by `crop`, the crop's sequence number in this file (see
-    CropSink); `crops` is how many the sink took. The crops of detections that tracking drops
+    CropSink), and with `cfg.keypoints` gives its keypoints in crop pixels as `kp` (None in
+    crops mode); `crops` is how many the sink took. The crops of detections that tracking drops
     at the end are delivered too: which tracks survive is known only then, and holding every
     crop until then is what made a long file's memory grow with its length. `beat` marks
     progress at each sampled frame (the --timeout counts from the last mark).
@@ -193,6 +204,15 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
         frame_meta.append((int(frame.index), float(frame.t)))
         del image, frame
 
+    def face(det: Any) -> dict:
+        """A detection's frame fields: box, score, crop number (and keypoints when asked for)."""
+        fields = {"box": _box(det.box), "face_score": round(float(det.score), 4), "crop": crops_of[id(det)]}
+        if cfg.keypoints:
+            from scanner.crop import crop_keypoints
+
+            fields["kp"] = crop_keypoints(det.keypoints, det.box, size=cfg.size)
+        return fields
+
     n_sampled = len(crop_only) if cfg.crops else len(frame_meta)
     media = _media_dict(info, n_sampled, stats.decode_errors)
     if stats.damaged:  # a verdict (or no_face) from what is left would be a silent evasion
@@ -200,13 +220,13 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
     subjects: list[dict] = []
     if cfg.crops:
         if crop_only:
-            subjects.append({"id": 0, "frames": [{"index": i, "t": round(tt, 4), "box": _box(b), "face_score": None, "crop": c}
+            kp: dict = {"kp": None} if cfg.keypoints else {}
+            subjects.append({"id": 0, "frames": [{"index": i, "t": round(tt, 4), "box": _box(b), "face_score": None, "crop": c, **kp}
                                                  for i, tt, b, c in crop_only]})
     elif kind == "image" and len(per_frame) <= 1:  # a still (an animation is tracked like a video)
         for sid, det in enumerate(per_frame[0] if per_frame else []):
             index, tt = frame_meta[0]
-            subjects.append({"id": sid, "frames": [{"index": index, "t": round(tt, 4), "box": _box(det.box),
-                                                    "face_score": round(float(det.score), 4), "crop": crops_of[id(det)]}]})
+            subjects.append({"id": sid, "frames": [{"index": index, "t": round(tt, 4), **face(det)}]})
     else:
         from scanner.track import track_faces
 
@@ -214,8 +234,7 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
             frames = []
             for pos, det in tr.observations:
                 index, tt = frame_meta[pos]
-                frames.append({"index": index, "t": round(tt, 4), "box": _box(det.box), "face_score": round(float(det.score), 4),
-                               "crop": crops_of[id(det)]})
+                frames.append({"index": index, "t": round(tt, 4), **face(det)})
             if frames:
                 subjects.append({"id": int(tr.id), "frames": frames})
     sink.finish()

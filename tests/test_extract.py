@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing as mp
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +17,11 @@ from scanner.cli import app
 from scanner.crop import crop_face
 from scanner.extract import crop_dir_name, extract_faces, parse_kp, read_labels_csv, read_manifest_rows
 from scanner.faces import FaceDetector
+from scanner.faults import FaultPlan
 from scanner.media import iter_frames
+from scanner.options import ScanOptions
+from scanner.pipeline import resolve_model, stage_config
+from scanner.stage import CropSink, process_file
 from train.errors import InputError
 
 MEDIA = Path(__file__).parent / "data" / "media"
@@ -93,6 +98,49 @@ def test_crops_are_the_scanners_crops_and_kp_sits_on_the_face(workdir):
             (again,) = det.detect(on_disk)
             kp = parse_kp(row["kp"])
             assert np.abs(again.keypoints[:4] - kp[:4]).max() < 0.3 * (kp[1, 0] - kp[0, 0])  # detector noise
+
+
+def test_training_crops_are_the_scans_crops_for_the_same_frame(workdir, tiny_checkpoint):
+    """Each PNG equals the crop the scan's own stage (its config for this model) makes of that subject's frame."""
+    data, out, manifest = workdir / "data", workdir / "crops", workdir / "m.csv"
+    options = ScanOptions(frames=4, weights=tiny_checkpoint)
+    checkpoint = resolve_model(options)[0]
+    inputs = [data / "clip.mp4", data / "group.jpg"]
+    result = extract_faces(inputs, out, manifest, frames=4, size=checkpoint.input_size)
+    assert result.extracted == inputs and not result.skipped
+    rows = read_manifest_rows(manifest)
+    for path, kind in ((data / "clip.mp4", "video"), (data / "group.jpg", "image")):
+        parts: list[np.ndarray] = []
+        with FaceDetector() as det:
+            payload = process_file(str(path), kind, det, stage_config(options, checkpoint, 32),
+                                   CropSink(32, lambda _first, crops: parts.append(crops)))
+        crops = np.concatenate(parts)
+        scanned = {(str(s["id"]), str(fr["index"])): crops[fr["crop"]] for s in payload["subjects"] for fr in s["frames"]}
+        mine = {(r["subject"], r["frame"]): read_png(workdir / r["path"]) for r in rows if r["source"].endswith(path.name)}
+        assert sorted(mine) == sorted(scanned) and len(mine) == (4 if kind == "video" else 5)
+        for key, crop in scanned.items():
+            np.testing.assert_array_equal(mine[key], crop)
+
+
+def test_crash_and_hang_become_skipped_inputs_with_the_scans_codes(workdir):
+    """extract-faces runs on the scan's worker pool: a crashing or hanging file is that file's error alone."""
+    data, out, manifest = workdir / "data", workdir / "crops", workdir / "m.csv"
+    for name in ("crash.jpg", "hang.jpg"):
+        shutil.copy(data / "group.jpg", data / name)
+    inputs = [data / "crash.jpg", data / "hang.jpg", data / "clip.mp4", data / "broken.mp4"]
+    result = extract_faces(inputs, out, manifest, frames=2, workers=1, timeout=3,
+                           faults=FaultPlan.parse("crash:crash.jpg,hang:hang.jpg"))
+    codes = {p.name: (code, message) for p, code, message in result.skipped}
+    assert codes["crash.jpg"][0] == "worker_crashed" and "SIGSEGV" in codes["crash.jpg"][1]
+    assert codes["hang.jpg"][0] == "timeout"
+    assert codes["broken.mp4"][0].startswith("not_media")
+    assert result.errors == result.skipped and result.extracted == [data / "clip.mp4"]
+    rows = read_manifest_rows(manifest)
+    assert len(rows) == result.crops == 2 and {r["source"] for r in rows} == {"data/clip.mp4"}
+    assert not mp.active_children()
+    # the failed inputs are not recorded as done: a rerun tries them again
+    again = extract_faces(inputs, out, manifest, frames=2, workers=1)
+    assert again.resumed == [data / "clip.mp4"] and sorted(p.name for p in again.extracted) == ["crash.jpg", "hang.jpg"]
 
 
 def test_resume_skips_unchanged_and_redoes_changed(workdir):
