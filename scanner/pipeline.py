@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from scanner import report as rp
 from scanner.batcher import CropBatcher
+from scanner.bookkeeping import ScanBook, resume_sources
 from scanner.faults import FaultPlan
 from scanner.inferer import Inferer
 from scanner.interrupt import CtrlC
@@ -46,7 +47,6 @@ __all__ = [
 # Crops per run of a worker's one-thread CPU session. bench/scan.py on 2 cores: 28 ms/face at 1,
 # 34 at 4, 40 at 8, 50 at 16 (a single image's activations stay in cache).
 WORKER_BATCH = 1
-STAGES = ("prepare", "decode", "detect", "crop", "infer")
 
 
 def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: ProgressFn | None = None) -> dict:
@@ -170,11 +170,7 @@ def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], opti
     """The scan proper: model, backend, workers, stream, summary."""
     checkpoint, model, threshold, settings = resolve_model(options)
     weights = checkpoint.path
-    stream_path = rp.stream_path_for(options.report) if options.report is not None and options.stream else None
-    prior: dict[str, dict] = {}
-    if options.resume:
-        sources = [options.report] + ([stream_path] if stream_path else [])
-        prior = rp.resumable_items(sources, model_sha256=model["sha256"], settings=settings)
+    stream_path, prior = resume_sources(options, model, settings)
 
     from engines.select import select_backend
 
@@ -196,54 +192,31 @@ def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], opti
     if plan.in_workers:
         backend.close()  # the workers score with their own sessions: free this one's memory now
 
-    results: list[dict | None] = [None] * len(files)
-    todo: deque[Task] = deque()
-    for i, f in enumerate(files):
-        kept = prior.get(os.path.abspath(f))
-        if kept is not None:
-            results[i] = kept
-        else:
-            todo.append(Task(i, str(f), kind_of(Path(f), options.crops)))
-    resumed = len(files) - len(todo)
-    stream = rp.ReportStream(stream_path, header, append=options.resume) if stream_path else None
-    stats = {"faces": 0, "done": resumed, "prepare": t_prepare, "decode": 0.0, "detect": 0.0, "crop": 0.0, "infer": 0.0}
-
-    def report_progress(item: dict | None) -> None:
-        if progress is not None:
-            progress(ScanProgress(total=len(files), done=stats["done"], faces=int(stats["faces"]),
-                                  elapsed=time.time() - started, item=item, resumed=resumed))
-
-    def finish(index: int, item: dict) -> None:
-        results[index] = item
-        stats["done"] += 1
-        if stream is not None:
-            stream.write_item(item)
-        report_progress(item)
+    book = ScanBook(files, prior, stream_path, header, append=options.resume, progress=progress, started=started,
+                    prepare=t_prepare)
+    todo: deque[Task] = deque(Task(i, str(f), kind_of(Path(f), options.crops)) for i, f in book.pending)
 
     interrupted = False
     pool: Pool | None = None
     try:
-        report_progress(None)
+        book.report_progress(None)
         if todo:
             stage = stage_config(options, checkpoint, scorer.batch_size if scorer else batch_size)
             pool = Pool(plan.workers, WorkerConfig(stage, scorer, options.faults))
-            _run(pool, todo, backend, batch_size, options, threshold, stats, finish)
+            _run(pool, todo, backend, batch_size, options, threshold, book.stats, book.finish)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if pool is not None:
             pool.close(graceful=not interrupted)
-        if stream is not None:
-            stream.close()
+        book.close()
         try:
             backend.close()
         except Exception:
             pass
 
-    items = [r for r in results if r is not None]
-    summary = rp.summarize(items, seconds=time.time() - started, faces=int(stats["faces"]),
-                           files_scanned=stats["done"] - resumed, resumed=resumed, skipped=len(skipped),
-                           interrupted=interrupted, stages={k: stats[k] for k in STAGES})
+    items = book.items()
+    summary = book.summary(items, skipped=len(skipped), interrupted=interrupted)
     summary["workers"], summary["infer_threads"] = plan.workers, plan.threads
     summary["infer_in_workers"] = plan.in_workers
     return rp.build_report(header, items, summary)

@@ -421,17 +421,14 @@ def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped
     """pipeline._scan_files with the stages on Ray: model, resume, header, stream, items, summary."""
     import ray
 
+    from scanner.bookkeeping import ScanBook, resume_sources
     from scanner.items import file_item, ordered, scored_item
     from scanner.options import ScanProgress
     from scanner.pipeline import kind_of, prepare_note, resolve_model, stage_config
 
     checkpoint, model, threshold, settings = resolve_model(options)
     weights, size = checkpoint.path, checkpoint.input_size
-    stream_path = rp.stream_path_for(options.report) if options.report is not None and options.stream else None
-    prior: dict[str, dict] = {}
-    if options.resume:
-        sources = [options.report] + ([stream_path] if stream_path else [])
-        prior = rp.resumable_items(sources, model_sha256=model["sha256"], settings=settings)
+    stream_path, prior = resume_sources(options, model, settings)
 
     owned = _connect(ray_options)
     try:
@@ -454,30 +451,14 @@ def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped
         header = rp.make_header(model=model, backend={k: info[k] for k in ("name", "device", "precision")},
                                 settings=settings, created=created, skipped=skipped_list)
 
-        results: list[dict | None] = [None] * len(files)
-        todo: dict[int, _File] = {}
-        for i, f in enumerate(files):
-            kept = prior.get(_key(f))
-            if kept is not None:
-                results[i] = kept
-            else:
-                todo[i] = _File(i, str(f), kind_of(Path(str(f)), options.crops), None)
-        resumed = len(files) - len(todo)
-        stream = rp.ReportStream(stream_path, header, append=options.resume) if stream_path else None
-        stats = {"faces": 0, "done": resumed, "prepare": t_prepare, "decode": 0.0, "detect": 0.0, "crop": 0.0, "infer": 0.0}
-
-        def report_progress(item: dict | None) -> None:
-            if progress is not None:
-                progress(ScanProgress(total=len(files), done=stats["done"], faces=int(stats["faces"]),
-                                      elapsed=time.time() - started, item=item, resumed=resumed))
+        book = ScanBook(files, prior, stream_path, header, append=options.resume, progress=progress,
+                        started=started, prepare=t_prepare, key=_key)
+        todo = {i: _File(i, str(f), kind_of(Path(str(f)), options.crops), None) for i, f in book.pending}
+        stats = book.stats
 
         def finish(f: _File, item: dict) -> None:
-            results[f.index] = item
-            stats["done"] += 1
             del todo[f.index]
-            if stream is not None:
-                stream.write_item(item)
-            report_progress(item)
+            book.finish(f.index, item)
 
         def settle(f: _File) -> None:
             """Finish a file once its payload and every crop's score are in; the local scan's items."""
@@ -496,7 +477,7 @@ def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped
 
         interrupted = False
         try:
-            report_progress(None)
+            book.report_progress(None)
             if todo:
                 cfg = stage_config(options, checkpoint, batch_size)
                 for f in todo.values():  # before any actor opens the file
@@ -514,17 +495,13 @@ def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            if stream is not None:
-                stream.close()
+            book.close()
     finally:
         if owned:
             ray.shutdown()
 
-    items = [r for r in results if r is not None]
-    summary = rp.summarize(items, seconds=time.time() - started, faces=int(stats["faces"]),
-                           files_scanned=stats["done"] - resumed, resumed=resumed, skipped=len(skipped),
-                           interrupted=interrupted,
-                           stages={k: stats[k] for k in ("prepare", "decode", "detect", "crop", "infer")})
+    items = book.items()
+    summary = book.summary(items, skipped=len(skipped), interrupted=interrupted)
     summary["workers"], summary["infer_threads"], summary["infer_in_workers"] = plan.crop_actors, None, False
     summary["ray"] = {"address": plan.address, "nodes": plan.nodes, "cpus": plan.cpus, "gpus": plan.gpus,
                       "crop_actors": plan.crop_actors, "infer_actors": plan.infer_actors,
