@@ -9,6 +9,7 @@ CSV has attribute columns) the worst feature is reported, not gated: groups are 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -97,16 +98,13 @@ def read_features(paths: list[Path], silence_db: float, workers: int | None,
     workers = workers or max(1, min(os.cpu_count() or 1, len(jobs) // 8))
     done = SimpleNamespace(done=0, total=len(jobs))
     out: list[tuple[dict | None, tuple | None]] = []
-    if workers == 1:
-        results = map(_features_of, jobs)
+    with contextlib.ExitStack() as stack:  # one loop; a pool only when it pays
+        if workers == 1:
+            results = map(_features_of, jobs)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=get_context("spawn")))
+            results = pool.map(_features_of, jobs, chunksize=16)
         for r in results:
-            out.append(r)
-            done.done += 1
-            if progress:
-                progress(done)
-        return out
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        for r in pool.map(_features_of, jobs, chunksize=16):
             out.append(r)
             done.done += 1
             if progress:
