@@ -327,7 +327,9 @@ def evaluate(a: argparse.Namespace) -> None:
     """Validation figures of a checkpoint: scanner-made vs tight crops, per domain, per group."""
     work = a.work.resolve()
     ckpt = a.checkpoint or work / "run" / "best.safetensors"
-    seed = 1_000_003  # the loop's validation pseudo-fakes (seed 0 + 1_000_003)
+    from train.data import VALIDATION_SEED
+
+    seed = VALIDATION_SEED  # the loop's validation pseudo-fakes
     out: dict = {"checkpoint": str(ckpt)}
     for name, manifest in (("scanner_crops", work / "val.csv"), ("tight_crops", work / "val_tight.csv")):
         p, y, kind, domain, group, info = _scores(ckpt, manifest, seed)
@@ -358,7 +360,7 @@ def fairness_set(a: argparse.Namespace) -> None:
     keep = [i for i, s in enumerate(m.samples) if s.domain == "utkface"]
     ds = FaceDataset(m, group_names=["all"], method_names=["real", "sbi"], size=json.loads(
         (work / "prepare.json").read_text())["size"])
-    keys = {k[0]: k for k in validation_keys(m, sbi=True, seed=1_000_003)}
+    keys = {k[0]: k for k in validation_keys(m, sbi=True)}
     folder = work / "fairness"
     (folder / "fake").mkdir(parents=True, exist_ok=True)
     n = len(m.samples)
@@ -412,12 +414,28 @@ def ablation(a: argparse.Namespace) -> None:
             run(cmd)
 
 
-def _ablation_metrics(ckpt: Path, val: Path, shipped_threshold: float) -> dict:
+def _run_scores(folder: Path, val: Path) -> tuple:
+    """p_fake, label, method, domain and group of the run's best checkpoint on val.csv: the
+    run's own val_predictions.csv when it wrote one (the same items), else scored afresh."""
+    import numpy as np
+
+    from train.data import VALIDATION_SEED
+
+    preds = folder / "val_predictions.csv"
+    if not preds.is_file():
+        return _scores(folder / "best.safetensors", val, VALIDATION_SEED)[:5]
+    with open(preds, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    col = lambda k: np.array([r[k] for r in rows])  # noqa: E731
+    return col("p_fake").astype(float), col("label").astype(int), col("method"), col("domain"), col("group")
+
+
+def _ablation_metrics(folder: Path, val: Path, shipped_threshold: float) -> dict:
     """AUC (all validation rows; DFDC reals vs DFDC fakes), FPR at the shipped threshold, and
     F_FPR / F_OAE over gender x race on the UTKFace rows (reals + their pseudo-fakes) there."""
     from train.metrics import binary_metrics, fairness_metrics
 
-    p, y, kind, domain, group, _ = _scores(ckpt, val, 1_000_003)
+    p, y, kind, domain, group = _run_scores(folder, val)
     dfdc = (domain == "dfdc") & (kind != "sbi")
     utk = domain == "utkface"
     fair = fairness_metrics(y[utk], p[utk], group[utk], shipped_threshold)
@@ -437,9 +455,8 @@ def ablation_table(a: argparse.Namespace) -> None:
     shipped = float(load_checkpoint(a.shipped, deploy=True)[2]["threshold"])
     per: dict[str, list[dict]] = {}
     for name, seed, folder, _ in ablation_runs(a):
-        ckpt = folder / "best.safetensors"
-        if ckpt.is_file():
-            per.setdefault(name, []).append({"seed": seed, **_ablation_metrics(ckpt, work / "val.csv", shipped)})
+        if (folder / "best.safetensors").is_file():
+            per.setdefault(name, []).append({"seed": seed, **_ablation_metrics(folder, work / "val.csv", shipped)})
     keys = ("auc", "auc_dfdc", "fpr", "F_FPR", "F_OAE")
     lines = [f"| variant | seeds | {' | '.join(keys)} |", "|---" * (len(keys) + 2) + "|"]
     for name, rows in per.items():

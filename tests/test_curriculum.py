@@ -358,3 +358,47 @@ def test_recipe_ablation_runs_four_variants_per_seed_at_one_budget(tmp_path):
         return [t for i, t in enumerate(c) if t not in strip and (i == 0 or c[i - 1] not in strip)]
 
     assert len({tuple(budget(c)) for c in cmds}) == 1
+
+
+def test_recipe_ablation_table_reads_each_runs_validation_predictions(tmp_path):
+    """The table's AUC, FPR at the shipped threshold and fairness gaps come from each run's
+    val_predictions.csv: mean and sample spread over the seeds."""
+    import subprocess
+    import sys
+
+    from train.metrics import binary_metrics
+
+    (tmp_path / "prepare.json").write_text('{"size": 128}')
+    rng = np.random.default_rng(0)
+    aucs = []
+    for seed in (0, 1):
+        for variant in ("plain", "curriculum", "balance", "both"):
+            folder = tmp_path / "ablation" / f"{variant}-s{seed}"
+            folder.mkdir(parents=True)
+            (folder / "best.safetensors").write_bytes(b"")  # only its presence marks a finished run
+            rows, y, p = [], [], []
+            for i in range(80):
+                utk = i % 2 == 0
+                label = int(i % 4 >= 2)
+                prob = float(np.clip(0.3 + 0.4 * label + rng.normal(0, 0.25), 0, 1))
+                group = ("female|asian", "male|white")[i % 8 >= 4] if utk else ""
+                rows.append([f"x{i}.png", int(utk and label), "sbi" if utk and label else ("real" if not label else "df"),
+                             "utkface" if utk else "dfdc", group, label, f"{prob:.6g}"])
+                y.append(label)
+                p.append(float(f"{prob:.6g}"))
+            if variant == "plain":
+                aucs.append(binary_metrics(np.array(y), np.array(p))["auc"])
+            with open(folder / "val_predictions.csv", "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["path", "pseudo_fake", "method", "domain", "group", "label", "p_fake"])
+                w.writerows(rows)
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "build_detector.py"
+    r = subprocess.run([sys.executable, str(recipe), "ablation-table", "--work", str(tmp_path), "--seeds", "0", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads((tmp_path / "ablation.json").read_text())
+    plain = out["runs"]["plain"]
+    assert [run["seed"] for run in plain] == [0, 1]
+    assert [run["auc"] for run in plain] == pytest.approx(aucs)
+    assert all(run["F_FPR"] >= 0 and 0 <= run["fpr"] <= 1 for runs in out["runs"].values() for run in runs)
+    assert f"| plain | 2 | {np.mean(aucs):.4f} ± {np.std(aucs, ddof=1):.4f} |" in r.stdout

@@ -277,3 +277,10 @@ def test_validation_breakdown_by_method_and_domain(tmp_path):
     assert sum(v["n"] for v in line["by_domain"].values()) == 12 + 6  # rows + one pseudo-fake per real
     meta = read_metadata(out / "best.safetensors")
     assert set(json.loads(meta["provenance"])["auc_by"]["by_method"]) == {"reenact", "sbi", "swap"}
+    # the best epoch's scores, one line per validation item, for comparing runs without rescoring
+    with open(out / "val_predictions.csv", newline="") as fh:
+        preds = list(csv.DictReader(fh))
+    assert len(preds) == 12 + 6
+    assert sum(r["pseudo_fake"] == "1" for r in preds) == 6 and {r["method"] for r in preds if r["pseudo_fake"] == "1"} == {"sbi"}
+    assert all(0.0 <= float(r["p_fake"]) <= 1.0 for r in preds)
+    assert [r["label"] for r in preds if r["pseudo_fake"] == "0"] == ["0" if r["label"] == "real" else "1" for r in rows]

@@ -402,9 +402,13 @@ class BalancedBatchSampler(Sampler[list[Key]]):
             yield [(i, int(rng.integers(0, 2**31 - 1))) for i in r + f]
 
 
-def validation_keys(manifest: Manifest, *, sbi: bool, seed: int = 0) -> list[Key]:
-    """Every row once, plus (with SBI) one pseudo-fake per real row with a fixed seed, so each
-    epoch (and each run with the same seed) validates on the very same fakes."""
+# Validation pseudo-fakes use this seed whatever the training seed, so every epoch of every run
+# (and the recipe's evaluations) judge models on the very same fakes.
+VALIDATION_SEED = 1_000_003
+
+
+def validation_keys(manifest: Manifest, *, sbi: bool, seed: int = VALIDATION_SEED) -> list[Key]:
+    """Every row once, plus (with SBI) one pseudo-fake per real row blended with `seed`."""
     n = len(manifest.samples)
     keys = [(i, seed) for i in range(n)]
     if sbi:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import time
@@ -32,6 +33,7 @@ from train.curriculum import CURRICULA, QualityBatchSampler, QualityCurriculum, 
 from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Manifest, make_loader, read_manifest,
                         validation_keys)
 from train.errors import InputError
+from train.files import atomic_write_bytes
 from train.labels import align_group_names
 from train.losses import PGFDDLoss
 from train.metrics import binary_metrics, calibrate_threshold, fairness_metrics, group_metrics, method_metrics
@@ -271,6 +273,23 @@ def breakdown(manifest: Manifest, index: list[int], y: np.ndarray, p: np.ndarray
     return out
 
 
+PREDICTION_COLUMNS = ("path", "pseudo_fake", "method", "domain", "group", "label", "p_fake")
+
+
+def write_predictions(path: Path, manifest: Manifest, index: list[int], y: np.ndarray, p: np.ndarray) -> None:
+    """The best epoch's p_fake of every validation item, so runs can be compared (other metrics,
+    other thresholds, the recipe's ablation table) without scoring the set again."""
+    n = len(manifest.samples)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(PREDICTION_COLUMNS)
+    for i, label, prob in zip(index, y, p):
+        s = manifest.samples[i - n if i >= n else i]
+        w.writerow([s.path, int(i >= n), SBI_METHOD if i >= n else s.method, s.domain, s.group or "", int(label),
+                    f"{float(prob):.6g}"])
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
 def _aucs(table: dict) -> str:
     return ", ".join(f"{k} {v['auc']:.3f}" for k, v in table.items() if v["auc"] is not None)
 
@@ -401,7 +420,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     val_ds = FaceDataset(val_m, augment=None, **common)
     batches = sampler if curriculum is None else QualityBatchSampler(sampler, curriculum)
     train_loader = make_loader(train_ds, batch_sampler=batches, num_workers=opts.num_workers)
-    keys = validation_keys(val_m, sbi=sbi, seed=opts.seed + 1_000_003)
+    keys = validation_keys(val_m, sbi=sbi)
     # inference needs no gradients or decoder: larger validation batches cost little memory
     val_loader = make_loader(val_ds, keys=keys, batch_size=max(opts.batch_size, 16), num_workers=opts.num_workers)
 
@@ -499,6 +518,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                     state["best_auc"] = auc if not math.isnan(auc) else state["best_auc"]
                     state["best_epoch"] = epoch
                     save_checkpoint(best_ckpt, model, config, threshold=vm["threshold"], provenance=prov)
+                    write_predictions(out / "val_predictions.csv", val_m, index, y_val, p)
                     save_checkpoint(best_deploy, model.deploy(), config, threshold=vm["threshold"], provenance=prov,
                                     half=opts.fp16_deploy)
                 save_checkpoint(last_ckpt, model, config, threshold=vm["threshold"], provenance=prov)
