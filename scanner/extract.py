@@ -308,10 +308,8 @@ def extract_faces(
     from scanner.media import collect_inputs
 
     t0 = time.perf_counter()
-    if frames < 1:
-        raise InputError(f"frames must be at least 1, got {frames}")
-    if fps is not None and not fps > 0:
-        raise InputError(f"fps must be positive, got {fps}")
+    options = ScanOptions(frames=frames, fps=fps, face_model=face_model, workers=workers, timeout=timeout)
+    options.check()  # the scan's checks of the options both take, with the scan's messages
     default_label = LABEL_NAMES[parse_label(str(label).strip(), "--label")]
     table = read_labels_csv(labels) if labels is not None else None
     if not inputs:
@@ -328,7 +326,7 @@ def extract_faces(
 
     attrs = table.attributes if table else []
     header = [*BASE_COLUMNS, *attrs, *TAIL_COLUMNS]
-    cfg = StageConfig.of(ScanOptions(frames=frames, fps=fps, face_model=face_model), size, keypoints=True)
+    cfg = StageConfig.of(options, size, keypoints=True)
     settings = {"frames": frames, "fps": fps, "face_model": face_model, "size": size,
                 "min_face_score": cfg.min_face_score, "tile_every": cfg.tile_every, "out_dir": os.path.abspath(out_dir)}
     out_dir.mkdir(parents=True, exist_ok=True)

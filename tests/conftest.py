@@ -1,12 +1,18 @@
-"""Shared fixtures: small random-init PG-FDD checkpoints that other modules' tests load and score."""
+"""Shared fixtures: small random-init PG-FDD checkpoints that other modules' tests load and
+score, a sharpened one whose scores spread, one ONNX cache for the session, generated crop sets.
+
+Pytest finds these by name, so test modules use them without importing anything. Shared plain
+helpers and constants (media paths, TEST_SIZE, crop and CSV writers, broken inputs, scan
+options) live in tests/helpers.py: test modules import from there, never from each other.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-# The fixture models take 128-px crops: the code under test does not depend on the size (the
-# shipped model's is in its config), and inference and scans cost a quarter of 256 px.
-TEST_SIZE = 128
+from tests.helpers import TEST_SIZE, make_crops, sharpen_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +47,30 @@ def tiny_full_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny_full.safetensors"
     return save_checkpoint(path, model, config, threshold=0.5,
                            provenance={"note": "random init test fixture"})
+
+
+@pytest.fixture(scope="session")
+def sharp_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """tiny_checkpoint sharpened (tests.helpers.sharpen_checkpoint), made once per session at a
+    fixed path, so every test file reuses the file and its cached ONNX export (keyed by its hash)."""
+    path = tmp_path_factory.getbasetemp() / "sharp" / "sharp.safetensors"
+    if not path.is_file():
+        path.parent.mkdir(exist_ok=True)
+        sharpen_checkpoint(tiny_checkpoint, path)
+    return path
+
+
+@pytest.fixture()
+def shared_cache(tmp_path_factory, monkeypatch):
+    """One DFSCAN_CACHE for the whole session (out of the user's cache), so each checkpoint is
+    exported once across files."""
+    path = tmp_path_factory.getbasetemp() / "dfscan-cache"
+    monkeypatch.setenv("DFSCAN_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def crop_sets(tmp_path_factory) -> tuple[Path, Path]:
+    """Generated training (24 crops) and validation (8) manifests, half fakes; read-only."""
+    root = tmp_path_factory.mktemp("crops")
+    return make_crops(root / "train", 24, seed=0), make_crops(root / "val", 8, seed=1)

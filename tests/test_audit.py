@@ -62,7 +62,8 @@ def make_clip(path: Path, seed: int, *, lead_ms: float = 0.0, size: tuple[int, i
     return path
 
 
-def write_csv(folder: Path, rows: list[tuple], header: tuple = ("path", "label", "gender")) -> Path:
+def write_labels(folder: Path, rows: list[tuple], header: tuple = ("path", "label", "gender")) -> Path:
+    """folder/labels.csv: the audit's labelled set (a path, label and gender column unless `header` says otherwise)."""
     path = folder / "labels.csv"
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -87,7 +88,7 @@ def silence_set(tmp_path_factory) -> tuple[Path, Path]:
         (root / "trimmed").mkdir(exist_ok=True)
         make_clip(root / "trimmed" / real.name, i)
         trimmed += [(real.name, "real", g), (make_clip(root / "trimmed" / f"fake{i}.mp4", i).name, "fake", g)]
-    return write_csv(root, rows), write_csv(root / "trimmed", trimmed)
+    return write_labels(root, rows), write_labels(root / "trimmed", trimmed)
 
 
 def test_leading_silence_is_measured_in_ms(tmp_path):
@@ -139,7 +140,7 @@ def test_resolution_shortcut_is_flagged(tmp_path):
     for i in range(8):
         rows += [(make_clip(tmp_path / f"r{i}.mp4", i, seconds=0.4).name, "real", "x"),
                  (make_clip(tmp_path / f"f{i}.mp4", i, seconds=0.4, size=(96, 64)).name, "fake", "x")]
-    result = run_audit(write_csv(tmp_path, rows), AuditOptions(bootstrap=0, attrs=[]))
+    result = run_audit(write_labels(tmp_path, rows), AuditOptions(bootstrap=0, attrs=[]))
     feats = {f["feature"]: f for f in result.report["features"]}
     assert feats["width"]["auc"] == 1.0 and feats["height"]["auc"] == 1.0
     assert {"width", "height"} <= set(result.report["shortcuts"])
@@ -156,7 +157,7 @@ def test_jpeg_quality_shortcut_and_csv_feature(tmp_path):
         img.save(tmp_path / f"r{i}.jpg", quality=95)
         img.save(tmp_path / f"f{i}.jpg", quality=60)
         rows += [(f"r{i}.jpg", "real", 200 + i), (f"f{i}.jpg", "fake", 200 + i)]
-    labels = write_csv(tmp_path, rows, header=("path", "label", "original_width"))
+    labels = write_labels(tmp_path, rows, header=("path", "label", "original_width"))
     result = run_audit(labels, AuditOptions(bootstrap=0, features=["original_width"]))
     feats = {f["feature"]: f for f in result.report["features"]}
     assert feats["jpeg_quality"]["auc"] == 1.0 and "lower in fakes" in feats["jpeg_quality"]["detail"]
@@ -188,7 +189,7 @@ def test_unreadable_items_are_excluded_with_exit_3(tmp_path):
                  (make_clip(tmp_path / f"f{i}.mp4", i, seconds=0.4).name, "fake", "x")]
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     rows.append(("broken.mp4", "fake", "x"))
-    r = runner.invoke(app, ["audit", str(write_csv(tmp_path, rows)), "--bootstrap", "0", "--json",
+    r = runner.invoke(app, ["audit", str(write_labels(tmp_path, rows)), "--bootstrap", "0", "--json",
                             str(tmp_path / "a.json")])
     assert r.exit_code == 3, r.output
     doc = json.loads((tmp_path / "a.json").read_text())
@@ -202,7 +203,7 @@ def test_unreadable_items_are_excluded_with_exit_3(tmp_path):
 ])
 def test_bad_csv_gets_fairness_checks_error(tmp_path, rows, header):
     make_clip(tmp_path / "a.mp4", 0, seconds=0.2)
-    labels = write_csv(tmp_path, rows, header=header)
+    labels = write_labels(tmp_path, rows, header=header)
     audit = runner.invoke(app, ["audit", str(labels)])
     fair = runner.invoke(app, ["fairness-check", str(labels), "--scores", str(labels)])
     assert audit.exit_code == 2 and fair.exit_code == 2

@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_export import real_crops, shared_cache, sharp_checkpoint  # noqa: F401 - fixtures
-from tests.conftest import TEST_SIZE
+from tests.helpers import TEST_SIZE, real_crops
 from train.errors import InputError
 
 S = TEST_SIZE
 
 
 @pytest.fixture()
-def ort_backend(sharp_checkpoint, shared_cache):  # noqa: F811
+def ort_backend(sharp_checkpoint, shared_cache):
     from engines.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(sharp_checkpoint, threads=2)
@@ -22,7 +21,7 @@ def ort_backend(sharp_checkpoint, shared_cache):  # noqa: F811
 
 
 @pytest.fixture()
-def torch_backend(sharp_checkpoint):  # noqa: F811
+def torch_backend(sharp_checkpoint):
     from engines.torch import TorchBackend
 
     backend = TorchBackend(sharp_checkpoint)
@@ -47,7 +46,7 @@ def test_onnxruntime_matches_torch_on_real_crops(ort_backend, torch_backend):
     assert ((p_ort >= 0) & (p_ort <= 1)).all() and p_ort.std() > 0.1
 
 
-def test_batch_size_does_not_change_scores(sharp_checkpoint, shared_cache, ort_backend):  # noqa: F811
+def test_batch_size_does_not_change_scores(sharp_checkpoint, shared_cache, ort_backend):
     from engines.onnxruntime import OnnxRuntimeBackend
 
     crops = real_crops(5)
@@ -78,7 +77,7 @@ def test_bad_crops_are_input_errors(ort_backend, torch_backend, bad, message):
             backend.predict(bad)
 
 
-def test_closed_backend_refuses(sharp_checkpoint, shared_cache):  # noqa: F811
+def test_closed_backend_refuses(sharp_checkpoint, shared_cache):
     from engines.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(sharp_checkpoint)
@@ -87,7 +86,7 @@ def test_closed_backend_refuses(sharp_checkpoint, shared_cache):  # noqa: F811
         backend.predict(real_crops(1))
 
 
-def test_torch_backend_refuses_what_this_machine_cannot_do(sharp_checkpoint, monkeypatch):  # noqa: F811
+def test_torch_backend_refuses_what_this_machine_cannot_do(sharp_checkpoint, monkeypatch):
     from engines import torch as torch_engine
 
     with pytest.raises(InputError, match="FP16 needs a CUDA GPU"):
@@ -101,7 +100,7 @@ def test_torch_backend_refuses_what_this_machine_cannot_do(sharp_checkpoint, mon
         torch_engine.TorchBackend(sharp_checkpoint, batch_size=0)
 
 
-def test_channels_last_and_contiguous_torch_agree(sharp_checkpoint, torch_backend):  # noqa: F811
+def test_channels_last_and_contiguous_torch_agree(sharp_checkpoint, torch_backend):
     from engines.torch import TorchBackend
 
     crops = real_crops(3)
@@ -110,7 +109,7 @@ def test_channels_last_and_contiguous_torch_agree(sharp_checkpoint, torch_backen
     np.testing.assert_allclose(plain.predict(crops), torch_backend.predict(crops), atol=1e-5)
 
 
-def test_not_a_checkpoint(tmp_path, shared_cache):  # noqa: F811
+def test_not_a_checkpoint(tmp_path, shared_cache):
     from engines.onnxruntime import OnnxRuntimeBackend
     from engines.torch import TorchBackend
 

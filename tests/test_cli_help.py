@@ -1,12 +1,17 @@
-"""Every command's --help ends with its examples, and epilog prose wraps to the terminal."""
+"""Every command's --help ends with its examples, epilog prose wraps to the terminal, the training
+choices come from train.choices, and the CLI starts without torch."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from scanner.cli import app
 from scanner.console import reflow
+from train import choices
 
 COMMANDS = ["scan", "extract-faces", "fairness-check", "audit", "build-engine", "train", "import-checkpoint",
             "doctor"]
@@ -23,3 +28,17 @@ def test_help_ends_with_examples(command):
 def test_reflow_joins_prose_and_keeps_example_lines():
     text = "\nExamples:\n\n    dfscan scan a\n        --b c\n\nExit codes: 0 done;\n1 fake.\n"
     assert reflow(text) == "Examples:\n\n    dfscan scan a\n        --b c\n\nExit codes: 0 done; 1 fake."
+
+
+def test_train_choices_are_train_choices():
+    r = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"})  # no choice list cut short
+    assert r.exit_code == 0, r.output
+    for names in (choices.BACKBONE_NAMES, choices.OPTIMIZER_NAMES, choices.LR_SCHEDULES, choices.PSEUDO_FAKES,
+                  choices.THRESHOLD_METHODS, choices.CURRICULA, choices.BALANCE_MODES):
+        assert f"<{'|'.join(names)}>" in r.output, names
+
+
+def test_cli_starts_without_torch():
+    code = "import sys, scanner.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

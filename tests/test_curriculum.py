@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -12,20 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_data import make_crops, write_csv
+from tests.helpers import face_like, make_crops, read_rows, train_options, write_csv
 from train.balance import balance_groups, cell_counts
 from train.checkpoint import load_checkpoint
 from train.curriculum import (QualityBatchSampler, QualityCurriculum, augment_probability, combine_ratings,
                               expected_rating, pacing_kappa, percentile_rank, static_scores)
 from train.data import BalancedBatchSampler, FaceDataset, read_manifest
 from train.errors import InputError
-from train.loop import TrainOptions, train
+from train.loop import train
 from train.sbi import amplitude_mix
-
-
-def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 # ---------------------------------------------------------------- ratings
@@ -52,8 +48,6 @@ def _write(path: Path, img: np.ndarray) -> str:
 def test_static_score_ranks_fakes_by_closeness_to_their_source_real(tmp_path):
     """Fakes further from their source real (colour cast + blur growing) rate lower; a fake whose
     source is not in the manifest is compared with the mean real and still rated."""
-    from tests.test_data import face_like
-
     rng = np.random.default_rng(0)
     real, _ = face_like(rng)
     other, _ = face_like(rng)
@@ -218,25 +212,15 @@ def test_synthetic_rows_are_made_at_each_draw(tmp_path):
 # ---------------------------------------------------------------- in training
 
 
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("crops")
-    return make_crops(root / "train", 24, seed=0), make_crops(root / "val", 8, seed=1)
+_opts = partial(train_options, batch_size=4)
 
 
-def _opts(sets, out: Path, **kw) -> TrainOptions:
-    base = dict(train=sets[0], val=sets[1], out=out, epochs=2, batch_size=4, device="cpu", max_steps_per_epoch=3,
-                pretrained=False, num_workers=0, lr=0.02, seed=0, input_size=64)
-    base.update(kw)
-    return TrainOptions(**base)
-
-
-def test_both_options_end_to_end_with_sam_writes_ratings_and_counts(sets, tmp_path):
+def test_both_options_end_to_end_with_sam_writes_ratings_and_counts(crop_sets, tmp_path):
     lines: list[str] = []
     out = tmp_path / "run"
-    best = train(_opts(sets, out, curriculum="quality", balance_groups="synthetic", balance_target=5),
+    best = train(_opts(crop_sets, out, curriculum="quality", balance_groups="synthetic", balance_target=5),
                  progress=False, log=lines.append)
-    q = _rows(out / "quality.csv")
+    q = read_rows(out / "quality.csv")
     assert {r["epoch"] for r in q} == {"1", "2"}
     first = [r for r in q if r["epoch"] == "1"]
     assert len(first) == 12 + 8  # the 12 manifest fakes + 8 synthetic pseudo-fakes (4 groups x up to 5)
@@ -264,31 +248,31 @@ def _kill_after_epoch_1(line: str) -> None:
         raise _Killed
 
 
-def test_resume_with_both_options_matches_an_uninterrupted_run(sets, tmp_path):
+def test_resume_with_both_options_matches_an_uninterrupted_run(crop_sets, tmp_path):
     """A run of 2 epochs killed after epoch 1 and resumed equals the uninterrupted run: the same
     batches (the pacing is a function of the step of the whole --epochs budget, and the dynamic
     scores come back from last_quality.safetensors), so the same weights and ratings."""
     kw = dict(epochs=2, max_steps_per_epoch=3, no_sam=True, augment=False, curriculum="quality",
               balance_groups="synthetic", quality_aug=1.0)
-    train(_opts(sets, tmp_path / "a", **kw), progress=False)
+    train(_opts(crop_sets, tmp_path / "a", **kw), progress=False)
     with pytest.raises(_Killed):
-        train(_opts(sets, tmp_path / "b", **kw), progress=False, log=_kill_after_epoch_1)
-    train(_opts(sets, tmp_path / "b", resume=True, **kw), progress=False)
+        train(_opts(crop_sets, tmp_path / "b", **kw), progress=False, log=_kill_after_epoch_1)
+    train(_opts(crop_sets, tmp_path / "b", resume=True, **kw), progress=False)
     a = load_checkpoint(tmp_path / "a" / "last.safetensors", deploy=False)[0].state_dict()
     b = load_checkpoint(tmp_path / "b" / "last.safetensors", deploy=False)[0].state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
-    assert _rows(tmp_path / "a" / "quality.csv") == _rows(tmp_path / "b" / "quality.csv")
+    assert read_rows(tmp_path / "a" / "quality.csv") == read_rows(tmp_path / "b" / "quality.csv")
     # resuming a plain run with the curriculum switched on is refused, not silently restarted
-    train(_opts(sets, tmp_path / "c", epochs=1, max_steps_per_epoch=1, no_sam=True), progress=False)
+    train(_opts(crop_sets, tmp_path / "c", epochs=1, max_steps_per_epoch=1, no_sam=True), progress=False)
     with pytest.raises(InputError, match="without --curriculum quality"):
-        train(_opts(sets, tmp_path / "c", epochs=2, max_steps_per_epoch=1, no_sam=True, resume=True,
+        train(_opts(crop_sets, tmp_path / "c", epochs=2, max_steps_per_epoch=1, no_sam=True, resume=True,
                     curriculum="quality"), progress=False)
 
 
-def test_curriculum_changes_which_fakes_are_drawn(sets, tmp_path):
+def test_curriculum_changes_which_fakes_are_drawn(crop_sets, tmp_path):
     """Same seed, same budget: the curriculum draws other fakes than the plain sampler (it acts)."""
-    m = read_manifest(sets[0])
+    m = read_manifest(crop_sets[0])
     plain = BalancedBatchSampler(m.labels, 4, seed=0, max_steps=6)
     plain.set_epoch(1)
     cur = QualityCurriculum(m, epochs=1, steps_per_epoch=6)
@@ -297,15 +281,15 @@ def test_curriculum_changes_which_fakes_are_drawn(sets, tmp_path):
     assert [k for b in plain for k, _ in b[2:]] != [k for b in paced for k, _ in b[2:]]
 
 
-def test_bad_research_options(sets, tmp_path):
+def test_bad_research_options(crop_sets, tmp_path):
     with pytest.raises(InputError, match="--curriculum must be one of none, quality"):
-        train(_opts(sets, tmp_path / "r", curriculum="loss"), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", curriculum="loss"), progress=False)
     with pytest.raises(InputError, match="--balance-groups must be one of none, synthetic"):
-        train(_opts(sets, tmp_path / "r", balance_groups="oversample"), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", balance_groups="oversample"), progress=False)
     with pytest.raises(InputError, match="--balance-target"):
-        train(_opts(sets, tmp_path / "r", balance_groups="synthetic", balance_target=0), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", balance_groups="synthetic", balance_target=0), progress=False)
     with pytest.raises(InputError, match="--quality-aug"):
-        train(_opts(sets, tmp_path / "r", curriculum="quality", quality_aug=1.5), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", curriculum="quality", quality_aug=1.5), progress=False)
     assert not (tmp_path / "r").exists()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import cv2
@@ -10,75 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import face_like, make_crops, write_csv
 from train.augment import Augment, color_jitter, gaussian_blur, hflip, jpeg
 from train.data import (BalancedBatchSampler, FaceDataset, make_loader, read_manifest, to_tensor,
                         validation_keys)
 from train.errors import InputError
-
-
-def face_like(rng: np.random.Generator, fake: bool = False, group: tuple[int, int] | None = None
-              ) -> tuple[np.ndarray, list[float]]:
-    """A 256x256 RGB crop with a face-shaped ellipse and eyes, and its 6 keypoints.
-
-    Fakes carry a blurred, brightened square over the face: a blending-like artefact a model
-    can learn in a few steps. `group` (two binary attributes) sets the background and face
-    tones, so the demographic head has something to learn too."""
-    if group is None:
-        bg, face = rng.integers(60, 200, 3), rng.integers(120, 230, 3)
-    else:
-        bg = np.array([60, 170, 80] if group[0] else [70, 90, 190]) + rng.integers(-15, 16, 3)
-        face = np.array([225, 190, 160] if group[1] else [150, 105, 80]) + rng.integers(-15, 16, 3)
-    img = np.full((256, 256, 3), bg, np.uint8)
-    img = (img.astype(np.float32) + rng.normal(0, 8, img.shape)).clip(0, 255).astype(np.uint8)
-    cx, cy = 128 + int(rng.integers(-8, 9)), 136 + int(rng.integers(-8, 9))
-    cv2.ellipse(img, (cx, cy), (70, 90), 0, 0, 360, tuple(int(v) for v in face), -1)
-    for dx in (-28, 28):
-        cv2.circle(img, (cx + dx, cy - 25), 8, (30, 30, 30), -1)
-    cv2.ellipse(img, (cx, cy + 40), (18, 6), 0, 0, 360, (150, 60, 60), -1)
-    if fake:
-        patch = img[100:170, 90:170].astype(np.int16)
-        img[100:170, 90:170] = np.clip(cv2.GaussianBlur(patch.astype(np.uint8), (9, 9), 3).astype(np.int16) + 25, 0, 255)
-    kp = [cx - 28, cy - 25, cx + 28, cy - 25, cx, cy + 5, cx, cy + 40, cx - 70, cy - 5, cx + 70, cy - 5]
-    return img, [float(v) for v in kp]
-
-
-def make_crops(root: Path, n: int = 24, *, seed: int = 0, fakes: bool = True, name: str = "manifest.csv",
-               groups: list[str] | None = None) -> Path:
-    """Write n generated crops (every other one fake when `fakes`) and a dfscan manifest.
-
-    Attribute columns gender (i%3==0 male) and race (i%4<2 asian) are shown by the background
-    and face tones; with `groups` a `group` column is written instead and the background shows
-    the group (sorted index parity)."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "crops").mkdir(exist_ok=True)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        fake = fakes and i % 2 == 1
-        cue = (int(i % 3 == 0), int(i % 4 >= 2)) if groups is None else (sorted(set(groups)).index(groups[i]) % 2, 0)
-        img, kp = face_like(rng, fake, cue)
-        rel = f"crops/{seed}_{i:03d}.png"
-        cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        row = {"path": rel, "label": "fake" if fake else "real", "gender": "female" if i % 3 else "male",
-               "race": "asian" if i % 4 < 2 else "white", "source": f"video{i // 4}.mp4", "subject": "0",
-               "frame": str(i), "kp": " ".join(f"{v:.2f}" for v in kp)}
-        if groups is not None:
-            row = {"path": rel, "label": row["label"], "group": groups[i], "kp": row["kp"]}
-        rows.append(row)
-    path = root / name
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 # ---------------------------------------------------------------- manifests

@@ -7,69 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TEST_SIZE
+from tests.helpers import TEST_SIZE, real_crops
 from train.errors import InputError
-
-MEDIA = Path(__file__).parent / "data" / "media" / "images"
-FACE_IMAGES = ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "single_face.jpg",
-               "astronaut.png"]
-
-
-def real_crops(n: int | None = None, size: int = TEST_SIZE) -> np.ndarray:
-    """Face photos from tests/data/media (aligned portraits), resized to the fixture models' input, uint8 RGB."""
-    import cv2
-
-    names = FACE_IMAGES if n is None else [FACE_IMAGES[i % len(FACE_IMAGES)] for i in range(n)]
-    out = []
-    for i, name in enumerate(names):
-        img = cv2.imread(str(MEDIA / name), cv2.IMREAD_COLOR)[:, :, ::-1]
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-        out.append(np.roll(img, 7 * (i // len(FACE_IMAGES)), axis=1))  # repeats differ a little
-    return np.ascontiguousarray(np.stack(out))
-
-
-def sharpen_checkpoint(src: Path, dst: Path) -> Path:
-    """A random-init checkpoint gives p_fake ≈ 0.47 for everything, which would hide graph errors.
-
-    Rebuild head_fused's last layer as ±d/2 with d = s·(l1 - l0) centred on these crops, so p
-    spreads (~0.02 to ~0.95) while each logit stays small, as in a trained model.
-    """
-    import torch
-
-    from engines.export import torch_reference
-    from train.checkpoint import load_checkpoint, save_checkpoint
-
-    model, config, info = load_checkpoint(src)
-    crops = real_crops()
-    p = torch_reference(model, crops, config).astype(np.float64)
-    logit = np.log(p / (1 - p))
-    scale = 2.0 / logit.std()
-    last = model.head_fused.mlp[2]
-    with torch.no_grad():
-        w = (last.weight[1] - last.weight[0]) * scale / 2
-        b = ((last.bias[1] - last.bias[0]) - float(logit.mean())) * scale / 2
-        last.weight.copy_(torch.stack([-w, w]))
-        last.bias.copy_(torch.stack([-b, b]))
-    return save_checkpoint(dst, model, config, threshold=info["threshold"], provenance={"note": "sharpened test"})
-
-
-@pytest.fixture(scope="session")
-def sharp_checkpoint(tiny_checkpoint, tmp_path_factory):
-    """Made once per session at a fixed path: other test files import this fixture and reuse the
-    file (and so its cached ONNX export, keyed by the file's hash)."""
-    path = tmp_path_factory.getbasetemp() / "sharp" / "sharp.safetensors"
-    if not path.is_file():
-        path.parent.mkdir(exist_ok=True)
-        sharpen_checkpoint(tiny_checkpoint, path)
-    return path
-
-
-@pytest.fixture()
-def shared_cache(tmp_path_factory, monkeypatch):
-    """One DFSCAN_CACHE for the whole session, so each checkpoint is exported once across files."""
-    path = tmp_path_factory.getbasetemp() / "dfscan-cache"
-    monkeypatch.setenv("DFSCAN_CACHE", str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -143,6 +143,40 @@ def test_crash_and_hang_become_skipped_inputs_with_the_scans_codes(workdir):
     assert again.resumed == [data / "clip.mp4"] and sorted(p.name for p in again.extracted) == ["crash.jpg", "hang.jpg"]
 
 
+def test_cli_workers_and_timeout_reach_the_pool(workdir, monkeypatch):
+    """--workers and --timeout are the scan's options, passed to the worker pool (0: no time limit)."""
+    import scanner.extract as ex
+
+    seen = []
+    real = ex._run_pool
+
+    def spy(jobs, cfg, finished, *, workers, timeout, faults):
+        seen.append((workers, timeout))
+        return real(jobs, cfg, finished, workers=workers, timeout=timeout, faults=faults)
+
+    monkeypatch.setattr(ex, "_run_pool", spy)
+    data = workdir / "data"
+    args = ["extract-faces", str(data / "clip.mp4"), str(data / "group.jpg"), "--frames", "2", "--workers", "1"]
+    r = runner.invoke(app, [*args, "--out", str(workdir / "a"), "--manifest", str(workdir / "a.csv"), "--timeout", "60"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*args, "--out", str(workdir / "b"), "--manifest", str(workdir / "b.csv"), "--timeout", "0"])
+    assert r.exit_code == 0, r.output
+    assert seen == [(1, 60.0), (1, None)]
+    rows = read_manifest_rows(workdir / "a.csv")
+    assert {r["source"] for r in rows} == {"data/clip.mp4", "data/group.jpg"} and len(rows) == 2 + 5
+    assert [r["path"].split("/", 1)[1] for r in rows] == [r["path"].split("/", 1)[1] for r in read_manifest_rows(workdir / "b.csv")]
+
+
+@pytest.mark.parametrize("option,value", [("--workers", "0"), ("--workers", "two"), ("--timeout", "-1")])
+def test_cli_bad_workers_or_timeout_exit_2(workdir, option, value):
+    data = workdir / "data"
+    r = runner.invoke(app, ["extract-faces", str(data / "clip.mp4"), "--out", str(workdir / "c"),
+                            "--manifest", str(workdir / "m.csv"), option, value], terminal_width=200)
+    assert r.exit_code == 2, r.output
+    assert sum("Invalid value" in line for line in r.output.splitlines()) == 1 and option in r.output
+    assert "Traceback" not in r.output and not (workdir / "m.csv").exists()
+
+
 def test_resume_skips_unchanged_and_redoes_changed(workdir):
     data, out, manifest = workdir / "data", workdir / "crops", workdir / "m.csv"
     inputs = [data / "clip.mp4", data / "group.jpg"]
@@ -225,5 +259,12 @@ def test_bad_options(workdir):
         extract_faces([data / "clip.mp4"], workdir / "c", workdir / "m.csv", label="maybe")
     with pytest.raises(InputError, match="no such file"):
         extract_faces([data / "missing.mp4"], workdir / "c", workdir / "m.csv")
+    with pytest.raises(InputError, match="--workers must be at least 1"):
+        extract_faces([data / "clip.mp4"], workdir / "c", workdir / "m.csv", workers=0)
+    with pytest.raises(InputError, match="--timeout must be positive"):
+        extract_faces([data / "clip.mp4"], workdir / "c", workdir / "m.csv", timeout=-1)
+    with pytest.raises(InputError, match="--frames must be at least 1"):
+        extract_faces([data / "clip.mp4"], workdir / "c", workdir / "m.csv", frames=0)
+    assert not (workdir / "m.csv").exists()
     r = runner.invoke(app, ["extract-faces", "--help"])
     assert r.exit_code == 0 and "dfscan extract-faces videos/" in r.output

@@ -17,10 +17,10 @@ import pytest
 
 from scanner import media
 from scanner.media import MediaError, collect_inputs, iter_frames, probe, sample_indices
+from tests.helpers import FACE_CLIP, IMAGES, VIDEOS, damage_packets, face_frame, two_stream_mkv
 from train.errors import InputError
 
-MEDIA = Path(__file__).parent / "data" / "media"
-PEXELS = MEDIA / "videos" / "WolfgangLanger_Pexels.mp4"
+PEXELS = VIDEOS / "WolfgangLanger_Pexels.mp4"
 
 
 def grey(i: int) -> int:
@@ -99,7 +99,7 @@ def test_keyframes_only(tmp_path):
 def test_image_yields_one_frame_and_exif_rotation(tmp_path):
     from PIL import Image
 
-    src = MEDIA / "images" / "single_face.jpg"
+    src = IMAGES / "single_face.jpg"
     (frame,) = list(iter_frames(src))
     assert frame.index == 0 and frame.t == 0.0 and frame.image.shape[2] == 3
     # store the photo sideways with EXIF orientation 6 ("rotate 90 CW to display")
@@ -365,7 +365,7 @@ def test_truncated_keeps_nothing_silently(tmp_path):
 
 def test_edit_list_clip_still_gives_32_frames():
     """no_face.mp4 counts 98 frames in its header, 3 of them pre-roll the decoder never outputs."""
-    clip = MEDIA / "videos" / "no_face.mp4"
+    clip = VIDEOS / "no_face.mp4"
     with av.open(str(clip)) as c:
         header = c.streams.video[0].frames
         decoded = sum(1 for _ in c.decode(video=0))
@@ -377,20 +377,6 @@ def test_edit_list_clip_still_gives_32_frames():
 
 # ---------------------------------------------------------------------------------------------
 # damaged streams and odd media (issue 11)
-
-FACE_CLIP = MEDIA / "videos" / "single_face.mp4"  # 72 frames, 30 fps, H.264 in MP4
-
-
-def _damage_packets(src: Path, dst: Path, which) -> Path:
-    """Copy `src` with the 4-byte NAL length of each packet `which(i)` picks set to ff ff ff f0."""
-    with av.open(str(src)) as c:
-        positions = [p.pos for p in c.demux(c.streams.video[0]) if p.size > 0]
-    data = bytearray(src.read_bytes())
-    for i, pos in enumerate(positions):
-        if which(i):
-            data[pos:pos + 4] = b"\xff\xff\xff\xf0"
-    dst.write_bytes(bytes(data))
-    return dst
 
 
 def _packet_frames(path: Path) -> list[int]:
@@ -414,7 +400,7 @@ def _expected_sampling(positions: list[int], decodable: list[int], end: int) -> 
 def test_damaged_packets_are_skipped_not_the_end(tmp_path, damage, damaged):
     which = {"packet 10": lambda i: i == 10, "every other packet": lambda i: i % 2 == 1,
              "packets 10 on": lambda i: i >= 10}[damage]
-    clip = _damage_packets(FACE_CLIP, tmp_path / "dmg.mp4", which)
+    clip = damage_packets(FACE_CLIP, tmp_path / "dmg.mp4", which)
     decodable = [f for i, f in enumerate(_packet_frames(FACE_CLIP)) if not which(i)]
     stats = media.SampleStats()
     frames = list(iter_frames(clip, frames=32, stats=stats))
@@ -486,21 +472,13 @@ def test_demuxer_failure_seeks_past_the_damage(tmp_path, monkeypatch):
         assert decoded_index(f.image) == f.index  # indices after the seek still name the right frame
 
 
-def _face_frame(i: int = 30) -> np.ndarray:
-    with av.open(str(FACE_CLIP)) as c:
-        for n, f in enumerate(c.decode(video=0)):
-            if n == i:
-                return f.to_ndarray(format="rgb24")
-    raise AssertionError("clip too short")
-
-
 def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
     """Issue 11.5: an I;16 PNG became almost all white (values clipped at 255) and had no face."""
     from PIL import Image
 
     from scanner.faces import FaceDetector
 
-    grey8 = np.asarray(Image.fromarray(_face_frame()).convert("L"))
+    grey8 = np.asarray(Image.fromarray(face_frame()).convert("L"))
     Image.fromarray(grey8).save(tmp_path / "g8.png")
     Image.fromarray(grey8.astype(np.uint16) * 257).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode == "I;16"
@@ -510,30 +488,6 @@ def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
     assert np.abs(f16.image.astype(int) - f8.image).max() <= 1
     with FaceDetector() as det:
         assert len(det.detect(f8.image)) == 1 and len(det.detect(f16.image)) == 1
-
-
-def two_stream_mkv(path: Path) -> Path:
-    """An MKV whose first video stream is small and faceless, its second the face clip (20 frames)."""
-    from fractions import Fraction
-
-    with av.open(str(FACE_CLIP)) as inp, av.open(str(path), "w") as out:
-        decoy = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
-        decoy.width, decoy.height, decoy.pix_fmt = 160, 90, "yuv420p"
-        main = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
-        main.width, main.height, main.pix_fmt = 640, 360, "yuv420p"
-        for i, f in enumerate(inp.decode(video=0)):
-            if i == 20:
-                break
-            flat = av.VideoFrame.from_ndarray(np.full((90, 160, 3), 40 + i, np.uint8), format="rgb24")
-            face = f.reformat(format="yuv420p")
-            for picture, stream in ((flat, decoy), (face, main)):
-                picture.pts, picture.time_base = i, Fraction(1, 30)
-                for p in stream.encode(picture):
-                    out.mux(p)
-        for s in (decoy, main):
-            for p in s.encode():
-                out.mux(p)
-    return path
 
 
 def test_largest_video_stream_is_scanned(tmp_path):
@@ -595,7 +549,7 @@ def test_image_and_video_rotation_use_one_convention(tmp_path):
     from PIL import Image
 
     video, _ = _rotated_copy(tmp_path, n=2)  # stored rotated 90 degrees counter-clockwise
-    img = Image.open(MEDIA / "images" / "single_face.jpg")
+    img = Image.open(IMAGES / "single_face.jpg")
     exif = Image.Exif()
     exif[0x0112] = 6
     img.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "side.jpg", exif=exif)  # the same storage

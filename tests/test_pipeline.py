@@ -9,8 +9,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,68 +17,9 @@ import pytest
 from scanner import report as rp
 from scanner.faults import FaultPlan
 from scanner.pipeline import ScanOptions, scan
-from tests.conftest import TEST_SIZE
+from tests.helpers import EXPECTED_CODES, IMAGES, TEST_SIZE, VIDEOS, by_name, make_broken_inputs, scan_options
 
-MEDIA = Path(__file__).parent / "data" / "media"
-VIDEOS = MEDIA / "videos"
-IMAGES = MEDIA / "images"
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    """Keep any exported ONNX model out of the user's cache."""
-    monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path_factory.getbasetemp() / "dfscan-cache"))
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def make_broken_inputs(folder: Path) -> dict[str, Path]:
-    """The broken files of issue 3, each made for real (no mocks)."""
-    import av
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    out["zero"] = folder / "zero.mp4"
-    out["zero"].write_bytes(b"")
-    out["random"] = folder / "random.mp4"
-    out["random"].write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
-    out["text"] = folder / "notes.mov"
-    out["text"].write_text("this is not a movie\n" * 50)
-    src = (VIDEOS / "single_face.mp4").read_bytes()  # its moov atom is at the end: cutting it loses the index
-    out["truncated"] = folder / "truncated.mp4"
-    out["truncated"].write_bytes(src[: len(src) // 2])
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    out["huge_png"] = folder / "huge.png"
-    out["huge_png"].write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-                                + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
-    out["audio_only"] = folder / "audio_only.mp4"
-    with av.open(str(out["audio_only"]), "w") as c:
-        stream = c.add_stream("aac", rate=44100)
-        t = np.arange(1024 * 40) / 44100
-        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
-        for i in range(40):
-            frame = av.AudioFrame.from_ndarray(samples[:, i * 1024:(i + 1) * 1024], format="fltp", layout="mono")
-            frame.sample_rate = 44100
-            frame.pts = i * 1024
-            for packet in stream.encode(frame):
-                c.mux(packet)
-        for packet in stream.encode(None):
-            c.mux(packet)
-    out["folder"] = folder / "x.mp4"
-    out["folder"].mkdir()
-    return out
-
-
-def _opts(weights: Path, **kw) -> ScanOptions:
-    base = dict(weights=weights, backend="torch", frames=12, workers=2, batch_size=16, timeout=120)
-    base.update(kw)
-    return ScanOptions(**base)
-
-
-def _by_name(report: dict) -> dict[str, dict]:
-    return {Path(i["path"]).name: i for i in report["items"]}
+pytestmark = pytest.mark.usefixtures("shared_cache")  # any exported ONNX model stays out of the user's cache
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +32,7 @@ def mixed(tmp_path_factory, tiny_checkpoint):
     shutil.copy(IMAGES / "multi_face.jpg", folder / "multi_face.jpg")
     (folder / "readme.txt").write_text("not media")
     events = []
-    report = scan([folder], _opts(tiny_checkpoint, report=folder / "out.json"), progress=events.append)
+    report = scan([folder], scan_options(tiny_checkpoint, report=folder / "out.json"), progress=events.append)
     return report, broken, folder, events
 
 
@@ -102,7 +41,7 @@ def test_report_is_valid_and_complete(mixed, tiny_checkpoint):
 
     report, broken, folder, events = mixed
     rp.validate_report(report)
-    names = _by_name(report)
+    names = by_name(report)
     assert {"WolfgangLanger_Pexels.mp4", "no_face.mp4", "face_noface.mov", "multi_face.jpg"} <= set(names)
     assert report["summary"]["files"] == 4 + len(broken)
     assert [s["path"] for s in report["skipped"]] == [str(folder / "readme.txt")]
@@ -114,7 +53,7 @@ def test_report_is_valid_and_complete(mixed, tiny_checkpoint):
 
 
 def test_pexels_clip_is_one_person_in_most_frames(mixed):
-    item = _by_name(mixed[0])["WolfgangLanger_Pexels.mp4"]
+    item = by_name(mixed[0])["WolfgangLanger_Pexels.mp4"]
     assert item["status"] == "ok" and item["kind"] == "video"
     assert item["media"]["frames_sampled"] == 12
     assert len(item["subjects"]) == 1
@@ -130,7 +69,7 @@ def test_pexels_clip_is_one_person_in_most_frames(mixed):
 
 
 def test_multi_face_photo_has_five_people(mixed):
-    item = _by_name(mixed[0])["multi_face.jpg"]
+    item = by_name(mixed[0])["multi_face.jpg"]
     assert item["kind"] == "image" and item["status"] == "ok"
     assert len(item["subjects"]) == 5
     assert item["score"] == pytest.approx(max(s["score"] for s in item["subjects"]))
@@ -138,7 +77,7 @@ def test_multi_face_photo_has_five_people(mixed):
 
 
 def test_no_face_video(mixed):
-    item = _by_name(mixed[0])["no_face.mp4"]
+    item = by_name(mixed[0])["no_face.mp4"]
     assert item["status"] == "no_face"
     assert item["score"] is None and item["verdict"] is None and item["subjects"] == []
     assert item["media"]["frames_sampled"] > 0
@@ -149,7 +88,7 @@ def test_face_then_cartoon_has_one_subject_only_where_the_face_is(mixed):
     are told from the sky frames by colour alone (red above blue), independently of MediaPipe."""
     from scanner.media import iter_frames
 
-    item = _by_name(mixed[0])["face_noface.mov"]
+    item = by_name(mixed[0])["face_noface.mov"]
     assert item["status"] == "ok" and item["media"]["codec"] == "hevc"
     assert item["media"]["frames_sampled"] == 12
     room = []
@@ -162,14 +101,9 @@ def test_face_then_cartoon_has_one_subject_only_where_the_face_is(mixed):
     assert [f["index"] for f in item["subjects"][0]["frames"]] == room
 
 
-EXPECTED_CODES = {"zero.mp4": "empty_file", "random.mp4": "not_media", "notes.mov": "not_media",
-                  "truncated.mp4": "truncated", "huge.png": "too_large", "audio_only.mp4": "no_video_stream",
-                  "x.mp4": "is_directory"}
-
-
 @pytest.mark.parametrize("name", sorted(EXPECTED_CODES))
 def test_broken_inputs_are_error_items(mixed, name):
-    item = _by_name(mixed[0])[name]
+    item = by_name(mixed[0])[name]
     assert item["status"] == "error" and item["kind"] in ("video", "image")
     assert item["error"]["code"] == EXPECTED_CODES[name], item["error"]
     message = item["error"]["message"]
@@ -216,9 +150,9 @@ def test_crops_mode_scores_every_crop_without_detection(tmp_path, tiny_checkpoin
     cv2.imwrite(str(tmp_path / "face.png"), cv2.resize(face, (300, 300)))
     noise = np.random.default_rng(1).integers(0, 256, (TEST_SIZE, TEST_SIZE, 3), dtype=np.uint8)  # BGR; no face at all
     cv2.imwrite(str(tmp_path / "noise.png"), noise)
-    report = scan([tmp_path], _opts(tiny_checkpoint, crops=True, workers=1, infer_in_workers=in_workers))
+    report = scan([tmp_path], scan_options(tiny_checkpoint, crops=True, workers=1, infer_in_workers=in_workers))
     rp.validate_report(report)
-    items = _by_name(report)
+    items = by_name(report)
     assert report["settings"]["crops"] is True
     assert report["summary"]["infer_in_workers"] is in_workers
     for name, size in (("face.png", 300), ("noise.png", TEST_SIZE)):
@@ -239,9 +173,10 @@ def test_crash_and_hang_become_error_items(tmp_path, tiny_checkpoint, monkeypatc
     for name in ("crash.jpg", "hang.jpg", "good.jpg"):
         shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
     report = scan([tmp_path / "crash.jpg", tmp_path / "hang.jpg", tmp_path / "good.jpg"],
-                  _opts(tiny_checkpoint, workers=1, timeout=3, faults=FaultPlan.parse("crash:crash.jpg,hang:hang.jpg")))
+                  scan_options(tiny_checkpoint, workers=1, timeout=3,
+                               faults=FaultPlan.parse("crash:crash.jpg,hang:hang.jpg")))
     rp.validate_report(report)
-    items = _by_name(report)
+    items = by_name(report)
     assert items["crash.jpg"]["error"]["code"] == "worker_crashed"
     assert "SIGSEGV" in items["crash.jpg"]["error"]["message"]
     assert items["hang.jpg"]["error"]["code"] == "timeout"
@@ -254,17 +189,17 @@ def test_resume_skips_unchanged_done_files(tmp_path, tiny_checkpoint):
     for name in ("a.jpg", "b.jpg"):
         shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
     out = tmp_path / "out.json"
-    first = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"], _opts(tiny_checkpoint, workers=1, report=out))
+    first = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"], scan_options(tiny_checkpoint, workers=1, report=out))
     rp.write_report(first, out)
     shutil.copy(IMAGES / "astronaut.png", tmp_path / "c.png")
     st = os.stat(tmp_path / "b.jpg")
     os.utime(tmp_path / "b.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # b changed since
     second = scan([tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.png"],
-                  _opts(tiny_checkpoint, workers=1, report=out, resume=True))
+                  scan_options(tiny_checkpoint, workers=1, report=out, resume=True))
     rp.validate_report(second)
     assert second["summary"]["resumed"] == 1
     assert second["summary"]["files"] == 3
-    assert _by_name(second)["a.jpg"] == _by_name(first)["a.jpg"]
+    assert by_name(second)["a.jpg"] == by_name(first)["a.jpg"]
     # the stream now holds the new run's items after the old ones
     streamed = [Path(i["path"]).name for i in rp.read_report(rp.stream_path_for(out))["items"]]
     assert streamed[:2] == ["a.jpg", "b.jpg"] and sorted(streamed[2:]) == ["b.jpg", "c.png"]
@@ -279,7 +214,7 @@ def test_ctrl_c_returns_finished_items(tmp_path, tiny_checkpoint):
             raise KeyboardInterrupt
 
     out = tmp_path / "out.json"
-    report = scan([tmp_path], _opts(tiny_checkpoint, workers=1, report=out), progress=progress)
+    report = scan([tmp_path], scan_options(tiny_checkpoint, workers=1, report=out), progress=progress)
     assert report["summary"]["interrupted"] is True
     assert report["summary"]["files"] == 1
     rp.validate_report(report)
@@ -302,16 +237,18 @@ def test_file_replaced_during_scan_is_an_error_not_a_stale_result(tmp_path, tiny
             os.replace(tmp_path / "new.png", tmp_path / "b.jpg")
 
     out = tmp_path / "out.json"
-    first = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"], _opts(tiny_checkpoint, workers=1, report=out), progress=replace_b)
+    first = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"], scan_options(tiny_checkpoint, workers=1, report=out),
+                 progress=replace_b)
     rp.write_report(first, out)
     rp.validate_report(first)
-    items = _by_name(first)
+    items = by_name(first)
     assert items["a.jpg"]["status"] == "ok"
     assert items["b.jpg"]["status"] == "error" and items["b.jpg"]["error"]["code"] == "changed_during_scan"
-    second = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"], _opts(tiny_checkpoint, workers=1, report=out, resume=True))
+    second = scan([tmp_path / "a.jpg", tmp_path / "b.jpg"],
+                  scan_options(tiny_checkpoint, workers=1, report=out, resume=True))
     assert second["summary"]["resumed"] == 1  # a.jpg only: b.jpg is scanned again, as it is now
-    assert _by_name(second)["b.jpg"]["status"] == "no_face"
-    assert _by_name(second)["b.jpg"]["file"] == rp.file_fingerprint(tmp_path / "b.jpg")
+    assert by_name(second)["b.jpg"]["status"] == "no_face"
+    assert by_name(second)["b.jpg"]["file"] == rp.file_fingerprint(tmp_path / "b.jpg")
 
 
 def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpoint, monkeypatch):
@@ -348,13 +285,13 @@ def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpo
     monkeypatch.setattr(rp, "open", fake_open, raising=False)
     files = [tmp_path / f"f{i}.jpg" for i in range(3)]
     with pytest.raises(rp.OutputError, match="No space left on device.*rerun with --resume"):
-        scan_to_report(files, _opts(tiny_checkpoint, workers=1, report=out))
+        scan_to_report(files, scan_options(tiny_checkpoint, workers=1, report=out))
     monkeypatch.undo()
     assert not out.exists() and not rp.lock_path_for(out).exists()
     assert not stream.read_text().endswith("\n")  # torn mid-line
     assert len(rp.read_report(stream)["items"]) == 1
     assert not mp.active_children()
-    report = scan_to_report(files, _opts(tiny_checkpoint, workers=1, report=out, resume=True))
+    report = scan_to_report(files, scan_options(tiny_checkpoint, workers=1, report=out, resume=True))
     assert report["summary"]["resumed"] == 1 and report["summary"]["files"] == 3
     assert rp.read_report(out) == report
 
@@ -408,11 +345,12 @@ def test_crops_stream_in_chunks_with_few_in_flight_and_the_same_scores(tmp_path,
     monkeypatch.setattr(batcher, "Chunk", CountedChunk)
     monkeypatch.setattr(pl, "ack", counted_ack)
     monkeypatch.setattr(TorchBackend, "predict", slow_predict)
-    chunked = scan([tmp_path / "long.mp4"], _opts(tiny_checkpoint, fps=2.0, workers=1, batch_size=3, infer_in_workers=False))
+    chunked = scan([tmp_path / "long.mp4"],
+                   scan_options(tiny_checkpoint, fps=2.0, workers=1, batch_size=3, infer_in_workers=False))
     monkeypatch.undo()
 
     chunks = [n for kind, _, n in events if kind == "chunk"]
-    item = _by_name(chunked)["long.mp4"]
+    item = by_name(chunked)["long.mp4"]
     faces = sum(len(s["frames"]) for s in item["subjects"])
     assert item["status"] == "ok" and faces >= 30
     assert len(chunks) >= 10 and sum(chunks) >= faces and max(chunks) <= 3 + 2  # one frame's faces stay together
@@ -422,12 +360,13 @@ def test_crops_stream_in_chunks_with_few_in_flight_and_the_same_scores(tmp_path,
         peak = max(peak, in_flight)
     assert 1 <= peak <= pl.CHUNKS_IN_FLIGHT and in_flight == 0  # every chunk acked
 
-    whole = scan([tmp_path / "long.mp4"], _opts(tiny_checkpoint, fps=2.0, workers=1, batch_size=256, infer_in_workers=False))
-    in_worker = scan([tmp_path / "long.mp4"], _opts(tiny_checkpoint, fps=2.0, workers=1, batch_size=1))
+    whole = scan([tmp_path / "long.mp4"],
+                 scan_options(tiny_checkpoint, fps=2.0, workers=1, batch_size=256, infer_in_workers=False))
+    in_worker = scan([tmp_path / "long.mp4"], scan_options(tiny_checkpoint, fps=2.0, workers=1, batch_size=1))
     assert in_worker["summary"]["infer_in_workers"] and not chunked["summary"]["infer_in_workers"]
     scores, rest = _split_scores(item)
     for other in (whole, in_worker):
-        other_scores, other_rest = _split_scores(_by_name(other)["long.mp4"])
+        other_scores, other_rest = _split_scores(by_name(other)["long.mp4"])
         assert other_scores == pytest.approx(scores, abs=1e-5)  # batch composition only: float rounding
         assert other_rest == rest
 
@@ -450,10 +389,10 @@ def test_timeout_counts_from_the_last_progress(tmp_path, tiny_checkpoint, monkey
     timeout, frames = 3.0, 24
     assert frames * SLOW_FRAME_S > 3 * timeout  # the slow file's whole time is well past the timeout
     report = scan([tmp_path / "slow.mp4", tmp_path / "hang.jpg"],
-                  _opts(tiny_checkpoint, workers=1, timeout=timeout, frames=frames,
+                  scan_options(tiny_checkpoint, workers=1, timeout=timeout, frames=frames,
                         faults=FaultPlan.parse("slow:slow.mp4,hang:hang.jpg")))
     rp.validate_report(report)
-    items = _by_name(report)
+    items = by_name(report)
     assert items["slow.mp4"]["status"] == "ok" and items["slow.mp4"]["media"]["frames_sampled"] == frames
     assert items["hang.jpg"]["error"]["code"] == "timeout"
     assert not mp.active_children()

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 
 from scanner import report as rp
 from scanner.faults import FaultPlan
 from scanner.pipeline import ScanOptions, scan
-from tests.test_pipeline import EXPECTED_CODES, IMAGES, VIDEOS, make_broken_inputs
+from tests.helpers import EXPECTED_CODES, IMAGES, VIDEOS, by_name, make_broken_inputs, scan_options
 
+# any exported ONNX model stays out of the user's cache (the actors get DFSCAN_* from the driver)
+pytestmark = pytest.mark.usefixtures("shared_cache")
 HINT = "ray[data] is not installed: pip install 'dfscan[ray]' to run the Ray scan tests"
 
 
@@ -30,26 +32,13 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    """Keep any exported ONNX model out of the user's cache (the actors get DFSCAN_* from the driver)."""
-    monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path_factory.getbasetemp() / "dfscan-cache"))
-
-
-def _opts(weights: Path, **kw) -> ScanOptions:
-    base = dict(weights=weights, backend="torch", frames=6, workers=2, batch_size=16, timeout=120)
-    base.update(kw)
-    return ScanOptions(**base)
+_opts = partial(scan_options, frames=6)  # the local test scan's options with fewer frames
 
 
 def _ray(report_options: ScanOptions, paths: list, **kw) -> dict:
     from scanner.ray_scan import RayOptions, scan_ray
 
     return scan_ray(paths, report_options, RayOptions(**kw))
-
-
-def _by_name(report: dict) -> dict[str, dict]:
-    return {Path(i["path"]).name: i for i in report["items"]}
 
 
 def _same_item(a: dict, b: dict) -> None:
@@ -79,7 +68,7 @@ def test_ray_report_equals_the_local_one(local_ray, tmp_path, tiny_checkpoint):
     assert [i["path"] for i in on_ray["items"]] == [i["path"] for i in local["items"]]
     for a, b in zip(on_ray["items"], local["items"]):
         _same_item(a, b)
-    items = _by_name(on_ray)
+    items = by_name(on_ray)
     for name, code in EXPECTED_CODES.items():  # broken files are error items with the local scan's codes
         assert items[name]["status"] == "error" and items[name]["error"]["code"] == code, items[name]
     assert sum(i["status"] == "ok" for i in on_ray["items"]) >= 4  # the shared videos do have faces
@@ -99,7 +88,7 @@ def test_killed_actor_is_retried_or_reported_and_a_hang_times_out(local_ray, tmp
     paths = [tmp_path / n for n in ("crash.jpg", "once.jpg", "hang.jpg", "good.jpg")]
     report = _ray(_opts(tiny_checkpoint, timeout=4, faults=faults), paths, retries=1)
     rp.validate_report(report)
-    items = _by_name(report)
+    items = by_name(report)
     assert items["crash.jpg"]["error"]["code"] == "worker_crashed"  # died twice: reported, not retried forever
     assert items["once.jpg"]["status"] == "ok"  # its actor was killed once mid-run: retried on a fresh actor
     assert items["hang.jpg"]["error"]["code"] == "timeout"
@@ -129,9 +118,9 @@ def test_resume_from_a_local_run_through_the_cli(local_ray, tmp_path, tiny_check
     second = rp.read_report(out)
     rp.validate_report(second)
     assert second["summary"]["resumed"] == 1 and second["summary"]["files"] == 3 and "ray" in second["summary"]
-    assert _by_name(second)["a.jpg"] == _by_name(first)["a.jpg"]
-    assert _by_name(second)["b.jpg"]["file"] != _by_name(first)["b.jpg"]["file"]
-    assert _by_name(second)["c.png"]["status"] in ("ok", "no_face")
+    assert by_name(second)["a.jpg"] == by_name(first)["a.jpg"]
+    assert by_name(second)["b.jpg"]["file"] != by_name(first)["b.jpg"]["file"]
+    assert by_name(second)["c.png"]["status"] in ("ok", "no_face")
 
 
 def test_without_the_extra_ray_says_how_to_install_it(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scanner import report as rp
-from tests.test_pipeline import IMAGES, make_broken_inputs
+from tests.helpers import FACE_CLIP, IMAGES, damage_packets, face_frame, make_broken_inputs, two_stream_mkv
 
 COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7])m")
 
@@ -312,16 +312,14 @@ def test_damaged_and_odd_media_from_cli(tmp_path, tiny_checkpoint):
     import numpy as np
     from PIL import Image
 
-    from tests.test_media import FACE_CLIP, _damage_packets, _face_frame, two_stream_mkv
-
     folder = tmp_path / "in"
     folder.mkdir()
     two_stream_mkv(folder / "two_streams.mkv")
-    _damage_packets(FACE_CLIP, folder / "one_bad_packet.mp4", lambda i: i == 10)
-    _damage_packets(FACE_CLIP, folder / "mostly_bad.mp4", lambda i: i >= 10)
-    grey = np.asarray(Image.fromarray(_face_frame()).convert("L"))
+    damage_packets(FACE_CLIP, folder / "one_bad_packet.mp4", lambda i: i == 10)
+    damage_packets(FACE_CLIP, folder / "mostly_bad.mp4", lambda i: i >= 10)
+    grey = np.asarray(Image.fromarray(face_frame()).convert("L"))
     Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "grey16.png")
-    pictures = [Image.fromarray(_face_frame(i)) for i in range(0, 72, 6)]
+    pictures = [Image.fromarray(face_frame(i)) for i in range(0, 72, 6)]
     pictures[0].save(folder / "anim.webp", save_all=True, append_images=pictures[1:], duration=200, quality=90)
     out = tmp_path / "out.json"
     r = dfscan("scan", folder, "--report", out, "--weights", tiny_checkpoint, "--backend", "torch",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.test_export import real_crops, shared_cache  # noqa: F401 - fixture
+from tests.helpers import real_crops
 from train.errors import InputError
 
 
@@ -138,7 +137,7 @@ def test_real_probes_on_this_machine(tiny_checkpoint, tmp_path, monkeypatch):
         assert not cands["torch-cuda-fp16"].available and "sees no CUDA GPU" in cands["torch-cuda-fp16"].reason
 
 
-def test_real_auto_selection_scores(tiny_checkpoint, shared_cache):  # noqa: F811
+def test_real_auto_selection_scores(tiny_checkpoint, shared_cache):
     """With no GPU, auto loads ONNX Runtime from the cached export and scores real crops."""
     from engines.select import select_backend
     from engines.torch import cuda_device

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_export import real_crops
+from tests.helpers import real_crops
 from train.errors import InputError
 
 SHA = "ab" * 32

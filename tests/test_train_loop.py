@@ -10,30 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_data import make_crops
+from tests.helpers import make_crops, read_rows, train_options as _opts
 from train.checkpoint import load_checkpoint, read_metadata
 from train.errors import InputError
-from train.loop import COSINE_FLOOR, TrainOptions, scheduled_lr, train
+from train.choices import OPTIMIZER_NAMES
+from train.loop import COSINE_FLOOR, OPTIMIZERS, scheduled_lr, train
 from train.model import PGFDD, PGFDDDeploy
-
-
-def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("crops")
-    return make_crops(root / "train", 24, seed=0), make_crops(root / "val", 8, seed=1)
-
-
-def _opts(sets, out: Path, **kw) -> TrainOptions:
-    # 64-px crops: the loop's behaviour does not depend on the input size, the run time does
-    base = dict(train=sets[0], val=sets[1], out=out, epochs=2, batch_size=2, device="cpu",
-                max_steps_per_epoch=3, pretrained=False, num_workers=0, lr=0.02, seed=0, input_size=64)
-    base.update(kw)
-    return TrainOptions(**base)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +36,7 @@ def test_two_epochs_lower_the_loss_and_write_outputs(grouped, tmp_path, backbone
     best = train(_opts(grouped, tmp_path / "run", backbone=backbone, no_sam=no_sam, fp16_deploy=True,
                        batch_size=4, max_steps_per_epoch=None, augment=False),
                  progress=False, log=lines.append)
-    rows = _rows(tmp_path / "run" / "metrics.csv")
+    rows = read_rows(tmp_path / "run" / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["steps"] == "4" for r in rows)
     # the reconstruction term falls steadily; LDAM at s=30 on 2 groups is too noisy over 8 steps
     # under SAM to ask the same of the total
@@ -92,7 +74,7 @@ def test_pseudo_fakes_sbi_from_real_only_manifest_cli(tmp_path):
             "--pseudo-fakes", "sbi", "--optimizer", "adam", "--lr", "1e-3", "--workers", "1", "--device", "cpu", "--quiet"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    rows = _rows(out / "metrics.csv")
+    rows = read_rows(out / "metrics.csv")
     assert rows[0]["val_n"] == "8"  # 4 real crops + their 4 seeded pseudo-fakes
     _, cfg, info = load_checkpoint(out / "best.safetensors", deploy=False)
     assert cfg.method_names == ["real", "sbi"] and cfg.group_names == ["female|asian", "female|white", "male|asian", "male|white"]
@@ -104,31 +86,31 @@ def test_pseudo_fakes_sbi_from_real_only_manifest_cli(tmp_path):
     assert r.exit_code == 2 and "no fake rows" in r.output
 
 
-def test_resume_continues_after_the_last_epoch(sets, tmp_path):
+def test_resume_continues_after_the_last_epoch(crop_sets, tmp_path):
     out = tmp_path / "run"
-    train(_opts(sets, out, epochs=1, max_steps_per_epoch=2, no_sam=True), progress=False)
+    train(_opts(crop_sets, out, epochs=1, max_steps_per_epoch=2, no_sam=True), progress=False)
     first = load_checkpoint(out / "last.safetensors", deploy=False)[0].state_dict()
     with pytest.raises(InputError, match="already holds a training run"):
-        train(_opts(sets, out, epochs=2, max_steps_per_epoch=2, no_sam=True), progress=False)
-    train(_opts(sets, out, epochs=2, max_steps_per_epoch=2, no_sam=True, resume=True), progress=False)
-    rows = _rows(out / "metrics.csv")
+        train(_opts(crop_sets, out, epochs=2, max_steps_per_epoch=2, no_sam=True), progress=False)
+    train(_opts(crop_sets, out, epochs=2, max_steps_per_epoch=2, no_sam=True, resume=True), progress=False)
+    rows = read_rows(out / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
     second = load_checkpoint(out / "last.safetensors", deploy=False)[0].state_dict()
     assert any(not torch.equal(first[k], second[k]) for k in first)  # trained on from epoch 1's weights
     with pytest.raises(InputError, match="already finished 2 epoch"):
-        train(_opts(sets, out, epochs=2, no_sam=True, resume=True), progress=False)
+        train(_opts(crop_sets, out, epochs=2, no_sam=True, resume=True), progress=False)
     with pytest.raises(InputError, match="nothing to resume"):
-        train(_opts(sets, tmp_path / "empty", resume=True), progress=False)
+        train(_opts(crop_sets, tmp_path / "empty", resume=True), progress=False)
 
 
 @pytest.mark.parametrize("optimizer,lr,schedule", [("sgd", 0.02, "constant"), ("adam", 1e-3, "cosine")])
-def test_resume_restores_optimizer_and_matches_an_uninterrupted_run(sets, tmp_path, optimizer, lr, schedule):
+def test_resume_restores_optimizer_and_matches_an_uninterrupted_run(crop_sets, tmp_path, optimizer, lr, schedule):
     """1 epoch + resume to 2 gives the same weights as 2 epochs straight (momentum or Adam's
     moments and step count, RNG and the point on the learning-rate curve restored)."""
     kw = dict(max_steps_per_epoch=1, no_sam=True, augment=False, optimizer=optimizer, lr=lr, lr_schedule=schedule)
-    train(_opts(sets, tmp_path / "a", epochs=2, **kw), progress=False)
-    train(_opts(sets, tmp_path / "b", epochs=1, **kw), progress=False)
-    train(_opts(sets, tmp_path / "b", epochs=2, resume=True, **kw), progress=False)
+    train(_opts(crop_sets, tmp_path / "a", epochs=2, **kw), progress=False)
+    train(_opts(crop_sets, tmp_path / "b", epochs=1, **kw), progress=False)
+    train(_opts(crop_sets, tmp_path / "b", epochs=2, resume=True, **kw), progress=False)
     a = load_checkpoint(tmp_path / "a" / "last.safetensors", deploy=False)[0].state_dict()
     b = load_checkpoint(tmp_path / "b" / "last.safetensors", deploy=False)[0].state_dict()
     for k in a:
@@ -144,33 +126,34 @@ def test_cosine_schedule_decays_from_lr_to_the_floor():
     assert {scheduled_lr(1e-3, "constant", s, 11) for s in range(11)} == {1e-3}
 
 
-def test_cosine_run_logs_the_decayed_lr(sets, tmp_path):
-    train(_opts(sets, tmp_path / "r", epochs=2, max_steps_per_epoch=2, no_sam=True, lr=0.01, lr_schedule="cosine"),
+def test_cosine_run_logs_the_decayed_lr(crop_sets, tmp_path):
+    train(_opts(crop_sets, tmp_path / "r", epochs=2, max_steps_per_epoch=2, no_sam=True, lr=0.01, lr_schedule="cosine"),
           progress=False)
-    lrs = [float(r["lr"]) for r in _rows(tmp_path / "r" / "metrics.csv")]
+    lrs = [float(r["lr"]) for r in read_rows(tmp_path / "r" / "metrics.csv")]
     # 4 steps in all: epoch 1 ends on step 2 (t = 1/3), epoch 2 on step 4 (t = 1, the floor)
     assert lrs == pytest.approx([scheduled_lr(0.01, "cosine", 1, 4), 0.01 * COSINE_FLOOR])
 
 
-def test_bad_options(sets, tmp_path):
+def test_bad_options(crop_sets, tmp_path):
     with pytest.raises(InputError, match="pseudo-fakes"):
-        train(_opts(sets, tmp_path / "r", pseudo_fakes="gan"), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", pseudo_fakes="gan"), progress=False)
     with pytest.raises(InputError, match="even"):
-        train(_opts(sets, tmp_path / "r", batch_size=3), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", batch_size=3), progress=False)
     with pytest.raises(InputError, match="--optimizer must be one of sgd, adam"):
-        train(_opts(sets, tmp_path / "r", optimizer="rmsprop"), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", optimizer="rmsprop"), progress=False)
     with pytest.raises(InputError, match="unknown backbone"):
-        train(_opts(sets, tmp_path / "r", backbone="resnet"), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", backbone="resnet"), progress=False)
     with pytest.raises(InputError, match="--lr-schedule must be one of constant, cosine"):
-        train(_opts(sets, tmp_path / "r", lr_schedule="step"), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", lr_schedule="step"), progress=False)
     assert not (tmp_path / "r").exists()
+    assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES  # every name the options accept has an optimizer
 
 
-def test_init_from_warm_starts_a_new_run_and_no_fairness_is_recorded(sets, tmp_path):
-    first = train(_opts(sets, tmp_path / "a", epochs=1, max_steps_per_epoch=1, no_sam=True), progress=False)
+def test_init_from_warm_starts_a_new_run_and_no_fairness_is_recorded(crop_sets, tmp_path):
+    first = train(_opts(crop_sets, tmp_path / "a", epochs=1, max_steps_per_epoch=1, no_sam=True), progress=False)
     weights = load_checkpoint(first, deploy=False)[0].state_dict()
     lines: list[str] = []
-    best = train(_opts(sets, tmp_path / "b", epochs=1, max_steps_per_epoch=1, no_sam=True, init_from=first,
+    best = train(_opts(crop_sets, tmp_path / "b", epochs=1, max_steps_per_epoch=1, no_sam=True, init_from=first,
                        fairness=False, lr=1e-9, optimizer="adam"), progress=False, log=lines.append)
     _, _, info = load_checkpoint(best, deploy=False)
     assert info["provenance"]["init_from"] == first.name and info["provenance"]["fairness_terms"] is False
@@ -178,20 +161,20 @@ def test_init_from_warm_starts_a_new_run_and_no_fairness_is_recorded(sets, tmp_p
     k = "head_fused.mlp.2.weight"
     torch.testing.assert_close(after[k], weights[k], atol=1e-6, rtol=0)  # started from those weights
     with pytest.raises(InputError, match="pass one"):
-        train(_opts(sets, tmp_path / "b", resume=True, init_from=first), progress=False)
-    bigger = _opts(sets, tmp_path / "c", init_from=first)
+        train(_opts(crop_sets, tmp_path / "b", resume=True, init_from=first), progress=False)
+    bigger = _opts(crop_sets, tmp_path / "c", init_from=first)
     bigger.input_size = 96
     with pytest.raises(InputError, match="another backbone, input size"):
         train(bigger, progress=False)
 
 
-def test_init_from_reads_group_names_stored_before_the_naming_rule(sets, tmp_path):
+def test_init_from_reads_group_names_stored_before_the_naming_rule(crop_sets, tmp_path):
     """A checkpoint that stored "female-asian" (training's old "-" join) still warm-starts a run
     on a manifest whose groups now read "female|asian", its fairness head rows in its own order."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    first = train(_opts(sets, tmp_path / "a", epochs=1, max_steps_per_epoch=1, no_sam=True), progress=False)
+    first = train(_opts(crop_sets, tmp_path / "a", epochs=1, max_steps_per_epoch=1, no_sam=True), progress=False)
     with safe_open(str(first), "pt") as fh:
         meta = fh.metadata()
     cfg = json.loads(meta["config"])
@@ -199,29 +182,29 @@ def test_init_from_reads_group_names_stored_before_the_naming_rule(sets, tmp_pat
     cfg["group_names"] = [n.replace("|", "-") for n in reversed(cfg["group_names"])]
     legacy = tmp_path / "legacy.safetensors"
     save_file(load_file(str(first)), str(legacy), metadata={**meta, "config": json.dumps(cfg)})
-    best = train(_opts(sets, tmp_path / "b", epochs=1, max_steps_per_epoch=1, no_sam=True, init_from=legacy),
+    best = train(_opts(crop_sets, tmp_path / "b", epochs=1, max_steps_per_epoch=1, no_sam=True, init_from=legacy),
                  progress=False)
     _, saved, _ = load_checkpoint(best, deploy=False)
     assert saved.group_names == ["male|white", "male|asian", "female|white", "female|asian"]
 
 
-def test_progress_lines_when_not_on_a_terminal(sets, tmp_path, monkeypatch):
+def test_progress_lines_when_not_on_a_terminal(crop_sets, tmp_path, monkeypatch):
     import train.loop as loop
 
     monkeypatch.setattr(loop, "LOG_EVERY_S", 0.0)
     lines: list[str] = []
-    train(_opts(sets, tmp_path / "r", epochs=1, max_steps_per_epoch=2, no_sam=True), progress=True, log=lines.append)
+    train(_opts(crop_sets, tmp_path / "r", epochs=1, max_steps_per_epoch=2, no_sam=True), progress=True, log=lines.append)
     steps = [ln for ln in lines if "s/step" in ln]
     assert steps and steps[0].startswith("epoch 1: step 1/2") and "min left" in steps[0]
 
 
-def test_missing_imagenet_weights_stop_training(sets, tmp_path, monkeypatch):
+def test_missing_imagenet_weights_stop_training(crop_sets, tmp_path, monkeypatch):
     import importlib
 
     lite0 = importlib.import_module("train.backbones.efficientnet_lite0")  # the module, not the factory
     monkeypatch.setattr(lite0, "imagenet_weights_path", lambda: None)
     with pytest.raises(InputError, match=r"dfscan\[train\].*--no-pretrained"):
-        train(_opts(sets, tmp_path / "r", pretrained=True), progress=False)
+        train(_opts(crop_sets, tmp_path / "r", pretrained=True), progress=False)
     assert not (tmp_path / "r").exists()
 
 
@@ -257,7 +240,7 @@ def test_validation_breakdown_by_method_and_domain(tmp_path):
     """Validation writes AUC per forgery method (SBI pseudo-fakes as "sbi") and per domain."""
     root = tmp_path / "d"
     train_csv, val_csv = make_crops(root / "train", 16, seed=0), make_crops(root / "val", 12, seed=1)
-    rows = _rows(val_csv)
+    rows = read_rows(val_csv)
     for i, r in enumerate(rows):
         r["method"] = "real" if r["label"] == "real" else ("swap" if i % 4 == 1 else "reenact")
         r["domain"] = "setA" if i < 6 else "setB"

@@ -21,7 +21,6 @@ import numpy as np
 from train.data import SBI_METHOD, Manifest, Sample
 from train.errors import InputError
 
-BALANCE_MODES = ("none", "synthetic")
 LABEL_NAMES = ("real", "fake")
 
 

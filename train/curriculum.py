@@ -48,7 +48,6 @@ from torch.utils.data import Sampler
 from train.data import BalancedBatchSampler, Key, Manifest, load_image
 from train.errors import InputError
 
-CURRICULA = ("none", "quality")
 STAT_SIZE = 128  # side the statistics are computed at: the recipe's crop size, cheap FFTs
 SPECTRUM_BINS = 16
 STATE_FORMAT = "dfscan.quality/1"

@@ -26,10 +26,12 @@ import numpy as np
 import torch
 
 from train.augment import Augment
-from train.balance import BALANCE_MODES, balance_groups
+from train.balance import balance_groups
 from train.checkpoint import load_checkpoint, save_checkpoint
+from train.choices import (BACKBONE_NAMES, BALANCE_MODES, CURRICULA, LR_SCHEDULES, OPTIMIZER_NAMES, PSEUDO_FAKES,
+                           THRESHOLD_METHODS)
 from train.config import ModelConfig
-from train.curriculum import CURRICULA, QualityBatchSampler, QualityCurriculum, sample_losses
+from train.curriculum import QualityBatchSampler, QualityCurriculum, sample_losses
 from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Manifest, make_loader, read_manifest,
                         validation_keys)
 from train.errors import InputError
@@ -40,23 +42,19 @@ from train.metrics import binary_metrics, calibrate_threshold, fairness_metrics,
 from train.model import PGFDD
 from train.sam import DEFAULT_SGD, SAM, bn_stats_frozen
 
-PSEUDO_FAKES = ("none", "sbi")
-THRESHOLD_METHODS = ("fpr", "eer", "youden")
 LOSS_PARTS = ("sha", "spe", "rec", "con", "fair", "fuse")
 FAIRNESS_KEYS = ("F_FPR", "F_MEO", "F_DP", "F_OAE", "demographic_parity_difference", "equalized_odds_difference")
 CSV_COLUMNS = (["epoch", "steps", "seconds", "lr", "train_loss"] + [f"loss_{k}" for k in LOSS_PARTS]
                + ["val_n", "val_auc", "val_ap", "val_eer", "val_acc", "val_fpr", "val_tpr", "threshold"] + list(FAIRNESS_KEYS))
 OPTIM_FORMAT = "dfscan.optimizer/1"
 LOG_EVERY_S = 60.0  # progress lines when stderr is not a terminal
-# base optimizers: PG-FDD's SGD, or Adam, which learns far faster in a short CPU budget
-# (the starter model: recipes/build_starter.py)
+# base optimizers (keyed by train.choices.OPTIMIZER_NAMES): PG-FDD's SGD, or Adam, which learns far
+# faster in a short CPU budget (the starter model: recipes/build_starter.py)
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
     "sgd": (torch.optim.SGD, DEFAULT_SGD),
     "adam": (torch.optim.Adam, {"weight_decay": 0.0}),
 }
 
-
-LR_SCHEDULES = ("constant", "cosine")
 COSINE_FLOOR = 0.01  # the cosine schedule ends at 1 % of --lr rather than 0: the last steps still learn
 
 
@@ -106,18 +104,16 @@ class TrainOptions:
     balance_target: int | None = None  # rows per label x group cell; None: the largest cell
 
     def check(self) -> None:
-        from train.backbones import BACKBONES
-
-        if self.backbone not in BACKBONES:
-            raise InputError(f"unknown backbone {self.backbone!r} (choose from {', '.join(sorted(BACKBONES))})")
+        if self.backbone not in BACKBONE_NAMES:
+            raise InputError(f"unknown backbone {self.backbone!r} (choose from {', '.join(BACKBONE_NAMES)})")
         if self.pseudo_fakes not in PSEUDO_FAKES:
             raise InputError(f"--pseudo-fakes must be one of {', '.join(PSEUDO_FAKES)}, got {self.pseudo_fakes!r}")
         if self.epochs < 1:
             raise InputError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2 or self.batch_size % 2:
             raise InputError(f"--batch-size must be even and at least 2 (half real, half fake), got {self.batch_size}")
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.optimizer!r}")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 
 from scanner.audit.run import AuditResult
-from scanner.fairness.outputs import write_texts
-from scanner.fairness.plots import save_figure, slug
 from scanner.markdown import md_escape
+from scanner.outputs import save_figure, slug, write_texts
 
 PLOTTED = 4  # the worst features get a plot each
 

@@ -1,5 +1,6 @@
-"""Typer choices built from the tables that own them, so a new backend or report format is never
-a second list to update here: engines.select.SPECS and scanner.report.WRITERS."""
+"""Typer choices built from the tables that own them, so a new backend, report format or training
+option value is never a second list to update here: engines.select.SPECS, scanner.report.WRITERS
+and train.choices (torch-free, so the CLI starts without torch)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,22 @@ from enum import Enum
 
 from engines.select import CHOICES
 from scanner.report import FORMATS
+from train import choices as train_choices
 
-BackendChoice = Enum("BackendChoice", {name: name for name in CHOICES}, type=str)
-Format = Enum("Format", {name: name for name in FORMATS}, type=str)
+
+def choice_enum(name: str, values) -> type[Enum]:
+    """A str Enum whose members are `values`, named as they are spelt (what Typer shows and parses)."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+BackendChoice = choice_enum("BackendChoice", CHOICES)
+Format = choice_enum("Format", FORMATS)
+
+# `dfscan train`
+Backbone = choice_enum("Backbone", train_choices.BACKBONE_NAMES)
+Optimizer = choice_enum("Optimizer", train_choices.OPTIMIZER_NAMES)
+LrSchedule = choice_enum("LrSchedule", train_choices.LR_SCHEDULES)
+PseudoFakes = choice_enum("PseudoFakes", train_choices.PSEUDO_FAKES)
+ThresholdMethod = choice_enum("ThresholdMethod", train_choices.THRESHOLD_METHODS)
+Curriculum = choice_enum("Curriculum", train_choices.CURRICULA)
+BalanceGroups = choice_enum("BalanceGroups", train_choices.BALANCE_MODES)

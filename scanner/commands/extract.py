@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from scanner.commands.shared import timeout_option, workers_option
 from scanner.console import EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
@@ -51,6 +52,8 @@ def extract_faces(
     fps: Optional[float] = typer.Option(None, "--fps", min=0.0, help="Sample F frames per second instead of --frames."),
     face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
     size: int = typer.Option(256, "--size", min=32, max=1024, help="Crop side in pixels: the --input-size you will train at."),
+    workers: Optional[int] = workers_option(),
+    timeout: float = timeout_option("a sampled frame decoded", "a skipped input with code `timeout`"),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary."),
 ) -> None:
     """Extract aligned face crops (256x256 unless --size) and a training manifest from videos and images."""
@@ -60,7 +63,8 @@ def extract_faces(
         err_console.print("note: --label is ignored when --labels is given")
     with FileProgress("extracting", enabled=not quiet, unit="inputs", status=lambda p: f"{p.crops} crops") as progress:
         result = run(inputs or [], out, manifest, labels=labels, frames=frames, fps=fps or None,
-                     face_model=face_model.value, progress=progress.update, label=label.value, size=size)
+                     face_model=face_model.value, progress=progress.update, label=label.value, size=size,
+                     workers=workers, timeout=timeout or None)
     if not quiet:
         _print_summary(result)
     raise typer.Exit(EXIT_PARTIAL if result.errors else EXIT_OK)

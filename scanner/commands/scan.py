@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from scanner.commands.choices import BackendChoice, Format
+from scanner.commands.shared import timeout_option, workers_option
 from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
@@ -51,7 +52,7 @@ def scan(
     fps: Optional[float] = typer.Option(None, "--fps", help="Sample F frames per second instead of --frames."),
     keyframes: bool = typer.Option(False, "--keyframes", metavar="", help="Sample only keyframes (fast on long videos)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Face crops per inference batch (default: the backend's)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/detect processes (default: one per CPU core)."),
+    workers: Optional[int] = workers_option(),
     backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Inference backend."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Detector checkpoint (.safetensors; default: the shipped model)."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine folder built by `dfscan build-engine`."),
@@ -60,7 +61,7 @@ def scan(
     face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
     tile_every: int = typer.Option(8, "--tile-every", min=0, help="Search every K-th sampled frame (and every image) of 1280 px and up in overlapping tiles for small faces (0: never)."),
     strategy: Strategy = typer.Option(Strategy.mean, "--strategy", help="Frame → person score: mean, or the DFDC winner's confident rule."),
-    timeout: float = typer.Option(300.0, "--timeout", min=0.0, help="Seconds a file may go without progress (a sampled frame decoded, its crops scored) before it is an error item `timeout`: a hung decoder is stopped, a long file that keeps moving is not (0: no limit)."),
+    timeout: float = timeout_option("a sampled frame decoded, its crops scored", "an error item `timeout`"),
     resume: bool = typer.Option(False, "--resume", metavar="", help="Keep items of an earlier run of this report for files that did not change."),
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", metavar="", help="Exit 1 if any file is judged fake."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary table."),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from scanner.commands.choices import (Backbone, BalanceGroups, Curriculum, LrSchedule, Optimizer, PseudoFakes,
+                                      ThresholdMethod)
 from scanner.console import console, friendly_errors, reflow
 
 EXAMPLE = """
@@ -25,42 +26,6 @@ Writes runs/starter/best.safetensors (full), best_deploy.safetensors (use with
 quality.csv (every fake's ratings per epoch), with --balance-groups synthetic balance.json
 (label x group counts before and after).
 """
-
-
-class Backbone(str, Enum):
-    efficientnet_lite0 = "efficientnet_lite0"
-    xception = "xception"
-
-
-class Optimizer(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
-
-
-class PseudoFakes(str, Enum):
-    none = "none"
-    sbi = "sbi"
-
-
-class LrSchedule(str, Enum):
-    constant = "constant"
-    cosine = "cosine"
-
-
-class Curriculum(str, Enum):
-    none = "none"
-    quality = "quality"
-
-
-class BalanceGroups(str, Enum):
-    none = "none"
-    synthetic = "synthetic"
-
-
-class ThresholdMethod(str, Enum):
-    fpr = "fpr"
-    eer = "eer"
-    youden = "youden"
 
 
 @friendly_errors

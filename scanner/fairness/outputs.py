@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from scanner.fairness.analysis import FAIRNESS_KEYS, INTERSECTION, CheckResult
 from scanner.markdown import md_escape
+from scanner.outputs import write_texts
 
 # Per-group metric keys, in table order: (key in our output, column title).
 GROUP_COLUMNS = (
@@ -216,16 +217,6 @@ def to_junit(result: CheckResult) -> str:
             ET.SubElement(case, "system-out").text = f"{g['status']}: {text}"
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
-
-
-def write_texts(outputs: Iterable[tuple[str | Path | None, Callable[[], str]]]) -> list[Path]:
-    """Write each (path, render) whose path was given, atomically; returns the paths written.
-
-    fairness-check and audit both write their documents this way: nothing rendered unasked.
-    """
-    from scanner.report import atomic_write_text
-
-    return [atomic_write_text(path, render()) for path, render in outputs if path]
 
 
 def write_outputs(result: CheckResult, *, json_path: str | Path | None = None,

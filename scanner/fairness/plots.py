@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from scanner.fairness.analysis import CheckResult
 from scanner.fairness.outputs import fmt, scope_order
+from scanner.outputs import save_figure, slug
 
 
 def _plain(text: str) -> str:
     """A user's string as literal matplotlib text: `$...$` in a group name is not mathtext
     (a malformed one would stop the plots with a parse error)."""
     return text.replace("$", r"\$")
-
-
-def slug(name: str, empty: str = "scope") -> str:
-    """A user's name as a safe file-name part."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or empty
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    """Lay out, write and close a matplotlib figure (closed, so many charts do not pile up)."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def write_plots(result: CheckResult, out_dir: str | Path) -> list[Path]:

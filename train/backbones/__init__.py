@@ -12,6 +12,7 @@ from . import efficientnet_lite0 as _lite0, xception as _xception
 from .efficientnet_lite0 import EfficientNetLite0, efficientnet_lite0
 from .xception import Xception, xception
 
+# keyed by train.choices.BACKBONE_NAMES (the names `dfscan train --backbone` accepts)
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "efficientnet_lite0": efficientnet_lite0,
     "xception": xception,

@@ -1,0 +1,28 @@
+"""Typer options that more than one command takes, defined once.
+
+`dfscan scan` and `dfscan extract-faces` both run files on the scan's worker pool
+(scanner.pool), so they take the same --workers and --timeout: the same names, bounds, default
+and meaning; each command says in a few words what a timed-out file becomes for it. The values
+are checked again where they are used (scanner.options.ScanOptions.check), for library callers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from scanner.options import ScanOptions
+
+
+def workers_option() -> Any:
+    """--workers: decode/detect processes of the scan's worker pool."""
+    return typer.Option(ScanOptions.workers, "--workers", min=1,
+                        help="Decode/detect processes (default: one per CPU core).")
+
+
+def timeout_option(progress: str, outcome: str) -> Any:
+    """--timeout: seconds a file may go without `progress` in a worker before it becomes `outcome`."""
+    return typer.Option(ScanOptions.timeout, "--timeout", min=0.0,
+                        help=f"Seconds a file may go without progress ({progress}) before it is {outcome}: "
+                             "a hung decoder is stopped, a long file that keeps moving is not (0: no limit).")
