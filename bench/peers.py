@@ -3,7 +3,9 @@
     python bench/peers.py [--copies 6] [--repeat 3] [--weights W] [--workers N] [VIDEO ...]
 
 The peer pipeline, per video: the same 32 evenly spaced frames decoded by PyAV (dfscan's
-scanner.media.iter_frames), dlib's HOG frontal face detector on each (upsample 0), the largest
+scanner.media.iter_frames), dlib's HOG frontal face detector on each (upsampled once, as
+DeepfakeBench's preprocessing calls it: `face_detector(rgb, 1)`; --upsample 0 is faster and
+misses faces under ~80 px), the largest
 face kept, the FaceForensics++/DeepfakeBench 1.3x square crop (clamped to the frame), resized to
 the model's input size, and every crop scored with the same ONNX model and session settings as a
 dfscan worker (scanner.worker.make_scorer: ONNX Runtime on the CPU, the scan's threads and batch
@@ -55,7 +57,7 @@ def square_box(left: int, top: int, right: int, bottom: int, width: int, height:
 _worker: dict = {}
 
 
-def _init_peer(spec, size: int) -> None:
+def _init_peer(spec, size: int, upsample: int) -> None:
     """A peer worker: dlib's HOG detector and dfscan's own CPU scorer, for the pool's life."""
     import dlib
 
@@ -63,7 +65,7 @@ def _init_peer(spec, size: int) -> None:
     from scanner.worker import make_scorer
 
     setup_process()
-    _worker.update(detector=dlib.get_frontal_face_detector(), scorer=make_scorer(spec), size=size)
+    _worker.update(detector=dlib.get_frontal_face_detector(), scorer=make_scorer(spec), size=size, upsample=upsample)
 
 
 def peer_video(path: str) -> dict:
@@ -83,7 +85,7 @@ def peer_video(path: str) -> dict:
             break
         t = time.perf_counter()
         image = frame.image
-        rects = detector(image, 0)
+        rects = detector(image, _worker["upsample"])
         if len(rects):
             r = max(rects, key=lambda r: r.width() * r.height())
             x, y, side = square_box(r.left(), r.top(), r.right(), r.bottom(), image.shape[1], image.shape[0])
@@ -95,9 +97,9 @@ def peer_video(path: str) -> dict:
     return {"faces": len(scores), "seconds": seconds}
 
 
-def run_peer(files: list[Path], spec, size: int, workers: int) -> tuple[float, list[dict]]:
+def run_peer(files: list[Path], spec, size: int, workers: int, upsample: int) -> tuple[float, list[dict]]:
     t = time.perf_counter()
-    with mp.get_context("spawn").Pool(workers, initializer=_init_peer, initargs=(spec, size)) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_init_peer, initargs=(spec, size, upsample)) as pool:
         out = pool.map(peer_video, [str(f) for f in files], chunksize=1)
     return time.perf_counter() - t, out
 
@@ -126,6 +128,7 @@ def main() -> None:
     ap.add_argument("--weights")
     ap.add_argument("--workers", type=int, default=None, help="processes for both (default: the scan's own choice)")
     ap.add_argument("--threads", type=int, default=None, help="inference threads per worker (default: the scan's)")
+    ap.add_argument("--upsample", type=int, default=1, help="dlib HOG upsampling (default 1, as DeepfakeBench)")
     args = ap.parse_args()
     try:
         import dlib  # noqa: F401
@@ -154,9 +157,9 @@ def main() -> None:
                           WORKER_BATCH, dict(checkpoint.config))
 
         scan(files[:1], options)  # warm-ups: the ONNX export and the file cache
-        run_peer(files[:1], spec, checkpoint.input_size, 1)
+        run_peer(files[:1], spec, checkpoint.input_size, 1, args.upsample)
         for _ in range(args.repeat):  # interleaved, so load from other processes hits both alike
-            wall, out = run_peer(files, spec, checkpoint.input_size, plan.workers)
+            wall, out = run_peer(files, spec, checkpoint.input_size, plan.workers, args.upsample)
             peer_walls.append(wall)
             peer_runs.append(out)
             t = time.perf_counter()
@@ -174,7 +177,7 @@ def main() -> None:
     print(f"videos: {len(files)}" + ("" if args.videos else f" (the {len(FACE_CLIPS)} shared face clips x {args.copies})")
           + f"; {FRAMES} frames sampled per video by both")
     print(f"median of {args.repeat} interleaved runs:")
-    print(f"peer (DeepfakeBench-style: dlib HOG, largest face, {SCALE}x square): {peer_wall:6.2f} s wall, "
+    print(f"peer (DeepfakeBench-style: dlib HOG upsample {args.upsample}, largest face, {SCALE}x square): {peer_wall:6.2f} s wall, "
           f"{peer_faces} faces scored, {sum(r['faces'] > 0 for r in out)}/{len(out)} videos with a face")
     print("  stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + "  [summed over processes]")
     print(f"dfscan scan: {scan_wall:6.2f} s wall, {s['faces']} faces scored, {s['ok']}/{len(files)} videos with a face")
