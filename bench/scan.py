@@ -64,25 +64,32 @@ def make_clip(path: Path, seed: int, *, seconds: float = 10.0, fps: int = 30, si
     Each clip starts at another point of the 19.7 s source, so the ten clips are not one file
     ten times over, and a real face is on screen as in an upload.
     """
-    import av
     import cv2
 
     w, h = size
     src_fps = 24000 / 1001  # the source's rate
-    offset = int(seed * 1.9 * src_fps)
-    frames = _source_frames(SOURCE, offset)
-    have, image = -1, None
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
+    frames = _source_frames(SOURCE, int(seed * 1.9 * src_fps))
+
+    def output():
+        have, image = -1, None
         for i in range(int(seconds * fps)):
-            need = int(i / fps * src_fps)  # source frame shown at this output time
-            while have < need:
+            while have < int(i / fps * src_fps):  # the source frame shown at this output time
                 image, have = next(frames), have + 1
             frame = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-            if seed % 2:
-                frame = np.ascontiguousarray(frame[:, ::-1])
+            yield np.ascontiguousarray(frame[:, ::-1]) if seed % 2 else frame
+
+    write_h264(path, output(), size, fps)
+
+
+def write_h264(path: Path, frames, size: tuple[int, int], fps: int, container_format: str | None = None) -> None:
+    """Encode RGB frames as H.264 (veryfast, CRF 23: an ordinary upload's settings)."""
+    import av
+
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23"}
+        for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode(None):
@@ -110,7 +117,6 @@ def make_long(path: Path, seed: int, *, seconds: float = 60.0, fps: int = 30, si
     starts both sources elsewhere and mirrors every other video. Written to a .part file
     and renamed, so an interrupted run leaves no truncated video in the cache.
     """
-    import av
     import cv2
 
     w, h = size
@@ -119,13 +125,11 @@ def make_long(path: Path, seed: int, *, seconds: float = 60.0, fps: int = 30, si
     fg_fps, bg_fps = 24000 / 1001, 25.0
     fg = _source_frames(SOURCE, int(seed * 3.7 * fg_fps))
     bg = _source_frames(BACKGROUND, int(seed * 1.3 * bg_fps))
-    fg_have = bg_have = -1
-    face = back = None
     part = path.with_suffix(".part")
-    with av.open(str(part), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
+
+    def output():
+        fg_have = bg_have = -1
+        face = back = None
         for i in range(int(seconds * fps)):
             t = i / fps
             while fg_have < int(t * fg_fps):
@@ -137,12 +141,9 @@ def make_long(path: Path, seed: int, *, seconds: float = 60.0, fps: int = 30, si
             x = int((w - iw) * (phase if phase <= 1 else 2 - phase))
             y = (h - ih) // 2 + int(0.1 * (h - ih) * np.sin(t))
             frame[y:y + ih, x:x + iw] = cv2.resize(face, (iw, ih), interpolation=cv2.INTER_LINEAR)
-            if seed % 2:
-                frame = np.ascontiguousarray(frame[:, ::-1])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+            yield np.ascontiguousarray(frame[:, ::-1]) if seed % 2 else frame
+
+    write_h264(part, output(), size, fps, "mp4")
     part.replace(path)
 
 

@@ -15,38 +15,31 @@ import pytest
 from tests.helpers import TEST_SIZE, make_crops, sharpen_checkpoint
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    """A deploy checkpoint of an EfficientNet-Lite0 PG-FDD (random init, threshold 0.5)."""
+def _random_init_checkpoint(path: Path, *, seed: int, deploy: bool) -> Path:
+    """An EfficientNet-Lite0 PG-FDD with random weights (threshold 0.5), deploy or full."""
     import torch
 
     from train.checkpoint import save_checkpoint
     from train.config import ModelConfig
     from train.model import PGFDD
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = ModelConfig(backbone="efficientnet_lite0", input_size=TEST_SIZE)
     model = PGFDD(config, pretrained=False).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_deploy.safetensors"
-    return save_checkpoint(path, model.deploy(), config, threshold=0.5,
+    return save_checkpoint(path, model.deploy() if deploy else model, config, threshold=0.5,
                            provenance={"note": "random init test fixture"})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A deploy checkpoint of an EfficientNet-Lite0 PG-FDD (random init, threshold 0.5)."""
+    return _random_init_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_deploy.safetensors", seed=0, deploy=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_full_checkpoint(tmp_path_factory):
-    """A full (training) checkpoint of an EfficientNet-Lite0 PG-FDD (random init, threshold 0.5)."""
-    import torch
-
-    from train.checkpoint import save_checkpoint
-    from train.config import ModelConfig
-    from train.model import PGFDD
-
-    torch.manual_seed(1)
-    config = ModelConfig(backbone="efficientnet_lite0", input_size=TEST_SIZE)
-    model = PGFDD(config, pretrained=False).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_full.safetensors"
-    return save_checkpoint(path, model, config, threshold=0.5,
-                           provenance={"note": "random init test fixture"})
+    """A full (training) checkpoint of the same architecture (another random init)."""
+    return _random_init_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_full.safetensors", seed=1, deploy=False)
 
 
 @pytest.fixture(scope="session")
