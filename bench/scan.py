@@ -96,19 +96,6 @@ def write_h264(path: Path, frames, size: tuple[int, int], fps: int, container_fo
             container.mux(packet)
 
 
-def ensure_clips(folder: Path, count: int = 10) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for i in range(count):
-        path = folder / f"clip_{i:02d}.mp4"
-        if not path.is_file() or path.stat().st_size == 0:
-            t = time.perf_counter()
-            make_clip(path, i)
-            print(f"  made {path.name} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        clips.append(path)
-    return clips
-
-
 def make_long(path: Path, seed: int, *, seconds: float = 60.0, fps: int = 30, size=(1920, 1080)) -> None:
     """A long 1080p video: Big Buck Bunny scaled up as a moving background, the Pexels face clip on it.
 
@@ -147,14 +134,15 @@ def make_long(path: Path, seed: int, *, seconds: float = 60.0, fps: int = 30, si
     part.replace(path)
 
 
-def ensure_long(folder: Path, count: int, seconds: float) -> list[Path]:
+def ensure_set(folder: Path, names: list[str], make) -> list[Path]:
+    """The set's videos in `folder`, each made by `make(path, index)` the first time."""
     folder.mkdir(parents=True, exist_ok=True)
     videos = []
-    for i in range(count):
-        path = folder / f"long1080_{seconds:g}s_{i:02d}.mp4"
+    for i, name in enumerate(names):
+        path = folder / name
         if not path.is_file() or path.stat().st_size == 0:
             t = time.perf_counter()
-            make_long(path, i, seconds=seconds)
+            make(path, i)
             print(f"  made {path.name} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s",
                   file=sys.stderr)
         videos.append(path)
@@ -287,11 +275,13 @@ def main() -> None:
     sets: dict[str, tuple[str, list[Path], float]] = {}
     if "720p" in names:
         print(f"720p clips in {args.clips}", file=sys.stderr)
-        sets["720p"] = ("720p: 10 x 10 s 1280x720 H.264 30 fps", ensure_clips(args.clips), 2.0)
+        clips = ensure_set(args.clips, [f"clip_{i:02d}.mp4" for i in range(10)], make_clip)
+        sets["720p"] = ("720p: 10 x 10 s 1280x720 H.264 30 fps", clips, 2.0)
     if "long1080" in names:
         print(f"long1080 videos in {args.long}", file=sys.stderr)
-        sets["long1080"] = (f"long1080: {args.long_count} x {args.long_seconds:g} s 1920x1080 H.264 30 fps",
-                            ensure_long(args.long, args.long_count, args.long_seconds), 1.3)
+        videos = ensure_set(args.long, [f"long1080_{args.long_seconds:g}s_{i:02d}.mp4" for i in range(args.long_count)],
+                            lambda path, i: make_long(path, i, seconds=args.long_seconds))
+        sets["long1080"] = (f"long1080: {args.long_count} x {args.long_seconds:g} s 1920x1080 H.264 30 fps", videos, 1.3)
     try:
         load = os.getloadavg()[0]
     except OSError:
