@@ -307,12 +307,11 @@ def _scores(checkpoint: Path, manifest: Path, seed: int) -> tuple:
     with torch.no_grad():
         for batch in make_loader(ds, keys=keys, batch_size=64, num_workers=1):
             probs.append(model(batch["image"]).numpy())
-    n = len(m.samples)
-    rows = [m.samples[i - n if i >= n else i] for i, _ in keys]
-    y = np.array([1 if i >= n else s.label for (i, _), s in zip(keys, rows)])
-    kind = np.array(["sbi" if i >= n else s.method for (i, _), s in zip(keys, rows)])
-    domain = np.array([s.domain for s in rows])
-    group = np.array([f"{s.attrs.get('gender', '')}-{s.attrs.get('race', '')}" for s in rows])
+    items = [m.item(i) for i, _ in keys]
+    y = np.array([1 if sbi else s.label for s, sbi in items])
+    kind = np.array(["sbi" if sbi else s.method for s, sbi in items])
+    domain = np.array([s.domain for s, _ in items])
+    group = np.array([f"{s.attrs.get('gender', '')}-{s.attrs.get('race', '')}" for s, _ in items])
     return np.concatenate(probs), y, kind, domain, group, info
 
 

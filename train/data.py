@@ -85,6 +85,12 @@ class Manifest:
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.samples], np.int64)
 
+    def item(self, index: int) -> tuple[Sample, bool]:
+        """The row behind a dataset item index and whether the item is its SBI pseudo-fake
+        (index >= len(samples): the pseudo-fake of row index − len(samples), as FaceDataset numbers them)."""
+        n = len(self.samples)
+        return (self.samples[index - n], True) if index >= n else (self.samples[index], False)
+
     @property
     def has_groups(self) -> bool:
         return any(s.group is not None for s in self.samples)

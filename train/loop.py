@@ -246,16 +246,14 @@ def _val_groups(manifest: Manifest, index: list[int]) -> list[str | None] | None
     """Each validation item's group (a pseudo-fake has its real's); None where the row has none."""
     if not manifest.has_groups:
         return None
-    n = len(manifest.samples)
-    return [manifest.samples[i - n if i >= n else i].group for i in index]
+    return [manifest.item(i)[0].group for i in index]
 
 
 def breakdown(manifest: Manifest, index: list[int], y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     """AUC/ACC/TPR per forgery method (pseudo-fakes count as "sbi") and per domain (a pseudo-fake
     is in its real's), so a run shows which methods and which datasets it fails on."""
-    n = len(manifest.samples)
-    rows = [manifest.samples[i - n if i >= n else i] for i in index]
-    methods = [SBI_METHOD if i >= n else s.method for i, s in zip(index, rows)]
+    items = [manifest.item(i) for i in index]
+    methods = [SBI_METHOD if sbi else s.method for s, sbi in items]
     keep = ("n", "n_pos", "n_neg", "auc", "acc", "tpr", "fpr")
 
     def slim(table: dict) -> dict:  # JSON has no NaN: a value that cannot be computed is null
@@ -263,7 +261,7 @@ def breakdown(manifest: Manifest, index: list[int], y: np.ndarray, p: np.ndarray
                 for k, v in table.items()}
 
     out = {"by_method": slim(method_metrics(y, p, methods, threshold))}
-    domains = [s.domain or "" for s in rows]
+    domains = [s.domain or "" for s, _ in items]
     if len(set(domains)) > 1:
         out["by_domain"] = slim(group_metrics(y, p, domains, threshold))
     return out
@@ -275,13 +273,12 @@ PREDICTION_COLUMNS = ("path", "pseudo_fake", "method", "domain", "group", "label
 def write_predictions(path: Path, manifest: Manifest, index: list[int], y: np.ndarray, p: np.ndarray) -> None:
     """The best epoch's p_fake of every validation item, so runs can be compared (other metrics,
     other thresholds, the recipe's ablation table) without scoring the set again."""
-    n = len(manifest.samples)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(PREDICTION_COLUMNS)
     for i, label, prob in zip(index, y, p):
-        s = manifest.samples[i - n if i >= n else i]
-        w.writerow([s.path, int(i >= n), SBI_METHOD if i >= n else s.method, s.domain, s.group or "", int(label),
+        s, sbi = manifest.item(i)
+        w.writerow([s.path, int(sbi), SBI_METHOD if sbi else s.method, s.domain, s.group or "", int(label),
                     f"{float(prob):.6g}"])
     atomic_write_bytes(path, buf.getvalue().encode())
 
