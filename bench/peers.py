@@ -140,7 +140,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from scan import weights_for  # bench/scan.py: the default weights, else a random-init stand-in
 
-    from engines.export import cached_onnx
+    from engines.onnx_cache import cached_onnx
     from scanner.pipeline import WORKER_BATCH, ScanOptions, resolve_model, resource_plan, scan
     from scanner.worker import ScorerSpec
 

@@ -24,13 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.base import cache_dir, check_crops, checkpoint_config, normalise
-from engines.onnxruntime import INPUT_NAME, OUTPUT_NAME, ort_session  # torch-free, re-exported
+from engines.base import check_crops, normalise
+from engines.onnx_cache import DEFAULT_OPSET, check_onnx
+from engines.onnxruntime import INPUT_NAME, OUTPUT_NAME, ort_session
 from train.errors import InputError
 from train.files import make_public
 
-DEFAULT_OPSET = 18
-EXPORT_VERSION = "2"  # bump when the exported graph changes, so cached exports are redone
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2
 
@@ -92,26 +91,6 @@ def export_module(model: nn.Module, out: str | Path, *, input_size: int = 256, o
     return out
 
 
-def check_onnx(path: str | Path, *, input_size: int = 256) -> None:
-    """onnx.checker plus the I/O contract (names, float32, dynamic batch, fixed 3xSxS)."""
-    import onnx
-
-    path = Path(path)
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises ValidationError and protobuf DecodeError alike
-        raise InputError(f"{path}: not a valid ONNX model ({str(exc).strip().splitlines()[0]})") from None
-    if [i.name for i in model.graph.input] != [INPUT_NAME] or [o.name for o in model.graph.output] != [OUTPUT_NAME]:
-        raise InputError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}")
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    fixed = [d.dim_value for d in dims[1:]]
-    if len(dims) != 4 or dims[0].dim_value != 0 or fixed != [3, input_size, input_size]:
-        raise InputError(f"{path}: input must be (batch, 3, {input_size}, {input_size}) with a dynamic batch")
-    if model.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise InputError(f"{path}: input must be float32")
-
-
 def parity_crops(n: int = 4, size: int = 256, seed: int = 0) -> np.ndarray:
     """Deterministic stand-in crops (smooth noise) when the caller has no real faces at hand."""
     rng = np.random.default_rng(seed)
@@ -160,29 +139,3 @@ def export_with_parity(weights: str | Path, out: str | Path, *, opset: int = DEF
 def export_onnx(weights: str | Path, out: str | Path, opset: int = DEFAULT_OPSET, *, fp16: bool = False) -> Path:
     """Export a checkpoint to one ONNX file, checked and parity-tested against torch."""
     return export_with_parity(weights, out, opset=opset, fp16=fp16)[0]
-
-
-def cached_onnx_path(weights_sha: str, *, fp16: bool = False, opset: int = DEFAULT_OPSET) -> Path:
-    """Where the export of these weights lives in the user cache (keyed by their sha256)."""
-    tag = f"op{opset}-{'fp16' if fp16 else 'fp32'}-v{EXPORT_VERSION}"
-    return cache_dir() / "onnx" / weights_sha / f"model-{tag}.onnx"
-
-
-def cached_onnx(weights: str | Path, *, fp16: bool = False, weights_sha: str | None = None) -> Path:
-    """The ONNX export of these weights, made once and reused by every later run on this machine.
-
-    `weights_sha`: the file's sha256 when the caller has it already (a scan hashes its checkpoint once).
-    """
-    from train.checkpoint_info import file_sha256
-
-    weights = Path(weights)
-    if not weights.is_file():
-        raise InputError(f"{weights}: weights file not found")
-    path = cached_onnx_path(weights_sha or file_sha256(weights), fp16=fp16)
-    if path.is_file():
-        try:
-            check_onnx(path, input_size=checkpoint_config(weights).input_size)
-            return path
-        except InputError:  # a damaged cache entry is redone, not trusted
-            path.unlink(missing_ok=True)
-    return export_onnx(weights, path, fp16=fp16)

@@ -1,7 +1,7 @@
 """ONNX Runtime on the CPU: the fastest backend on a machine without a GPU.
 
 The first use of a checkpoint exports it to ONNX and caches the file by the weights' sha256
-(engines.export.cached_onnx), so later scans start in a second. This module does not import
+(engines.onnx_cache.cached_onnx), so later scans start in a second. This module does not import
 torch: scan workers build their own session from an exported file, and importing torch would
 cost each of them more start-up time than a short clip takes to scan.
 """
@@ -49,7 +49,7 @@ class OnnxRuntimeBackend:
         self.weights = Path(weights)
         self.config = config if config is not None else checkpoint_config(self.weights)
         if onnx_path is None:
-            from engines.export import cached_onnx
+            from engines.onnx_cache import cached_onnx
 
             onnx_path = cached_onnx(self.weights)
         self.onnx_path = Path(onnx_path)

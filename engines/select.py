@@ -47,14 +47,50 @@ def probe_tensorrt(weights_sha: str, engine: Path | None) -> tuple[bool, str]:
     return False, f"{reason}; build one with: dfscan build-engine"
 
 
+def torch_build() -> tuple[str, str | None] | None:
+    """(version, CUDA version or None) of the installed torch, or None when there is none.
+
+    Read from torch/version.py without importing torch: the import takes ~1 s, every scan
+    probes, and on a CPU build (or without torch) there is nothing to find by importing it.
+    """
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    fields: dict[str, object] = {}
+    try:
+        tree = ast.parse((Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text())
+        for node in tree.body:
+            target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+            if isinstance(target, ast.Name) and getattr(node, "value", None) is not None:
+                fields[target.id] = ast.literal_eval(node.value)
+    except (OSError, SyntaxError, ValueError, StopIteration):
+        pass
+    if not isinstance(fields.get("__version__"), str):  # an unusual install: ask torch itself
+        import torch
+
+        return torch.__version__, torch.version.cuda
+    cuda = fields.get("cuda")
+    return str(fields["__version__"]), cuda if isinstance(cuda, str) else None
+
+
 def probe_torch_cuda() -> tuple[bool, str]:
+    build = torch_build()
+    if build is None:
+        return False, "torch is not installed"
+    if build[1] is None:  # a CPU build: no GPU to find, and no need to import it
+        return False, f"torch {build[0]} (a CPU build) sees no CUDA GPU"
     import torch
 
     from engines.torch import cuda_device
 
     if cuda_device() is None:
-        build = "a CPU build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-        return False, f"torch {torch.__version__} ({build}) sees no CUDA GPU"
+        return False, f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees no CUDA GPU"
     return True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, FP16"
 
 
@@ -69,9 +105,10 @@ def probe_onnxruntime() -> tuple[bool, str]:
 
 
 def probe_torch_cpu() -> tuple[bool, str]:
-    import torch
-
-    return True, f"torch {torch.__version__}, FP32, {torch.get_num_threads()} threads"
+    build = torch_build()
+    if build is None:
+        return False, "torch is not installed (pip install torch)"
+    return True, f"torch {build[0]}, FP32, CPU"
 
 
 def _load_tensorrt(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
@@ -87,7 +124,7 @@ def _load_torch_cuda(weights: Path, engine: Path | None, weights_sha: str) -> Ba
 
 
 def _load_onnxruntime(weights: Path, engine: Path | None, weights_sha: str) -> Backend:
-    from engines.export import cached_onnx
+    from engines.onnx_cache import cached_onnx
     from engines.onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(weights, onnx_path=cached_onnx(weights, weights_sha=weights_sha))

@@ -108,7 +108,7 @@ def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | 
 
 def prepare_note(options: ScanOptions, model: dict) -> str:
     """What the first seconds of a scan are spent on, so the bar does not sit at 0/? unexplained."""
-    from engines.export import cached_onnx_path
+    from engines.onnx_cache import cached_onnx_path
 
     onnx = cached_onnx_path(model["sha256"])
     if options.backend in ("auto", "onnxruntime") and not onnx.is_file():

@@ -14,7 +14,8 @@ from train.errors import InputError
 @pytest.fixture(scope="module")
 def exported(sharp_checkpoint, tmp_path_factory):
     """Exported straight into the session's shared cache, so the backend tests reuse the file."""
-    from engines.export import cached_onnx_path, export_with_parity
+    from engines.export import export_with_parity
+    from engines.onnx_cache import cached_onnx_path
     from train.checkpoint import file_sha256
 
     with pytest.MonkeyPatch.context() as mp:
@@ -92,7 +93,7 @@ def test_fp16_adain_statistics_do_not_overflow():
 
 
 def test_check_onnx_rejects_other_files(tmp_path):
-    from engines.export import check_onnx
+    from engines.onnx_cache import check_onnx
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
@@ -110,9 +111,9 @@ def test_old_opset_is_refused(tiny_checkpoint, tmp_path):
 def test_cached_onnx_reuses_export_by_hash(tiny_checkpoint, shared_cache, monkeypatch, tmp_path):
     import shutil
 
-    from engines import export
+    from engines import export, onnx_cache
 
-    first = export.cached_onnx(tiny_checkpoint)
+    first = onnx_cache.cached_onnx(tiny_checkpoint)
     assert first.is_file() and shared_cache in first.parents
     from train.checkpoint import file_sha256
 
@@ -124,17 +125,17 @@ def test_cached_onnx_reuses_export_by_hash(tiny_checkpoint, shared_cache, monkey
     monkeypatch.setattr(export, "export_onnx", no_export)
     mtime = first.stat().st_mtime_ns
     copy = shutil.copy(tiny_checkpoint, tmp_path / "renamed.safetensors")  # same bytes, other name
-    assert export.cached_onnx(copy) == first
+    assert onnx_cache.cached_onnx(copy) == first
     assert first.stat().st_mtime_ns == mtime
     assert not list(first.parent.glob("*.tmp"))
 
 
 def test_cached_onnx_redoes_a_damaged_entry(tiny_checkpoint, tmp_path, monkeypatch):
-    from engines import export
+    from engines import export, onnx_cache
     from train.checkpoint import file_sha256
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
-    target = export.cached_onnx_path(file_sha256(tiny_checkpoint))
+    target = onnx_cache.cached_onnx_path(file_sha256(tiny_checkpoint))
     target.parent.mkdir(parents=True)
     target.write_bytes(b"truncated")
     calls = []
@@ -145,12 +146,12 @@ def test_cached_onnx_redoes_a_damaged_entry(tiny_checkpoint, tmp_path, monkeypat
         return Path(out)
 
     monkeypatch.setattr(export, "export_onnx", fake_export)
-    assert export.cached_onnx(tiny_checkpoint) == target
+    assert onnx_cache.cached_onnx(tiny_checkpoint) == target
     assert calls == [target] and target.read_bytes() == b"fresh"
 
 
 def test_cached_onnx_missing_weights(tmp_path):
-    from engines.export import cached_onnx
+    from engines.onnx_cache import cached_onnx
 
     with pytest.raises(InputError, match="not found"):
         cached_onnx(tmp_path / "nope.safetensors")

@@ -125,7 +125,7 @@ def test_stream_and_progress(mixed):
 
 
 def test_first_run_says_it_exports_the_model(tiny_checkpoint, tmp_path, monkeypatch):
-    from engines.export import cached_onnx_path
+    from engines.onnx_cache import cached_onnx_path
     from scanner.pipeline import prepare_note, model_info
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))

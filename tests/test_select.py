@@ -209,3 +209,33 @@ def test_one_writer_table_feeds_format_choices():
 
     assert [f.value for f in Format] == list(rp.WRITERS) == list(rp.FORMATS)
     assert rp.format_for("x.csv") == "csv" and rp.format_for("x.txt") == "json"
+
+
+def test_torch_build_is_read_without_importing_torch():
+    """The version file says what an import would: the probes use it so a CPU scan never imports torch."""
+    import torch
+
+    from engines.select import torch_build
+
+    assert torch_build() == (torch.__version__, torch.version.cuda)
+
+
+def test_cpu_scan_backend_loads_without_torch(tiny_checkpoint, shared_cache):
+    """With the export cached, `auto` on a machine without a GPU loads ONNX Runtime and never imports
+    torch (about a second of every scan's start-up)."""
+    import os
+    import subprocess
+    import sys
+
+    from engines.onnx_cache import cached_onnx
+    from engines.torch import cuda_device
+
+    if cuda_device() is not None:
+        pytest.skip("a GPU is visible: auto would take CUDA")
+    cached_onnx(tiny_checkpoint)
+    code = ("import sys; from engines.select import select_backend; "
+            f"b, _ = select_backend({str(tiny_checkpoint)!r}); b.close(); "
+            "print(b.name, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "DFSCAN_CACHE": str(shared_cache)})
+    assert out.stdout.split() == ["onnxruntime", "False"]

@@ -74,7 +74,8 @@ def build_engine(
     crops, source = _parity_crops(list(faces or []), config.input_size)
 
     if fmt is Format.onnx:
-        from engines.export import cached_onnx_path, export_with_parity
+        from engines.export import export_with_parity
+        from engines.onnx_cache import cached_onnx_path
         from train.checkpoint_info import file_sha256
 
         if out is None:
