@@ -308,7 +308,8 @@ def extract_faces(
     from scanner.media import collect_inputs
 
     t0 = time.perf_counter()
-    options = ScanOptions(frames=frames, fps=fps, face_model=face_model, workers=workers, timeout=timeout)
+    # every frame detected: training crops are aligned by the detector, never interpolated
+    options = ScanOptions(frames=frames, fps=fps, face_model=face_model, workers=workers, timeout=timeout, detect_every=1)
     options.check()  # the scan's checks of the options both take, with the scan's messages
     default_label = LABEL_NAMES[parse_label(str(label).strip(), "--label")]
     table = read_labels_csv(labels) if labels is not None else None

@@ -11,6 +11,9 @@ from scanner.faults import FaultPlan
 from train.errors import InputError
 
 
+MAX_DETECT_EVERY = 4  # detection skipping holds this many frames until the next detection; drift grows with it
+
+
 class ScanError(InputError):
     """The scan cannot run on this machine (workers cannot start): one line for the user, no traceback."""
 
@@ -34,6 +37,7 @@ class ScanOptions:
     face_model: str = "full"
     min_face_score: float = 0.5
     tile_every: int = 8  # tiled small-face pass on every k-th sampled frame of large frames; 0: never (see faces.tile_size)
+    detect_every: int = 2  # detect on every k-th sampled frame, interpolate faces between (scanner.interpolate; bench/detect_every.py)
     strategy: str = "mean"
     timeout: float | None = 300.0  # seconds a file may go without progress in a worker; None or 0: no limit
     resume: bool = False
@@ -63,6 +67,8 @@ class ScanOptions:
             raise InputError(f"unknown face model {self.face_model!r}: choose full or short")
         if self.tile_every < 0:
             raise InputError("--tile-every must be 0 (never) or more")
+        if not 1 <= self.detect_every <= MAX_DETECT_EVERY:
+            raise InputError(f"--detect-every must be between 1 (every frame) and {MAX_DETECT_EVERY}")
         if self.timeout is not None and self.timeout < 0:
             raise InputError("--timeout must be positive (0: no limit)")
         if self.resume and self.report is None:

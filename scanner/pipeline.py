@@ -147,7 +147,8 @@ def resolve_model(options: ScanOptions) -> tuple[CheckpointInfo, dict, float, di
     threshold = float(options.threshold) if options.threshold is not None else model["threshold"]
     model["threshold"] = threshold
     settings = {"frames": options.frames, "fps": options.fps, "keyframes": options.keyframes, "crops": options.crops,
-                "face_model": options.face_model, "tile_every": options.tile_every, "strategy": options.strategy,
+                "face_model": options.face_model, "tile_every": options.tile_every,
+                "detect_every": options.detect_every, "strategy": options.strategy,
                 "threshold": threshold}
     return checkpoint, model, threshold, settings
 

@@ -36,13 +36,15 @@ class StageConfig:
     size: int
     chunk: int = 32  # crops per chunk handed to the sink's `deliver`
     tile_every: int = 0  # ScanOptions.tile_every
+    detect_every: int = 1  # ScanOptions.detect_every (scanner.interpolate)
     keypoints: bool = False  # subject frames also carry `kp`, the keypoints in crop pixels (extract-faces' manifest)
 
     @classmethod
     def of(cls, options: "ScanOptions", size: int, chunk: int = 32, keypoints: bool = False) -> "StageConfig":
         """The stage a scan with these options runs, at model input `size`: extract-faces and doctor take it from here."""
         return cls(options.frames, options.fps, options.keyframes, options.crops, options.face_model,
-                   options.min_face_score, size, chunk=chunk, tile_every=options.tile_every, keypoints=keypoints)
+                   options.min_face_score, size, chunk=chunk, tile_every=options.tile_every,
+                   detect_every=options.detect_every, keypoints=keypoints)
 
 
 class FilePayload(TypedDict, total=False):
@@ -158,7 +160,8 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
 
     Raises MediaError (or InputError) for files that cannot be read, `damaged` (with `.media`)
     for one too damaged to trust a verdict from. Crops are made as each frame is decoded, so at
-    most one full frame is alive at a time.
+    most one full frame is alive at a time (`detect_every` with detection skipping, see
+    scanner.interpolate).
     """
     from scanner.media import MediaError, SampleStats, iter_frames, probe
 
@@ -170,10 +173,40 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
     timings["decode"] += time.perf_counter() - t
 
     per_frame: list[list[Any]] = []
-    reach: list[float] = []  # per frame: the smallest face searched for (tiled frames: 0)
+    reach: list[float] = []  # per frame: the smallest face searched for (tiled frames: 0; skipped: inf)
     frame_meta: list[tuple[int, float]] = []
     crops_of: dict[int, int] = {}  # id(detection) → its crop's sequence number
     crop_only: list[tuple[int, float, list[float], int]] = []
+    held: list[tuple[int, np.ndarray]] = []  # (position, image) of skipped frames until the next detection
+    last_detected = -1  # position of the last detected frame
+
+    def add_crops(image: np.ndarray, dets: list[Any]) -> None:
+        from scanner.crop import crop_face
+
+        t = time.perf_counter()
+        for det in dets:
+            crops_of[id(det)] = sink.add(crop_face(image, det.keypoints, det.box, size=cfg.size))
+        timings["crop"] += time.perf_counter() - t
+
+    def detect(pos: int, image: np.ndarray) -> None:
+        """Detect on frame `pos`, then fill the held frames before it from the detections on both sides."""
+        nonlocal last_detected
+        t = time.perf_counter()
+        dets, reach[pos] = detector.detect_sampled(image, pos, cfg.tile_every)
+        timings["detect"] += time.perf_counter() - t
+        add_crops(image, dets)
+        per_frame[pos] = dets
+        if held:
+            from scanner.interpolate import between, match
+
+            pairs = match(per_frame[last_detected], dets, pos - last_detected)
+            for p, img in held:
+                fraction = (p - last_detected) / (pos - last_detected)
+                per_frame[p] = [between(a, b, fraction) for a, b in pairs]
+                add_crops(img, per_frame[p])
+            held.clear()
+        last_detected = pos
+
     while True:
         t = time.perf_counter()
         frame = next(frames_iter, None)
@@ -189,20 +222,23 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
             timings["crop"] += time.perf_counter() - t
             sink.send_full()
             continue
-        t = time.perf_counter()
-        dets, searched = detector.detect_sampled(image, len(per_frame), cfg.tile_every)
-        reach.append(searched)
-        timings["detect"] += time.perf_counter() - t
-        t = time.perf_counter()
-        from scanner.crop import crop_face
-
-        for det in dets:
-            crops_of[id(det)] = sink.add(crop_face(image, det.keypoints, det.box, size=cfg.size))
-        timings["crop"] += time.perf_counter() - t
-        sink.send_full()  # outside the crop timing: this may wait for the main process or score
-        per_frame.append(dets)
+        pos = len(per_frame)
+        per_frame.append([])
+        reach.append(float("inf"))  # nothing searched here unless detected
         frame_meta.append((int(frame.index), float(frame.t)))
+        from scanner.interpolate import skipped
+
+        if last_detected >= 0 and skipped(pos, cfg.detect_every, cfg.tile_every):
+            held.append((pos, image))
+        else:
+            detect(pos, image)
+        sink.send_full()  # outside the crop timing: this may wait for the main process or score
         del image, frame
+    if held:  # the last frames had no detection after them: the last one is detected, the rest filled
+        pos, image = held.pop()
+        detect(pos, image)
+        sink.send_full()
+        del image
 
     def face(det: Any) -> dict:
         """A detection's frame fields: box, score, crop number (and keypoints when asked for)."""

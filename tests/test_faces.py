@@ -250,8 +250,10 @@ def test_detect_sampled_tiles_every_kth_large_frame(detector, small_face_canvas)
     assert len(dets) == 1 and searched == 0.0
 
 
-def test_scan_step_tracks_small_faces_of_a_video_across_plain_frames(tmp_path, detector):
-    """process_file on a 1080p pan over the shrunk group photo: subjects only with tiles."""
+@pytest.mark.parametrize("detect_every", [1, 2])
+def test_scan_step_tracks_small_faces_of_a_video_across_plain_frames(tmp_path, detector, detect_every):
+    """process_file on a 1080p pan over the shrunk group photo: subjects only with tiles (tiled
+    frames are never skipped, so detection skipping keeps them)."""
     import av
 
     from scanner.stage import CropSink, StageConfig, process_file
@@ -270,7 +272,7 @@ def test_scan_step_tracks_small_faces_of_a_video_across_plain_frames(tmp_path, d
     subjects = {}
     for every in (0, 5):  # 5: four plain frames between tiled ones, more than the tracker's max_gap (3)
         cfg = StageConfig(frames=16, fps=None, keyframes=False, crops=False, face_model="full",
-                            min_face_score=0.5, size=64, tile_every=every)
+                            min_face_score=0.5, size=64, tile_every=every, detect_every=detect_every)
         sink = CropSink(64, lambda first, crops: None)
         subjects[every] = process_file(str(path), "video", detector, cfg, sink)["subjects"]
     assert subjects[0] == []

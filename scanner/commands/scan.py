@@ -12,6 +12,7 @@ import typer
 from scanner.commands.choices import BackendChoice, Format
 from scanner.commands.shared import timeout_option, workers_option
 from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
+from scanner.options import MAX_DETECT_EVERY, ScanOptions
 
 EXAMPLE = """
 Examples:
@@ -60,6 +61,7 @@ def scan(
     crops: bool = typer.Option(False, "--crops", metavar="", help="Inputs are already-aligned face crops: no face detection."),
     face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
     tile_every: int = typer.Option(8, "--tile-every", min=0, help="Search every K-th sampled frame (and every image) of 1280 px and up in overlapping tiles for small faces (0: never)."),
+    detect_every: int = typer.Option(ScanOptions.detect_every, "--detect-every", min=1, max=MAX_DETECT_EVERY, help="Detect faces on every K-th sampled frame; faces seen on the detected frames on both sides are interpolated onto the frames between (1: detect on every frame)."),
     strategy: Strategy = typer.Option(Strategy.mean, "--strategy", help="Frame → person score: mean, or the DFDC winner's confident rule."),
     timeout: float = timeout_option("a sampled frame decoded, its crops scored", "an error item `timeout`"),
     resume: bool = typer.Option(False, "--resume", metavar="", help="Keep items of an earlier run of this report for files that did not change."),
@@ -73,12 +75,13 @@ def scan(
 ) -> None:
     """Scan videos and images for deepfakes: a score per person, per file."""
     from scanner import report as rp
-    from scanner.pipeline import ScanOptions, scan as run_scan, scan_to_report
+    from scanner.pipeline import scan as run_scan, scan_to_report
 
     options = ScanOptions(
         frames=frames, fps=fps, keyframes=keyframes, batch_size=batch_size, workers=workers,
         backend=backend.value, weights=weights, engine=engine, threshold=threshold, crops=crops,
-        face_model=face_model.value, tile_every=tile_every, strategy=strategy.value, timeout=timeout or None, resume=resume,
+        face_model=face_model.value, tile_every=tile_every, detect_every=detect_every,
+        strategy=strategy.value, timeout=timeout or None, resume=resume,
         report=report,
     )
     fmt_name = rp.format_for(report, fmt.value if fmt else None) if report else (fmt.value if fmt else "json")
