@@ -1,12 +1,13 @@
 """Typer choices built from the tables that own them, so a new backend, report format or training
-option value is never a second list to update here: engines.select.SPECS, scanner.report.WRITERS
-and train.choices (torch-free, so the CLI starts without torch)."""
+option value is never a second list to update here: engines.select.SPECS, scanner.report.WRITERS,
+scanner.faces.MODEL_INPUT and train.choices (torch-free, so the CLI starts without torch)."""
 
 from __future__ import annotations
 
 from enum import Enum
 
 from engines.select import CHOICES
+from scanner.faces import MODEL_INPUT
 from scanner.report import FORMATS
 from train import choices as train_choices
 
@@ -18,6 +19,7 @@ def choice_enum(name: str, values) -> type[Enum]:
 
 BackendChoice = choice_enum("BackendChoice", CHOICES)
 Format = choice_enum("Format", FORMATS)
+FaceModel = choice_enum("FaceModel", MODEL_INPUT)
 
 # `dfscan train`
 Backbone = choice_enum("Backbone", train_choices.BACKBONE_NAMES)

@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from scanner.commands.shared import timeout_option, workers_option
+from scanner.commands.choices import FaceModel
+from scanner.commands.shared import face_model_option, fps_option, frames_option, timeout_option, workers_option
 from scanner.console import EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
@@ -31,11 +32,6 @@ Exit codes: 0 done; 2 bad usage or labels.csv; 3 done but some inputs could not 
 """
 
 
-class FaceModel(str, Enum):
-    full = "full"
-    short = "short"
-
-
 class LabelChoice(str, Enum):
     real = "real"
     fake = "fake"
@@ -48,9 +44,9 @@ def extract_faces(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Training manifest CSV to write."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels.csv with path,label[,attributes] per input."),
     label: LabelChoice = typer.Option(LabelChoice.real, "--label", help="Label for every input when there is no --labels."),
-    frames: int = typer.Option(32, "--frames", min=1, help="Frames sampled per video, evenly spaced."),
-    fps: Optional[float] = typer.Option(None, "--fps", min=0.0, help="Sample F frames per second instead of --frames."),
-    face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
+    frames: int = frames_option(),
+    fps: Optional[float] = fps_option(),
+    face_model: FaceModel = face_model_option(),
     size: int = typer.Option(256, "--size", min=32, max=1024, help="Crop side in pixels: the --input-size you will train at."),
     workers: Optional[int] = workers_option(),
     timeout: float = timeout_option("a sampled frame decoded", "a skipped input with code `timeout`"),
@@ -62,7 +58,7 @@ def extract_faces(
     if labels is not None and label != LabelChoice.real:
         err_console.print("note: --label is ignored when --labels is given")
     with FileProgress("extracting", enabled=not quiet, unit="inputs", status=lambda p: f"{p.crops} crops") as progress:
-        result = run(inputs or [], out, manifest, labels=labels, frames=frames, fps=fps or None,
+        result = run(inputs or [], out, manifest, labels=labels, frames=frames, fps=fps,
                      face_model=face_model.value, progress=progress.update, label=label.value, size=size,
                      workers=workers, timeout=timeout or None)
     if not quiet:

@@ -9,8 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from scanner.commands.choices import BackendChoice, Format
-from scanner.commands.shared import timeout_option, workers_option
+from scanner.commands.choices import BackendChoice, FaceModel, Format
+from scanner.commands.shared import face_model_option, fps_option, frames_option, timeout_option, workers_option
 from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 from scanner.options import MAX_DETECT_EVERY, ScanOptions
 
@@ -34,11 +34,6 @@ the finished files).
 """
 
 
-class FaceModel(str, Enum):
-    full = "full"
-    short = "short"
-
-
 class Strategy(str, Enum):
     mean = "mean"
     confident = "confident"
@@ -49,8 +44,8 @@ def scan(
     paths: List[Path] = typer.Argument(..., help="Video/image files and folders (searched recursively)."),
     report: Optional[Path] = typer.Option(None, "--report", "-o", help="Write the report here (default: to stdout)."),
     fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Report format (default: from the report's extension, else json)."),
-    frames: int = typer.Option(32, "--frames", min=1, help="Frames sampled per video, evenly spaced."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Sample F frames per second instead of --frames."),
+    frames: int = frames_option(),
+    fps: Optional[float] = fps_option(),
     keyframes: bool = typer.Option(False, "--keyframes", metavar="", help="Sample only keyframes (fast on long videos)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Face crops per inference batch (default: the backend's)."),
     workers: Optional[int] = workers_option(),
@@ -59,7 +54,7 @@ def scan(
     engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine folder built by `dfscan build-engine`."),
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's calibrated threshold)."),
     crops: bool = typer.Option(False, "--crops", metavar="", help="Inputs are already-aligned face crops: no face detection."),
-    face_model: FaceModel = typer.Option(FaceModel.full, "--face-model", help="MediaPipe detector: full range, or short range for close-ups."),
+    face_model: FaceModel = face_model_option(),
     tile_every: int = typer.Option(8, "--tile-every", min=0, help="Search every K-th sampled frame (and every image) of 1280 px and up in overlapping tiles for small faces (0: never)."),
     detect_every: int = typer.Option(ScanOptions.detect_every, "--detect-every", min=1, max=MAX_DETECT_EVERY, help="Detect faces on every K-th sampled frame; faces seen on the detected frames on both sides are interpolated onto the frames between (1: detect on every frame)."),
     strategy: Strategy = typer.Option(Strategy.mean, "--strategy", help="Frame → person score: mean, or the DFDC winner's confident rule."),

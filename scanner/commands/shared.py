@@ -1,8 +1,9 @@
 """Typer options that more than one command takes, defined once.
 
-`dfscan scan` and `dfscan extract-faces` both run files on the scan's worker pool
-(scanner.pool), so they take the same --workers and --timeout: the same names, bounds, default
-and meaning; each command says in a few words what a timed-out file becomes for it. The values
+`dfscan scan` and `dfscan extract-faces` both run files through the scan's per-file stage on
+its worker pool (scanner.stage, scanner.pool), so they take the same sampling, face-model,
+--workers and --timeout options: the same names, bounds, defaults and meaning; each command
+says in a few words what a timed-out file becomes for it. The values
 are checked again where they are used (scanner.options.ScanOptions.check), for library callers.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import typer
 
+from scanner.commands.choices import FaceModel
 from scanner.options import ScanOptions
 
 
@@ -26,3 +28,16 @@ def timeout_option(progress: str, outcome: str) -> Any:
     return typer.Option(ScanOptions.timeout, "--timeout", min=0.0,
                         help=f"Seconds a file may go without progress ({progress}) before it is {outcome}: "
                              "a hung decoder is stopped, a long file that keeps moving is not (0: no limit).")
+
+
+def frames_option() -> Any:
+    return typer.Option(ScanOptions.frames, "--frames", min=1, help="Frames sampled per video, evenly spaced.")
+
+
+def fps_option() -> Any:
+    return typer.Option(ScanOptions.fps, "--fps", help="Sample F frames per second instead of --frames.")
+
+
+def face_model_option() -> Any:
+    return typer.Option(FaceModel(ScanOptions.face_model), "--face-model",
+                        help="MediaPipe detector: full range, or short range for close-ups.")
