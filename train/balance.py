@@ -20,8 +20,7 @@ import numpy as np
 
 from train.data import SBI_METHOD, Manifest, Sample
 from train.errors import InputError
-
-LABEL_NAMES = ("real", "fake")
+from train.labels import LABEL_NAMES
 
 
 def cell_counts(samples: list[Sample], groups: list[str]) -> dict[str, dict[str, int]]:
