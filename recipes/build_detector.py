@@ -519,11 +519,13 @@ def main() -> None:
     for p in (sub.add_parser("ablation", help="issue 15: plain vs --curriculum quality vs --balance-groups "
                              "synthetic vs both, same budget, per seed"),
               sub.add_parser("ablation-table", help="the ablation's figures at the shipped threshold")):
+        # defaults: the budget of the README's table (100-step fine-tunes of the committed state)
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-        p.add_argument("--epochs", type=int, default=3)
-        p.add_argument("--steps", type=int, default=400, help="steps of 32 crops per epoch")
-        p.add_argument("--lr", type=float, default=3e-4)
-        p.add_argument("--init-from", type=Path, help="the same warm start for every run (default: ImageNet)")
+        p.add_argument("--epochs", type=int, default=1)
+        p.add_argument("--steps", type=int, default=100, help="steps of 32 crops per epoch")
+        p.add_argument("--lr", type=float, default=5e-5)
+        p.add_argument("--init-from", type=Path, default=STATE,
+                       help="the same warm start for every run (default: the committed training state)")
     sub.choices["ablation"].add_argument("--dry-run", action="store_true", help="print the commands only")
     sub.choices["ablation-table"].add_argument("--shipped", type=Path, default=TARGET,
                                                help="checkpoint whose threshold the table uses")
