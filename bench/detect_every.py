@@ -3,10 +3,9 @@
     python bench/detect_every.py [--every 2,3] [--repeat 3] [--clips DIR]
 
 On the shared face videos (tests/data/media/videos) and the 720p set of bench/scan.py it prints:
-  1. alignment: on every sampled frame a K-skip would not detect, the faces interpolated from the
-     detected frames on both sides against the faces the detector finds there: mean and worst
-     IoU of matched boxes, faces missed (detected, not interpolated) and phantoms (interpolated,
-     not detected);
+  1. alignment: the scan stage's faces at K against its faces at K=1 on the same frames (after
+     tracking): mean and worst IoU of each interpolated box with the detected one, faces missed
+     (a K=1 face with none at K on its frame) and phantoms (interpolated where K=1 has none);
   2. results: per file, the scan's verdict and score with K against K=1 (flips, max |Δscore|),
      and the subjects found;
   3. speed: the full scan's wall time and summed detection seconds, alternating, medians.
@@ -29,36 +28,39 @@ FACE_VIDEOS = ["WolfgangLanger_Pexels.mp4", "carphone_pristine.mp4", "single_fac
 
 
 def alignment(files: list[Path], every: int, tile_every: int) -> dict:
-    """Interpolated faces vs detected faces on the frames a K-skip leaves out."""
+    """The stage's interpolated faces at K against the faces it detects on the same frames at K=1."""
     from scanner.faces import FaceDetector
-    from scanner.interpolate import between, match, skipped
-    from scanner.media import iter_frames
+    from scanner.stage import CropSink, StageConfig, process_file
     from scanner.track import _iou
+
+    def boxes(payload: dict, interpolated: bool | None = None) -> dict[int, list[tuple]]:
+        out: dict[int, list[tuple]] = {}
+        for s in payload["subjects"]:
+            for f in s["frames"]:
+                if interpolated is None or bool(f.get("interpolated")) == interpolated:
+                    out.setdefault(f["index"], []).append(tuple(f["box"]))
+        return out
+
+    def best(box: tuple, others: list[tuple]) -> float:
+        return max((_iou(box, o) for o in others), default=0.0)
 
     ious: list[float] = []
     missed = phantoms = 0
-    detector = FaceDetector()
-    try:
+    with FaceDetector() as detector:
         for path in files:
-            per_frame = [detector.detect_sampled(f.image, pos, tile_every)[0]
-                         for pos, f in enumerate(iter_frames(str(path), frames=32))]
-            detected = [p for p in range(len(per_frame)) if not skipped(p, every, tile_every) or p == len(per_frame) - 1]
-            for a, b in zip(detected, detected[1:]):
-                pairs = match(per_frame[a], per_frame[b], b - a)
-                for p in range(a + 1, b):
-                    guessed = [between(x, y, (p - a) / (b - a)) for x, y in pairs]
-                    found = per_frame[p]
-                    used: set[int] = set()
-                    for g in guessed:
-                        best = max(range(len(found)), key=lambda j: _iou(g.box, found[j].box), default=None)
-                        if best is None or _iou(g.box, found[best].box) < 0.3 or best in used:
-                            phantoms += 1
-                            continue
-                        used.add(best)
-                        ious.append(_iou(g.box, found[best].box))
-                    missed += len(found) - len(used)
-    finally:
-        detector.close()
+            payloads = [process_file(str(path), "video", detector,
+                                     StageConfig(frames=32, fps=None, keyframes=False, crops=False, face_model="full",
+                                                 min_face_score=0.5, size=128, tile_every=tile_every, detect_every=k),
+                                     CropSink(64, lambda first, crops: None)) for k in (1, every)]
+            seen, placed, kept = boxes(payloads[0]), boxes(payloads[1], True), boxes(payloads[1])
+            for index, guesses in placed.items():
+                for g in guesses:
+                    iou = best(g, seen.get(index, []))
+                    if iou < 0.3:
+                        phantoms += 1
+                    else:
+                        ious.append(iou)
+            missed += sum(best(b, kept.get(index, [])) < 0.3 for index, found in seen.items() for b in found)
     return {"faces": len(ious), "mean_iou": float(np.mean(ious)) if ious else float("nan"),
             "worst_iou": float(np.min(ious)) if ious else float("nan"), "missed": missed, "phantoms": phantoms}
 
@@ -101,7 +103,7 @@ def main() -> None:
             print(f"\n{label}: {len(files)} videos, 32 sampled frames each")
             for k in everies:
                 a = alignment(files, k, tile_every)
-                print(f"  K={k} alignment on skipped frames: {a['faces']} faces, IoU mean {a['mean_iou']:.3f} "
+                print(f"  K={k} interpolated faces: {a['faces']}, IoU mean {a['mean_iou']:.3f} "
                       f"worst {a['worst_iou']:.3f}; missed {a['missed']}, phantoms {a['phantoms']}")
             walls: dict[int, list[float]] = {k: [] for k in [1, *everies]}
             detect: dict[int, list[float]] = {k: [] for k in walls}

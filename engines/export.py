@@ -1,4 +1,6 @@
-"""ONNX export of the inference subgraph (`PGFDDDeploy`: one backbone pass where exact) -> p_fake, checked and cached.
+"""ONNX export of the inference subgraph (`PGFDDDeploy`: one backbone pass where exact) -> p_fake, checked.
+
+Cached exports are found by engines.onnx_cache, which calls this module (and so torch) only on a miss.
 
 The graph: input `crops` float32 (N, 3, S, S) normalised, dynamic N; output `p_fake` float32 (N,).
 It is FP16-safe by construction of the model: `train.model.adain` computes its statistics in

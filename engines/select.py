@@ -8,6 +8,7 @@ candidate that passes its probe but then fails to load is reported and the next 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -48,10 +49,11 @@ def probe_tensorrt(weights_sha: str, engine: Path | None) -> tuple[bool, str]:
 
 
 def torch_build() -> tuple[str, str | None] | None:
-    """(version, CUDA version or None) of the installed torch, or None when there is none.
+    """(version, its CUDA or ROCm version, or None for a CPU build) of the installed torch; None without torch.
 
     Read from torch/version.py without importing torch: the import takes ~1 s, every scan
     probes, and on a CPU build (or without torch) there is nothing to find by importing it.
+    A version file that cannot be read is asked of torch itself.
     """
     import ast
     import importlib.util
@@ -65,18 +67,28 @@ def torch_build() -> tuple[str, str | None] | None:
     fields: dict[str, object] = {}
     try:
         tree = ast.parse((Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text())
-        for node in tree.body:
-            target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-            if isinstance(target, ast.Name) and getattr(node, "value", None) is not None:
-                fields[target.id] = ast.literal_eval(node.value)
     except (OSError, SyntaxError, ValueError, StopIteration):
-        pass
-    if not isinstance(fields.get("__version__"), str):  # an unusual install: ask torch itself
+        tree = None
+    for node in tree.body if tree is not None else []:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and getattr(node, "value", None) is not None:
+            try:
+                fields[target.id] = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                pass
+    if not isinstance(fields.get("__version__"), str) or "cuda" not in fields:  # unusual: ask torch
         import torch
 
-        return torch.__version__, torch.version.cuda
-    cuda = fields.get("cuda")
-    return str(fields["__version__"]), cuda if isinstance(cuda, str) else None
+        return torch.__version__, torch.version.cuda or getattr(torch.version, "hip", None)
+    gpu = next((v for v in (fields.get("cuda"), fields.get("hip")) if isinstance(v, str)), None)
+    return str(fields["__version__"]), gpu
+
+
+def gpu_driver_absent() -> bool:
+    """True on Linux when no NVIDIA, WSL or ROCm GPU device is there: no GPU for torch, known without importing it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg", "/dev/kfd"))
 
 
 def probe_torch_cuda() -> tuple[bool, str]:
@@ -85,12 +97,14 @@ def probe_torch_cuda() -> tuple[bool, str]:
         return False, "torch is not installed"
     if build[1] is None:  # a CPU build: no GPU to find, and no need to import it
         return False, f"torch {build[0]} (a CPU build) sees no CUDA GPU"
+    if gpu_driver_absent():
+        return False, f"torch {build[0]} (built for GPU {build[1]}) sees no CUDA GPU: no GPU driver on this machine"
     import torch
 
     from engines.torch import cuda_device
 
     if cuda_device() is None:
-        return False, f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees no CUDA GPU"
+        return False, f"torch {torch.__version__} (built for GPU {build[1]}) sees no CUDA GPU"
     return True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, FP16"
 
 
@@ -227,15 +241,17 @@ def select_backend(weights: str | Path, backend: str = "auto", engine: str | Pat
             continue
         try:
             loaded = FACTORY(name, weights, Path(engine) if engine else None, sha)
-        except InputError as exc:
+        except (InputError, ImportError, OSError) as exc:  # a broken install passes its probe and fails here
             if backend != "auto":
-                raise
+                if isinstance(exc, InputError):
+                    raise
+                raise InputError(f"--backend {backend} failed to load: {type(exc).__name__}: {exc}") from None
             cand.available, cand.reason = False, f"failed to load: {exc}"
             failures.append(f"{name}: {cand.reason}")
             continue
         cand.chosen = True
         return loaded, cands
-    if backend == "auto":  # torch-cpu always probes available, so only a load failure lands here
+    if backend == "auto":  # nothing installed could load (or torch and onnxruntime are both missing)
         raise InputError("no backend could load the detector: " + "; ".join(failures))
     raise InputError(f"--backend {backend} is not available here: " + "; ".join(failures))
 

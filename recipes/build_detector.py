@@ -395,7 +395,7 @@ def ablation_runs(a: argparse.Namespace) -> list[tuple[str, int, Path, list[str]
                                "--out", str(folder), "--epochs", str(a.epochs), "--max-steps-per-epoch", str(a.steps),
                                "--input-size", str(size), "--seed", str(seed), "--lr", str(a.lr), *TRAIN_SETTINGS,
                                *research_flags(curriculum, balance, a.balance_target, a.pacing_start, a.pacing_end)]
-            if a.init_from:
+            if a.init_from and str(a.init_from) != "none":
                 cmd += ["--init-from", str(a.init_from)]
             runs.append((name, seed, folder, cmd))
     return runs
@@ -525,7 +525,7 @@ def main() -> None:
         p.add_argument("--steps", type=int, default=100, help="steps of 32 crops per epoch")
         p.add_argument("--lr", type=float, default=5e-5)
         p.add_argument("--init-from", type=Path, default=STATE,
-                       help="the same warm start for every run (default: the committed training state)")
+                       help="the same warm start for every run (default: the committed training state; none: ImageNet)")
     sub.choices["ablation"].add_argument("--dry-run", action="store_true", help="print the commands only")
     sub.choices["ablation-table"].add_argument("--shipped", type=Path, default=TARGET,
                                                help="checkpoint whose threshold the table uses")

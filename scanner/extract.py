@@ -301,7 +301,8 @@ def extract_faces(
     `ExtractResult.skipped`, never raised; bad options or a bad labels.csv raise InputError.
 
     The crops are the scan's: the scan's per-file stage (scanner.stage, with a default scan's
-    detection settings) on the scan's worker pool (`workers` processes, one per core by
+    detection settings, except that every sampled frame is detected: no interpolated crops) on
+    the scan's worker pool (`workers` processes, one per core by
     default), so a file that crashes or hangs its decoder (`timeout` s without progress)
     becomes a skipped input with the scan's error code. `faults` is for tests (scanner.faults).
     """

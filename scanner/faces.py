@@ -23,11 +23,15 @@ RIGHT_EYE, LEFT_EYE = 0, 1
 
 @dataclass
 class Detection:
-    """One face: box (x, y, w, h) and keypoints (6, 2) in source pixels, score in [0, 1]."""
+    """One face: box (x, y, w, h) and keypoints (6, 2) in source pixels, score in [0, 1].
+
+    `interpolated`: placed between two detections on a frame the detector skipped (scanner.interpolate).
+    """
 
     box: tuple[float, float, float, float]
     keypoints: np.ndarray
     score: float
+    interpolated: bool = False
 
 
 # Model input side (the model sees the frame letterboxed to this square).

@@ -11,7 +11,7 @@ from scanner.faults import FaultPlan
 from train.errors import InputError
 
 
-MAX_DETECT_EVERY = 4  # detection skipping holds this many frames until the next detection; drift grows with it
+MAX_DETECT_EVERY = 4  # detection skipping holds up to K-1 frames until the next detection; drift grows with K
 
 
 class ScanError(InputError):

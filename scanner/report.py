@@ -501,6 +501,10 @@ def _path_key(path: str) -> str:
     return os.path.abspath(path)
 
 
+# Settings added after the first reports: a report without one was made with this behaviour.
+SETTINGS_BEFORE = {"tile_every": 0, "detect_every": 1}
+
+
 def resumable_items(sources: Iterable[str | Path], *, model_sha256: str, settings: dict) -> dict[str, dict]:
     """Items of earlier runs that --resume may keep, keyed by absolute path.
 
@@ -523,8 +527,9 @@ def resumable_items(sources: Iterable[str | Path], *, model_sha256: str, setting
         sha = (prior.get("model") or {}).get("sha256")
         if sha != model_sha256:
             raise InputError(f"cannot resume from {source}: it was made with another model (sha256 {str(sha)[:12]}…); run without --resume")
-        old = prior.get("settings") or {}
-        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        old = {**SETTINGS_BEFORE, **(prior.get("settings") or {})}
+        new = {**SETTINGS_BEFORE, **settings}
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
             raise InputError(f"cannot resume from {source}: settings changed ({', '.join(changed)}); run without --resume")
         for item in prior.get("items", []):

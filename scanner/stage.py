@@ -159,9 +159,9 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
     progress at each sampled frame (the --timeout counts from the last mark).
 
     Raises MediaError (or InputError) for files that cannot be read, `damaged` (with `.media`)
-    for one too damaged to trust a verdict from. Crops are made as each frame is decoded, so at
-    most one full frame is alive at a time (`detect_every` with detection skipping, see
-    scanner.interpolate).
+    for one too damaged to trust a verdict from. Crops are made as each frame is decoded (a frame whose
+    detection is skipped: at the next detection, before that frame's crops), so at most one full
+    frame is alive at a time (`detect_every` with detection skipping, see scanner.interpolate).
     """
     from scanner.media import MediaError, SampleStats, iter_frames, probe
 
@@ -173,7 +173,7 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
     timings["decode"] += time.perf_counter() - t
 
     per_frame: list[list[Any]] = []
-    reach: list[float] = []  # per frame: the smallest face searched for (tiled frames: 0; skipped: inf)
+    reach: list[float] = []  # per frame: the smallest face searched for (tiled frames: 0)
     frame_meta: list[tuple[int, float]] = []
     crops_of: dict[int, int] = {}  # id(detection) → its crop's sequence number
     crop_only: list[tuple[int, float, list[float], int]] = []
@@ -194,18 +194,20 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
         t = time.perf_counter()
         dets, reach[pos] = detector.detect_sampled(image, pos, cfg.tile_every)
         timings["detect"] += time.perf_counter() - t
+        if held:
+            positions = [p for p, _ in held]
+            for (p, img), faces in zip(held, fill(per_frame[last_detected], dets, last_detected, pos, positions)):
+                per_frame[p] = faces
+                # searched as far as both neighbours: a face seen on one side only is a miss here
+                reach[p] = max(reach[last_detected], reach[pos])
+                add_crops(img, faces)
+            held.clear()
         add_crops(image, dets)
         per_frame[pos] = dets
-        if held:
-            from scanner.interpolate import between, match
-
-            pairs = match(per_frame[last_detected], dets, pos - last_detected)
-            for p, img in held:
-                fraction = (p - last_detected) / (pos - last_detected)
-                per_frame[p] = [between(a, b, fraction) for a, b in pairs]
-                add_crops(img, per_frame[p])
-            held.clear()
         last_detected = pos
+
+    from scanner.faces import tile_size
+    from scanner.interpolate import fill, skipped
 
     while True:
         t = time.perf_counter()
@@ -224,11 +226,10 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
             continue
         pos = len(per_frame)
         per_frame.append([])
-        reach.append(float("inf"))  # nothing searched here unless detected
+        reach.append(float("inf"))  # set when detected (or filled)
         frame_meta.append((int(frame.index), float(frame.t)))
-        from scanner.interpolate import skipped
-
-        if last_detected >= 0 and skipped(pos, cfg.detect_every, cfg.tile_every):
+        tiled = cfg.tile_every if tile_size(image.shape[1], image.shape[0], cfg.face_model) else 0
+        if last_detected >= 0 and skipped(pos, float(frame.t) - frame_meta[last_detected][1], cfg.detect_every, tiled):
             held.append((pos, image))
         else:
             detect(pos, image)
@@ -243,6 +244,8 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
     def face(det: Any) -> dict:
         """A detection's frame fields: box, score, crop number (and keypoints when asked for)."""
         fields = {"box": _box(det.box), "face_score": round(float(det.score), 4), "crop": crops_of[id(det)]}
+        if det.interpolated:
+            fields["interpolated"] = True
         if cfg.keypoints:
             from scanner.crop import crop_keypoints
 

@@ -92,8 +92,10 @@ def track_faces(
 
     `min_frames=None` uses `default_min_frames`. `max_gap` is how many sampled frames a track may
     miss and still continue. `reach[pos]`, when given, is the smallest face frame `pos` was
-    searched for (0: all sizes, as with a tiled pass); a track whose face is smaller was not
-    looked for there, so that frame is no miss (small faces found on tiled frames only).
+    searched for (0: all sizes, as with a tiled pass; inf: not searched); a track whose face is
+    smaller was not looked for there, so that frame is no miss (small faces found on tiled
+    frames only). A frame whose detection was skipped (scanner.interpolate) has the larger reach
+    of the detected frames on both sides.
     `min_track_score` drops tracks of a video (more than one frame) whose mean detector score is
     low: MediaPipe fires at 0.5-0.6 on cartoon shapes and clouds (tracks averaging up to 0.62 on
     the test media) but gives real faces 0.8-0.97 on average across a shot. A still image keeps

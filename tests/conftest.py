@@ -1,5 +1,6 @@
 """Shared fixtures: small random-init PG-FDD checkpoints that other modules' tests load and
-score, a sharpened one whose scores spread, one ONNX cache for the session, generated crop sets.
+score, a sharpened one whose scores spread, one ONNX cache for the session, generated crop sets,
+one MediaPipe face detector.
 
 Pytest finds these by name, so test modules use them without importing anything. Shared plain
 helpers and constants (media paths, TEST_SIZE, crop and CSV writers, broken inputs, scan
@@ -67,3 +68,12 @@ def crop_sets(tmp_path_factory) -> tuple[Path, Path]:
     """Generated training (24 crops) and validation (8) manifests, half fakes; read-only."""
     root = tmp_path_factory.mktemp("crops")
     return make_crops(root / "train", 24, seed=0), make_crops(root / "val", 8, seed=1)
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """The full-range MediaPipe face detector, opened once (its tests only read from it)."""
+    from scanner.faces import FaceDetector
+
+    with FaceDetector() as d:
+        yield d

@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 
 from scanner.crop import crop_face, crop_keypoints, crop_transform
-from scanner.faces import FaceDetector
 from scanner.media import iter_frames
 
 MEDIA = Path(__file__).parent / "data" / "media"
-
-
-@pytest.fixture(scope="module")
-def detector():
-    with FaceDetector() as d:
-        yield d
 
 
 def load(name: str) -> np.ndarray:

@@ -25,12 +25,6 @@ from train.errors import InputError
 MEDIA = Path(__file__).parent / "data" / "media"
 
 
-@pytest.fixture(scope="module")
-def detector():
-    with FaceDetector() as d:
-        yield d
-
-
 def image(name: str) -> np.ndarray:
     (frame,) = list(iter_frames(MEDIA / "images" / name))
     return frame.image

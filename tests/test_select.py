@@ -27,7 +27,7 @@ def machine(monkeypatch):
     """A configurable fake machine: which probes pass, and which candidates fail to load."""
     from engines import select
 
-    state = {"available": set(select.AUTO_ORDER), "broken": set(), "made": []}
+    state = {"available": set(select.AUTO_ORDER), "broken": set(), "unimportable": set(), "made": []}
 
     def probe(name):
         def run(*args):
@@ -40,6 +40,8 @@ def machine(monkeypatch):
     def factory(name, weights, engine, sha):
         if name in state["broken"]:
             raise InputError(f"{name} is broken")
+        if name in state["unimportable"]:  # installed, so it probes fine, but its library cannot load
+            raise ImportError(f"libgomp.so.1 needed by {name}: cannot open shared object file")
         state["made"].append(name)
         return FakeBackend(name)
 
@@ -76,6 +78,17 @@ def test_auto_skips_a_candidate_that_fails_to_load(machine, tiny_checkpoint):
     assert backend.name == "torch-cpu"
     ort = next(c for c in cands if c.name == "onnxruntime-cpu")
     assert not ort.available and "failed to load: onnxruntime-cpu is broken" in ort.reason
+
+
+def test_a_broken_install_is_skipped_by_auto_and_one_line_when_chosen(machine, tiny_checkpoint):
+    from engines.select import select_backend
+
+    machine["available"] -= {"tensorrt", "torch-cuda-fp16", "onnxruntime-cpu"}
+    machine["unimportable"] = {"torch-cpu"}
+    with pytest.raises(InputError, match="no backend could load.*libgomp"):
+        select_backend(tiny_checkpoint)
+    with pytest.raises(InputError, match="--backend torch failed to load: ImportError: libgomp"):
+        select_backend(tiny_checkpoint, "torch")
 
 
 def test_auto_with_nothing_loadable(machine, tiny_checkpoint):
@@ -211,7 +224,7 @@ def test_one_writer_table_feeds_format_choices():
     assert rp.format_for("x.csv") == "csv" and rp.format_for("x.txt") == "json"
 
 
-def test_torch_build_is_read_without_importing_torch():
+def test_torch_build_matches_torch_itself():
     """The version file says what an import would: the probes use it so a CPU scan never imports torch."""
     import torch
 
@@ -230,8 +243,12 @@ def test_cpu_scan_backend_loads_without_torch(tiny_checkpoint, shared_cache):
     from engines.onnx_cache import cached_onnx
     from engines.torch import cuda_device
 
+    from engines.select import gpu_driver_absent, torch_build
+
     if cuda_device() is not None:
         pytest.skip("a GPU is visible: auto would take CUDA")
+    if torch_build()[1] is not None and not gpu_driver_absent():
+        pytest.skip("a GPU build of torch with a GPU driver: only importing torch can tell whether it sees a GPU")
     cached_onnx(tiny_checkpoint)
     code = ("import sys; from engines.select import select_backend; "
             f"b, _ = select_backend({str(tiny_checkpoint)!r}); b.close(); "
@@ -239,3 +256,18 @@ def test_cpu_scan_backend_loads_without_torch(tiny_checkpoint, shared_cache):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "DFSCAN_CACHE": str(shared_cache)})
     assert out.stdout.split() == ["onnxruntime", "False"]
+
+
+@pytest.mark.parametrize("build, driver_absent, cuda_reason, cpu_ok", [
+    (None, True, "torch is not installed", False),
+    (("2.13.0+cpu", None), False, "a CPU build", True),
+    (("2.13.0+cu128", "12.8"), True, "no GPU driver", True),
+])
+def test_torch_probes_from_the_build_alone(monkeypatch, build, driver_absent, cuda_reason, cpu_ok):
+    from engines import select
+
+    monkeypatch.setattr(select, "torch_build", lambda: build)
+    monkeypatch.setattr(select, "gpu_driver_absent", lambda: driver_absent)
+    ok, reason = select.probe_torch_cuda()
+    assert not ok and cuda_reason in reason
+    assert select.probe_torch_cpu()[0] == cpu_ok

@@ -55,7 +55,7 @@ def scan(
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's calibrated threshold)."),
     crops: bool = typer.Option(False, "--crops", metavar="", help="Inputs are already-aligned face crops: no face detection."),
     face_model: FaceModel = face_model_option(),
-    tile_every: int = typer.Option(8, "--tile-every", min=0, help="Search every K-th sampled frame (and every image) of 1280 px and up in overlapping tiles for small faces (0: never)."),
+    tile_every: int = typer.Option(ScanOptions.tile_every, "--tile-every", min=0, help="Search every K-th sampled frame (and every image) of 1280 px and up in overlapping tiles for small faces (0: never)."),
     detect_every: int = typer.Option(ScanOptions.detect_every, "--detect-every", min=1, max=MAX_DETECT_EVERY, help="Detect faces on every K-th sampled frame; faces seen on the detected frames on both sides are interpolated onto the frames between (1: detect on every frame)."),
     strategy: Strategy = typer.Option(Strategy.mean, "--strategy", help="Frame → person score: mean, or the DFDC winner's confident rule."),
     timeout: float = timeout_option("a sampled frame decoded, its crops scored", "an error item `timeout`"),
