@@ -49,6 +49,7 @@ class Worker:
     state: Any  # shared [current task id or -1, time of its last progress]
     assigned: deque = field(default_factory=deque)
     completed: int = 0
+    retired: bool = False  # told to exit: nothing was left to hand it (its shutdown overlaps the others' work)
 
 
 def ack(w: Worker) -> None:
@@ -132,7 +133,7 @@ class Pool:
 
     def close(self, graceful: bool = True) -> None:
         for w in self.workers:
-            if graceful and w.proc.is_alive():
+            if graceful and not w.retired and w.proc.is_alive():
                 try:
                     w.conn.send(None)
                 except (OSError, BrokenPipeError):
@@ -164,6 +165,7 @@ class _Supervisor:
         while True:
             batcher.collect()
             self._assign()
+            self._retire_idle()
             if not any(w.assigned for w in pool.workers) and not self.todo:
                 batcher.flush()
                 return
@@ -176,7 +178,7 @@ class _Supervisor:
 
     def _assign(self) -> None:
         for w in sorted(self.pool.workers, key=lambda w: len(w.assigned)):
-            while self.todo and len(w.assigned) < PREFETCH and w.proc.is_alive():
+            while self.todo and len(w.assigned) < PREFETCH and not w.retired and w.proc.is_alive():
                 task = self.todo.popleft()
                 task.fingerprint = rp.file_fingerprint(task.path)  # before the worker opens it
                 try:
@@ -186,9 +188,27 @@ class _Supervisor:
                     break
                 w.assigned.append(task)
 
+    def _retire_idle(self) -> None:
+        """With no file left to hand out, tell each idle worker to exit now rather than at the end.
+
+        Its shutdown (detector and session closed, process gone: ~0.2 s) then overlaps the files
+        the other workers are still on. A file a lost worker had not started goes back to `todo`
+        and to the fresh worker that replaces it.
+        """
+        if self.todo:
+            return
+        for w in self.pool.workers:
+            if not w.assigned and not w.retired:
+                w.retired = True
+                try:
+                    w.conn.send(None)
+                except (OSError, BrokenPipeError):
+                    pass
+
     def _read(self, wait_s: float) -> None:
-        conns = {w.conn: w for w in self.pool.workers}
-        sentinels = {w.proc.sentinel: w for w in self.pool.workers}
+        live = [w for w in self.pool.workers if not w.retired]  # a retired one's sentinel fires for good
+        conns = {w.conn: w for w in live}
+        sentinels = {w.proc.sentinel: w for w in live}
         for obj in wait(list(conns) + list(sentinels), timeout=wait_s):
             if obj in conns:
                 w = conns[obj]
@@ -220,6 +240,8 @@ class _Supervisor:
 
     def _supervise(self) -> None:
         for w in list(self.pool.workers):
+            if w.retired:
+                continue
             if not w.proc.is_alive():
                 self._drain(w)
                 w.proc.join(timeout=1)

@@ -185,6 +185,32 @@ def test_crash_and_hang_become_error_items(tmp_path, tiny_checkpoint, monkeypatc
     assert not mp.active_children()
 
 
+def test_idle_workers_exit_early_and_a_lost_workers_files_still_finish(tmp_path, tiny_checkpoint, monkeypatch):
+    """With nothing left to hand out an idle worker is told to exit at once (its shutdown overlaps
+    the others' files); the files a crashed worker had not started go to its replacement."""
+    from scanner import pool as pool_module
+
+    names = ["crash.jpg", "good1.jpg", "good2.jpg", "good3.jpg"]
+    for name in names:
+        shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
+    at_close = []
+    original = pool_module.Pool.close
+
+    def close(self, graceful=True):
+        at_close.append([(w.retired, w.completed) for w in self.workers])
+        original(self, graceful)
+
+    monkeypatch.setattr(pool_module.Pool, "close", close)
+    report = scan([tmp_path / n for n in names],
+                  scan_options(tiny_checkpoint, workers=2, faults=FaultPlan.parse("crash:crash.jpg")))
+    items = by_name(report)
+    assert items["crash.jpg"]["error"]["code"] == "worker_crashed"
+    assert all(items[n]["status"] == "ok" for n in names[1:])
+    (workers,) = at_close
+    assert all(retired for retired, _ in workers) and sum(done for _, done in workers) >= 1
+    assert not mp.active_children()
+
+
 def test_resume_skips_unchanged_done_files(tmp_path, tiny_checkpoint):
     for name in ("a.jpg", "b.jpg"):
         shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
