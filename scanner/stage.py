@@ -159,9 +159,10 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
     progress at each sampled frame (the --timeout counts from the last mark).
 
     Raises MediaError (or InputError) for files that cannot be read, `damaged` (with `.media`)
-    for one too damaged to trust a verdict from. Crops are made as each frame is decoded (a frame whose
-    detection is skipped: at the next detection, before that frame's crops), so at most one full
-    frame is alive at a time (`detect_every` with detection skipping, see scanner.interpolate).
+    for one too damaged to trust a verdict from. Crops are made as each frame is decoded (a
+    frame whose detection is skipped: at the next detection, before that frame's crops), so at
+    most one full frame is alive at a time (`detect_every` with detection skipping, see
+    scanner.interpolate).
     """
     from scanner.media import MediaError, SampleStats, iter_frames, probe
 
