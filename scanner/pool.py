@@ -49,7 +49,6 @@ class Worker:
     state: Any  # shared [current task id or -1, time of its last progress]
     assigned: deque = field(default_factory=deque)
     completed: int = 0
-    retired: bool = False  # told to exit: nothing was left to hand it (its shutdown overlaps the others' work)
 
 
 def ack(w: Worker) -> None:
@@ -100,6 +99,7 @@ class Pool:
         self.ctx = mp.get_context("spawn")
         self.cfg = cfg
         self.workers: list[Worker] = []
+        self.retired: list[Worker] = []  # told to exit early (nothing left for them); joined at close
         self.startup_failures = 0
         for _ in range(n):
             self.workers.append(self._start())
@@ -131,20 +131,29 @@ class Pool:
         except OSError:
             pass
 
+    def retire(self, w: Worker) -> None:
+        """Tell a worker to exit now, so its shutdown overlaps the others' work; it leaves the live list."""
+        try:
+            w.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.workers.remove(w)
+        self.retired.append(w)
+
     def close(self, graceful: bool = True) -> None:
         for w in self.workers:
-            if graceful and not w.retired and w.proc.is_alive():
+            if graceful and w.proc.is_alive():
                 try:
                     w.conn.send(None)
                 except (OSError, BrokenPipeError):
                     pass
         deadline = time.time() + (5.0 if graceful else 0.0)
-        for w in self.workers:
+        for w in self.workers + self.retired:
             w.proc.join(timeout=max(0.0, deadline - time.time()))
             if w.proc.is_alive():
                 w.proc.kill()
             self._stop(w)
-        self.workers = []
+        self.workers, self.retired = [], []
 
     def run(self, todo: deque[Task], batcher: CropTaker, on_result: OnResult, on_lost: OnLost,
             timeout: float | None) -> None:
@@ -178,7 +187,7 @@ class _Supervisor:
 
     def _assign(self) -> None:
         for w in sorted(self.pool.workers, key=lambda w: len(w.assigned)):
-            while self.todo and len(w.assigned) < PREFETCH and not w.retired and w.proc.is_alive():
+            while self.todo and len(w.assigned) < PREFETCH and w.proc.is_alive():
                 task = self.todo.popleft()
                 task.fingerprint = rp.file_fingerprint(task.path)  # before the worker opens it
                 try:
@@ -197,18 +206,12 @@ class _Supervisor:
         """
         if self.todo:
             return
-        for w in self.pool.workers:
-            if not w.assigned and not w.retired:
-                w.retired = True
-                try:
-                    w.conn.send(None)
-                except (OSError, BrokenPipeError):
-                    pass
+        for w in [w for w in self.pool.workers if not w.assigned]:
+            self.pool.retire(w)
 
     def _read(self, wait_s: float) -> None:
-        live = [w for w in self.pool.workers if not w.retired]  # a retired one's sentinel fires for good
-        conns = {w.conn: w for w in live}
-        sentinels = {w.proc.sentinel: w for w in live}
+        conns = {w.conn: w for w in self.pool.workers}
+        sentinels = {w.proc.sentinel: w for w in self.pool.workers}
         for obj in wait(list(conns) + list(sentinels), timeout=wait_s):
             if obj in conns:
                 w = conns[obj]
@@ -240,8 +243,6 @@ class _Supervisor:
 
     def _supervise(self) -> None:
         for w in list(self.pool.workers):
-            if w.retired:
-                continue
             if not w.proc.is_alive():
                 self._drain(w)
                 w.proc.join(timeout=1)
