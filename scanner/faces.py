@@ -67,6 +67,11 @@ def reach(side: float, model: str = "full") -> float:
     return side * MIN_FACE_MODEL_PX[model] / MODEL_INPUT[model]
 
 
+def tiled_pass_due(pos: int, tile_every: int) -> bool:
+    """Whether sampled position `pos` is on the tiled pass's schedule (for frames large enough to tile)."""
+    return tile_every > 0 and pos % tile_every == 0
+
+
 def tile_size(width: int, height: int, model: str = "full") -> int | None:
     """Tile side for a frame, or None when tiles would not at least halve the smallest face found.
 
@@ -256,7 +261,7 @@ class FaceDetector:
         side = tile_size(w, h, self.model) if tile_every > 0 else None
         if side is None:
             return self.detect(image), 0.0
-        if pos % tile_every == 0:
+        if tiled_pass_due(pos, tile_every):
             return self.detect_tiled(image, side), 0.0
         return self.detect(image), reach(max(w, h), self.model)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from scanner.faces import Detection
+from scanner.faces import Detection, tiled_pass_due
 from scanner.track import _INFEASIBLE, match_cost
 
 MAX_SKIP_SECONDS = 0.7  # measured from 0.08 to 0.63 s between sampled frames (bench/detect_every.py)
@@ -30,7 +30,7 @@ def skipped(pos: int, since_detected: float, detect_every: int, tile_every: int)
     """
     if detect_every <= 1 or pos % detect_every == 0 or since_detected > MAX_SKIP_SECONDS:
         return False
-    return not (tile_every > 0 and pos % tile_every == 0)
+    return not tiled_pass_due(pos, tile_every)
 
 
 def match(before: list[Detection], after: list[Detection], gap: int) -> list[tuple[Detection, Detection]]:
