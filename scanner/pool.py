@@ -26,7 +26,7 @@ import numpy as np
 from scanner import report as rp
 from scanner.options import ScanError
 from scanner.stage import FilePayload
-from scanner.worker import ACK, WorkerConfig, worker_main
+from scanner.worker import ACK, WorkerConfig, worker_process
 
 PREFETCH = 2  # files handed to a worker at once: the one it works on and the next
 MAX_STARTUP_FAILURES = 3
@@ -107,7 +107,7 @@ class Pool:
     def _start(self) -> Worker:
         parent, child = self.ctx.Pipe(duplex=True)
         state = self.ctx.RawArray("d", [-1.0, 0.0])  # current task id, its last progress (time.time())
-        proc = self.ctx.Process(target=worker_main, args=(child, state, self.cfg), daemon=True, name="dfscan-worker")
+        proc = self.ctx.Process(target=worker_process, args=(child, state, self.cfg), daemon=True, name="dfscan-worker")
         proc.start()
         child.close()
         return Worker(proc, parent, state)

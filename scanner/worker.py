@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -174,3 +175,16 @@ def worker_main(conn: Connection, state: Any, cfg: WorkerConfig) -> None:
         if scorer is not None:
             scorer.close()
         close_detector(detector)
+
+
+def worker_process(conn: Connection, state: Any, cfg: WorkerConfig) -> None:
+    """The spawned process: worker_main, then an exit without the interpreter's teardown.
+
+    By then the detector and scorer are closed and every message is in the pipe; unloading
+    MediaPipe, ONNX Runtime and numpy module by module took 0.2 s that each scan waited for
+    at its end (pool.close joins its workers).
+    """
+    worker_main(conn, state, cfg)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -65,6 +65,33 @@ def test_short_range_model_on_a_close_up():
     assert len(faces) == 1
 
 
+LEAN_IMPORT = """
+import sys
+from scanner.faces import FaceDetector
+from scanner.media import iter_frames
+(frame,) = list(iter_frames(sys.argv[1]))
+with FaceDetector() as d:
+    lean = [f.box for f in d.detect(frame.image)]
+print("heavy:", sorted(m for m in ("matplotlib", "sounddevice", "mediapipe") if m in sys.modules))
+import mediapipe as mp  # a user's own import afterwards gets the whole package
+from mediapipe.tasks.python import vision
+with FaceDetector() as d:
+    again = [f.box for f in d.detect(frame.image)]
+print("full:", callable(mp.Image), hasattr(vision, "FaceLandmarker"), lean == again and len(lean) == 1)
+"""
+
+
+def test_the_detector_loads_without_mediapipes_other_tasks():
+    """A scan worker's start-up: not matplotlib and the audio tasks that `import mediapipe` pulls in."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", LEAN_IMPORT, str(MEDIA / "images" / "single_face.jpg")],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "heavy: []" in out
+    assert "full: True True True" in out
+
+
 def test_no_face_video_gives_no_confident_detection(detector):
     """MediaPipe fires weakly (0.5-0.6) on clouds here; real faces score > 0.8 (the tracker's cut is 0.7)."""
     scores = []
