@@ -1,5 +1,6 @@
 """Backend throughput: ONNX Runtime vs torch on the CPU (batch 1 and 8) for the default model, and,
-where torch sees a GPU, torch CUDA FP16 at batch 1, 8 and 64 for both backbones with FP16 parity.
+where torch sees a GPU, torch CUDA FP16 faces/s at batch 1, 8, 64 and 256 for both backbones, single-
+and two-pass graphs, with FP16 parity on the scanner's crops of the shared real media.
 
 Uses the shipped default weights when scanner/assets/detector holds them, else a random-init
 EfficientNet-Lite0 checkpoint (throughput does not depend on the weights; it says which it used).
@@ -79,28 +80,91 @@ def cpu_bench(weights: Path, seconds: float, threads: int | None) -> None:
         b.close()
 
 
-def cuda_bench(tmp: Path, seconds: float) -> None:
+def graph_rates(backbone: str, device: str, fp16: bool, batches: tuple[int, ...], seconds: float) -> dict[str, list[float]]:
+    """faces/s of the single-pass and the two-pass graph of one random-init model (weights do not change speed)."""
+    import torch
+
+    from train.config import ModelConfig
+    from train.model import PGFDD
+
+    torch.manual_seed(0)
+    full = PGFDD(ModelConfig(backbone=backbone)).eval()
+    dtype = torch.float16 if fp16 else torch.float32
+    rates: dict[str, list[float]] = {}
+    for name, single in (("single-pass", True), ("two-pass", False)):
+        module = full.deploy(single_pass=single).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+        rates[name] = []
+        for batch in batches:
+            x = torch.randn(batch, 3, module.config.input_size, module.config.input_size, device=device, dtype=dtype)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                module(x)  # warm-up (cuDNN picks its kernels)
+                sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+                sync()
+                calls, start = 0, time.perf_counter()
+                while calls < 3 or time.perf_counter() - start < seconds:
+                    module(x)
+                    calls += 1
+                sync()
+            rates[name].append(calls * batch / (time.perf_counter() - start))
+    return rates
+
+
+def cuda_bench(tmp: Path, seconds: float, device: str = "cuda", batches: tuple[int, ...] = (1, 8, 64, 256)) -> None:
+    """Issue 12's GPU table: FP16 faces/s of both graphs of both backbones, and FP16 parity of the shipped model.
+
+    `device="cpu"` runs the same code in FP32 (a dry run on a machine without a GPU).
+    """
     from engines.export import torch_reference
     from engines.torch import TorchBackend
     from train.checkpoint import load_checkpoint
 
-    print("\nCUDA torch FP16, faces/s, and FP16 parity vs torch FP32 (CPU)")
+    fp16 = device != "cpu"
+    precision = "FP16" if fp16 else "FP32"
+    print(f"\n{device} torch {precision}, faces/s by batch (random-init weights; channels_last)")
+    print(f"{'backbone':>18} {'graph':>12}  " + "  ".join(f"{b:>7}" for b in batches) + "   single/two")
     for backbone in ("efficientnet_lite0", "xception"):
-        weights, note = _weights(tmp, backbone)
-        backend = TorchBackend(weights, "cuda", fp16=True)
-        model, config, _ = load_checkpoint(weights)
-        crops = _crops(16)
-        diff = np.abs(backend.predict(crops) - torch_reference(model, crops, config)).max()
-        rates = [faces_per_second(backend, b, seconds) for b in (1, 8, 64)]
-        print(f"{backbone:>18} ({note}): batch 1 {rates[0]:.0f}, 8 {rates[1]:.0f}, 64 {rates[2]:.0f}; "
-              f"max |Δp| {diff:.2e}")
-        backend.close()
+        rates = graph_rates(backbone, device, fp16, batches, seconds)
+        for name, row in rates.items():
+            ratio = "  ".join(f"{s / t:.2f}x" for s, t in zip(rates["single-pass"], rates["two-pass"])) if name == "two-pass" else ""
+            print(f"{backbone:>18} {name:>12}  " + "  ".join(f"{r:>7.0f}" for r in row) + f"   {ratio}")
+    weights, note = _weights(tmp)
+    backend = TorchBackend(weights, device, fp16=fp16)
+    model, config, _ = load_checkpoint(weights, deploy=True)
+    crops = real_crops(config.input_size)
+    diff = np.abs(backend.predict(crops) - torch_reference(model, crops, config))
+    print(f"{precision} parity vs torch FP32 on the CPU, {note}, {len(crops)} real face crops: "
+          f"max |Δp| {diff.max():.2e}, mean {diff.mean():.2e}")
+    backend.close()
+
+
+def real_crops(size: int) -> np.ndarray:
+    """The scanner's own face crops of the shared real media (images and videos), at the model's input size."""
+    from scanner.options import ScanOptions
+    from scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
+
+    media = Path(__file__).resolve().parents[1] / "tests" / "data" / "media"
+    stage = StageConfig.of(ScanOptions(), size, 64)
+    parts: list[np.ndarray] = []
+    detector = open_detector(stage)
+    try:
+        for path in sorted((media / "images").iterdir()) + sorted((media / "videos").iterdir()):
+            kind = "video" if path.parent.name == "videos" else "image"
+            try:
+                process_file(str(path), kind, detector, stage, CropSink(64, lambda first, c: parts.append(c)))
+            except Exception:
+                continue  # files without a face, or not media
+    finally:
+        close_detector(detector)
+    return np.concatenate(parts) if parts else _crops(16)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per measurement")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for both backends")
+    parser.add_argument("--gpu-dry-run", action="store_true",
+                        help="run the GPU table's code on the CPU in FP32 (batches 1 and 8) to check it")
     args = parser.parse_args()
     import onnxruntime
     import torch
@@ -114,6 +178,9 @@ def main() -> None:
         print(f"model: {note}")
         print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
               f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if args.gpu_dry_run:
+            cuda_bench(tmp, min(args.seconds, 0.5), "cpu", (1, 8))
+            return
         cpu_bench(weights, args.seconds, args.threads)
         if cuda_device() is not None:
             cuda_bench(tmp, args.seconds)
