@@ -14,8 +14,8 @@ detection, so at most `detect_every` frames are alive at once.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from scanner.assign import linear_assignment
 from scanner.faces import Detection, tiled_pass_due
 from scanner.track import _INFEASIBLE, match_cost
 
@@ -38,7 +38,7 @@ def match(before: list[Detection], after: list[Detection], gap: int) -> list[tup
     if not before or not after:
         return []
     cost = np.array([[match_cost(a.box, b.box, gap=gap) for b in after] for a in before])
-    rows, cols = linear_sum_assignment(cost)
+    rows, cols = linear_assignment(cost)
     return [(before[i], after[j]) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
 
 

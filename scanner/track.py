@@ -1,6 +1,6 @@
 """Join per-frame face detections into subjects across the sampled frames.
 
-Optimal one-to-one matching (Hungarian, SciPy's linear_sum_assignment) rather than greedy:
+Optimal one-to-one matching (Hungarian, scanner.assign) rather than greedy:
 with two people close together a greedy pass can swap them, and the per-subject score of a
 report must not mix two faces. Tracks survive a few missed frames (a head turn, a blink of the
 detector); tracks seen in too few frames, or only ever weakly, are false positives and dropped.
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from scanner.assign import linear_assignment
 from scanner.faces import Detection
 
 _INFEASIBLE = 1e6
@@ -118,7 +118,7 @@ def track_faces(
                 last_pos, last = tr.observations[-1]
                 for j, det in enumerate(detections):
                     cost[i, j] = match_cost(last.box, det.box, gap=pos - last_pos, max_distance=max_distance)
-            rows, cols = linear_sum_assignment(cost)
+            rows, cols = linear_assignment(cost)
             for i, j in zip(rows, cols):
                 if cost[i, j] < _INFEASIBLE:
                     active[i].observations.append((pos, detections[j]))
