@@ -6,7 +6,7 @@ Uses the shipped default weights when scanner/assets/detector holds them, else a
 EfficientNet-Lite0 checkpoint (throughput does not depend on the weights; it says which it used).
 Prints the machine's load average: on a shared box, figures move with it.
 
-    python bench/backends.py [--seconds 6] [--threads N]
+    python bench/backends.py [--seconds 6] [--threads N] [--gpu-dry-run]
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _crops(n: int) -> np.ndarray:
+def _crops(n: int, size: int) -> np.ndarray:
     from engines.export import parity_crops
 
-    return parity_crops(n, 256, seed=n)
+    return parity_crops(n, size, seed=n)
 
 
 def _weights(tmp: Path, backbone: str = "efficientnet_lite0") -> tuple[Path, str]:
@@ -48,7 +48,7 @@ def _weights(tmp: Path, backbone: str = "efficientnet_lite0") -> tuple[Path, str
 
 def faces_per_second(backend, batch: int, seconds: float) -> float:
     """Steady-state faces/s: one warm-up call, then as many calls as fit in `seconds` (at least 3)."""
-    crops = _crops(batch)
+    crops = _crops(batch, backend.config.input_size)
     backend.predict(crops)
     calls, start = 0, time.perf_counter()
     while calls < 3 or time.perf_counter() - start < seconds:
@@ -80,7 +80,8 @@ def cpu_bench(weights: Path, seconds: float, threads: int | None) -> None:
         b.close()
 
 
-def graph_rates(backbone: str, device: str, fp16: bool, batches: tuple[int, ...], seconds: float) -> dict[str, list[float]]:
+def graph_rates(backbone: str, size: int, device: str, fp16: bool, batches: tuple[int, ...],
+                seconds: float) -> dict[str, list[float]]:
     """faces/s of the single-pass and the two-pass graph of one random-init model (weights do not change speed)."""
     import torch
 
@@ -88,7 +89,7 @@ def graph_rates(backbone: str, device: str, fp16: bool, batches: tuple[int, ...]
     from train.model import PGFDD
 
     torch.manual_seed(0)
-    full = PGFDD(ModelConfig(backbone=backbone)).eval()
+    full = PGFDD(ModelConfig(backbone=backbone, input_size=size)).eval()
     dtype = torch.float16 if fp16 else torch.float32
     rates: dict[str, list[float]] = {}
     for name, single in (("single-pass", True), ("two-pass", False)):
@@ -98,7 +99,7 @@ def graph_rates(backbone: str, device: str, fp16: bool, batches: tuple[int, ...]
             x = torch.randn(batch, 3, module.config.input_size, module.config.input_size, device=device, dtype=dtype)
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
-                module(x)  # warm-up (cuDNN picks its kernels)
+                module(x)  # warm-up (CUDA context, kernel loading)
                 sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
                 sync()
                 calls, start = 0, time.perf_counter()
@@ -121,25 +122,28 @@ def cuda_bench(tmp: Path, seconds: float, device: str = "cuda", batches: tuple[i
 
     fp16 = device != "cpu"
     precision = "FP16" if fp16 else "FP32"
-    print(f"\n{device} torch {precision}, faces/s by batch (random-init weights; channels_last)")
+    weights, note = _weights(tmp)
+    model, config, _ = load_checkpoint(weights, deploy=True)
+    size = config.input_size
+    print(f"\n{device} torch {precision}, faces/s by batch at the default model's {size} px "
+          "(random-init weights; channels_last)")
     print(f"{'backbone':>18} {'graph':>12}  " + "  ".join(f"{b:>7}" for b in batches) + "   single/two")
     for backbone in ("efficientnet_lite0", "xception"):
-        rates = graph_rates(backbone, device, fp16, batches, seconds)
+        rates = graph_rates(backbone, size, device, fp16, batches, seconds)
         for name, row in rates.items():
             ratio = "  ".join(f"{s / t:.2f}x" for s, t in zip(rates["single-pass"], rates["two-pass"])) if name == "two-pass" else ""
             print(f"{backbone:>18} {name:>12}  " + "  ".join(f"{r:>7.0f}" for r in row) + f"   {ratio}")
-    weights, note = _weights(tmp)
     backend = TorchBackend(weights, device, fp16=fp16)
-    model, config, _ = load_checkpoint(weights, deploy=True)
-    crops = real_crops(config.input_size)
+    crops = scanner_crops(size)
     diff = np.abs(backend.predict(crops) - torch_reference(model, crops, config))
-    print(f"{precision} parity vs torch FP32 on the CPU, {note}, {len(crops)} real face crops: "
+    print(f"{precision} parity vs torch FP32 on the CPU, {note}, the scanner's {len(crops)} crops of the shared media: "
           f"max |Δp| {diff.max():.2e}, mean {diff.mean():.2e}")
     backend.close()
 
 
-def real_crops(size: int) -> np.ndarray:
-    """The scanner's own face crops of the shared real media (images and videos), at the model's input size."""
+def scanner_crops(size: int) -> np.ndarray:
+    """The scanner's own crops of the shared real media (images and videos), at the model's input size."""
+    from scanner.media import MediaError
     from scanner.options import ScanOptions
     from scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
 
@@ -152,11 +156,13 @@ def real_crops(size: int) -> np.ndarray:
             kind = "video" if path.parent.name == "videos" else "image"
             try:
                 process_file(str(path), kind, detector, stage, CropSink(64, lambda first, c: parts.append(c)))
-            except Exception:
-                continue  # files without a face, or not media
+            except MediaError:
+                continue  # not media the scanner reads
     finally:
         close_detector(detector)
-    return np.concatenate(parts) if parts else _crops(16)
+    if not parts:
+        raise SystemExit("no face found in the shared media (tests/data/media): cannot check parity")
+    return np.concatenate(parts)
 
 
 def main() -> None:

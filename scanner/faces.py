@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -176,7 +177,7 @@ def _quiet_stderr():
 
 # The MediaPipe modules the face detector uses. `import mediapipe` runs package __init__s that
 # import every task, and matplotlib (drawing utils) and sounddevice (audio) with them: 0.40 s of
-# each scan worker's start-up on the 2-core dev box, against 0.07 s for these modules alone.
+# each scan worker's start-up on the 2-core dev box, against 0.04 s for these modules alone.
 _MP_PACKAGES = ("mediapipe", "mediapipe.tasks", "mediapipe.tasks.python", "mediapipe.tasks.python.vision")
 _MP_MODULES = {
     "Image": ("mediapipe.tasks.python.vision.core.image", "Image"),
@@ -186,44 +187,56 @@ _MP_MODULES = {
     "FaceDetectorOptions": ("mediapipe.tasks.python.vision.face_detector", "FaceDetectorOptions"),
     "RunningMode": ("mediapipe.tasks.python.vision.core.vision_task_running_mode", "VisionTaskRunningMode"),
 }
+_MP_LOCK = threading.Lock()
+
+
+def _is_mediapipe(name: str) -> bool:
+    return name == "mediapipe" or name.startswith("mediapipe.")
 
 
 @functools.cache
 def _import_mediapipe() -> SimpleNamespace:
-    """The face detector's MediaPipe classes, loaded without the package __init__s where possible.
-
-    The packages are entered bare (their __init__ not run) just long enough to import these
-    modules, then every mediapipe module so loaded leaves sys.modules again: a later
-    `import mediapipe` (by a user of this process) loads the whole package as usual. A package
-    laid out otherwise, or one already imported, is used through the normal import.
-    """
+    """The face detector's MediaPipe classes: its own modules only where that works, else the normal import."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "mediapipe" not in sys.modules:
-        before = set(sys.modules)
-        try:
-            for name in _MP_PACKAGES:  # each parent is in sys.modules, so find_spec runs no __init__
-                spec = importlib.util.find_spec(name)
-                if spec is None or spec.submodule_search_locations is None:
-                    raise ImportError(f"{name} is not a package")
-                sys.modules[name] = importlib.util.module_from_spec(spec)
-            found = SimpleNamespace(**{key: getattr(importlib.import_module(module), attr)
-                                       for key, (module, attr) in _MP_MODULES.items()})
-            # the native library is found through its package at first use: load it while that resolves
-            importlib.import_module("mediapipe.tasks.python.core.mediapipe_c_bindings").load_raw_library()
-            return found
-        except (ImportError, AttributeError, OSError):
-            pass  # the normal import below
-        finally:
-            for name in set(sys.modules) - before:
-                if name == "mediapipe" or name.startswith("mediapipe."):
-                    del sys.modules[name]
+    with _MP_LOCK:
+        if "mediapipe" not in sys.modules:
+            try:
+                return _face_detector_modules()
+            except Exception:  # another layout of the package (a version this was not written for)
+                pass
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
     return SimpleNamespace(Image=mp.Image, ImageFormat=mp.ImageFormat, BaseOptions=BaseOptions,
                            FaceDetector=vision.FaceDetector, FaceDetectorOptions=vision.FaceDetectorOptions,
                            RunningMode=vision.RunningMode)
+
+
+def _face_detector_modules() -> SimpleNamespace:
+    """Load _MP_MODULES with the packages above them entered bare (their __init__ not run).
+
+    Every mediapipe entry of sys.modules is put back as it was afterwards, so a later
+    `import mediapipe` (by a user of this process) loads the whole package as usual. Another
+    thread importing mediapipe meanwhile would see a bare package: dfscan makes its detectors
+    on one thread.
+    """
+    saved = {name: module for name, module in sys.modules.items() if _is_mediapipe(name)}
+    try:
+        for name in _MP_PACKAGES:  # each parent is in sys.modules, so find_spec runs no __init__
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.submodule_search_locations is None:
+                raise ImportError(f"{name} is not a package")
+            sys.modules[name] = importlib.util.module_from_spec(spec)
+        # the native library is found through its package: load it now (an older layout fails
+        # here, before the rest is loaded for nothing)
+        importlib.import_module("mediapipe.tasks.python.core.mediapipe_c_bindings").load_raw_library()
+        return SimpleNamespace(**{key: getattr(importlib.import_module(module), attr)
+                                  for key, (module, attr) in _MP_MODULES.items()})
+    finally:
+        for name in [name for name in sys.modules if _is_mediapipe(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 class FaceDetector:

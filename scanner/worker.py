@@ -185,6 +185,9 @@ def worker_process(conn: Connection, state: Any, cfg: WorkerConfig) -> None:
     at its end (pool.close joins its workers).
     """
     worker_main(conn, state, cfg)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or missing stream: nothing of ours is waiting in it
+            pass
     os._exit(0)

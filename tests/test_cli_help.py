@@ -42,3 +42,14 @@ def test_cli_starts_without_torch():
     code = "import sys, scanner.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_console_script_imports_nothing_heavy_at_the_top():
+    """Spawned scan workers import the launching script again: it must not pull in the CLI (Typer, Rich, commands)."""
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "dfscan"]
+    assert script.value == "scanner.launch:main"
+    code = f"import sys, {script.module}; print(sorted(m for m in ('typer', 'rich', 'scanner.cli') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

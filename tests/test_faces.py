@@ -92,11 +92,38 @@ def test_a_scan_worker_loads_only_what_it_uses():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", WORKER_START, str(MEDIA / "videos" / "WolfgangLanger_Pexels.mp4")],
-                         capture_output=True, text=True, timeout=180, check=True).stdout
+    out = run_python(WORKER_START, str(MEDIA / "videos" / "WolfgangLanger_Pexels.mp4"))
     assert "subjects: 1" in out
     assert "heavy: []" in out
     assert "full: True True True" in out
+
+
+FALLBACK = """
+import sys
+import numpy as np
+import scanner.faces as faces
+faces._MP_MODULES = {**faces._MP_MODULES, "FaceDetector": ("mediapipe.tasks.python.vision.no_such_module", "X")}
+with faces.FaceDetector() as d:
+    print("found:", len(d.detect(np.zeros((64, 64, 3), np.uint8))), type(d._detector).__module__)
+print("whole package:", callable(sys.modules["mediapipe"].Image))
+"""
+
+
+def test_a_mediapipe_laid_out_otherwise_is_imported_whole():
+    out = run_python(FALLBACK)
+    assert "found: 0 mediapipe.tasks.python.vision.face_detector" in out
+    assert "whole package: True" in out
+
+
+def run_python(code: str, *args: str) -> str:
+    """stdout of `python -c code args` in the repository root; its stderr in the failure message."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=180,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
 
 
 def test_no_face_video_gives_no_confident_detection(detector):
