@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+MEDIA = Path(__file__).resolve().parents[1] / "tests" / "data" / "media"  # the shared real media
 
 
 def _crops(n: int, size: int) -> np.ndarray:
@@ -29,7 +30,7 @@ def _crops(n: int, size: int) -> np.ndarray:
     return parity_crops(n, size, seed=n)
 
 
-def _weights(tmp: Path, backbone: str = "efficientnet_lite0") -> tuple[Path, str]:
+def _weights(tmp: Path) -> tuple[Path, str]:
     import torch
 
     from train.checkpoint import save_checkpoint
@@ -37,13 +38,13 @@ def _weights(tmp: Path, backbone: str = "efficientnet_lite0") -> tuple[Path, str
     from train.model import PGFDDDeploy
 
     shipped = sorted((Path(__file__).resolve().parents[1] / "scanner" / "assets" / "detector").glob("*.safetensors"))
-    if backbone == "efficientnet_lite0" and shipped:
+    if shipped:
         return shipped[0], f"shipped weights {shipped[0].name}"
     torch.manual_seed(0)
-    config = ModelConfig(backbone=backbone)
-    path = save_checkpoint(tmp / f"{backbone}.safetensors", PGFDDDeploy(config).eval(), config, threshold=0.5,
+    config = ModelConfig(backbone="efficientnet_lite0")
+    path = save_checkpoint(tmp / "efficientnet_lite0.safetensors", PGFDDDeploy(config).eval(), config, threshold=0.5,
                            provenance={"note": "bench random init"})
-    return path, f"random-init {backbone} (no shipped weights found)"
+    return path, "random-init efficientnet_lite0 (no shipped weights found)"
 
 
 def faces_per_second(backend, batch: int, seconds: float) -> float:
@@ -91,16 +92,16 @@ def graph_rates(backbone: str, size: int, device: str, fp16: bool, batches: tupl
     torch.manual_seed(0)
     full = PGFDD(ModelConfig(backbone=backbone, input_size=size)).eval()
     dtype = torch.float16 if fp16 else torch.float32
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     rates: dict[str, list[float]] = {}
     for name, single in (("single-pass", True), ("two-pass", False)):
         module = full.deploy(single_pass=single).to(device=device, dtype=dtype, memory_format=torch.channels_last)
         rates[name] = []
         for batch in batches:
-            x = torch.randn(batch, 3, module.config.input_size, module.config.input_size, device=device, dtype=dtype)
+            x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 module(x)  # warm-up (CUDA context, kernel loading)
-                sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
                 sync()
                 calls, start = 0, time.perf_counter()
                 while calls < 3 or time.perf_counter() - start < seconds:
@@ -111,18 +112,19 @@ def graph_rates(backbone: str, size: int, device: str, fp16: bool, batches: tupl
     return rates
 
 
-def cuda_bench(tmp: Path, seconds: float, device: str = "cuda", batches: tuple[int, ...] = (1, 8, 64, 256)) -> None:
+def cuda_bench(weights: Path, note: str, seconds: float, device: str = "cuda",
+               batches: tuple[int, ...] = (1, 8, 64, 256)) -> None:
     """Issue 12's GPU table: FP16 faces/s of both graphs of both backbones, and FP16 parity of the shipped model.
 
     `device="cpu"` runs the same code in FP32 (a dry run on a machine without a GPU).
     """
     from engines.export import torch_reference
     from engines.torch import TorchBackend
+    from scanner.doctor import crops_from_media
     from train.checkpoint import load_checkpoint
 
     fp16 = device != "cpu"
     precision = "FP16" if fp16 else "FP32"
-    weights, note = _weights(tmp)
     model, config, _ = load_checkpoint(weights, deploy=True)
     size = config.input_size
     print(f"\n{device} torch {precision}, faces/s by batch at the default model's {size} px "
@@ -134,35 +136,13 @@ def cuda_bench(tmp: Path, seconds: float, device: str = "cuda", batches: tuple[i
             ratio = "  ".join(f"{s / t:.2f}x" for s, t in zip(rates["single-pass"], rates["two-pass"])) if name == "two-pass" else ""
             print(f"{backbone:>18} {name:>12}  " + "  ".join(f"{r:>7.0f}" for r in row) + f"   {ratio}")
     backend = TorchBackend(weights, device, fp16=fp16)
-    crops = scanner_crops(size)
+    crops = crops_from_media([MEDIA / "images", MEDIA / "videos"], size=size, limit=10_000, frames=32)
+    if not len(crops):
+        raise SystemExit(f"no face found in {MEDIA}: cannot check parity")
     diff = np.abs(backend.predict(crops) - torch_reference(model, crops, config))
     print(f"{precision} parity vs torch FP32 on the CPU, {note}, the scanner's {len(crops)} crops of the shared media: "
           f"max |Δp| {diff.max():.2e}, mean {diff.mean():.2e}")
     backend.close()
-
-
-def scanner_crops(size: int) -> np.ndarray:
-    """The scanner's own crops of the shared real media (images and videos), at the model's input size."""
-    from scanner.media import MediaError
-    from scanner.options import ScanOptions
-    from scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
-
-    media = Path(__file__).resolve().parents[1] / "tests" / "data" / "media"
-    stage = StageConfig.of(ScanOptions(), size, 64)
-    parts: list[np.ndarray] = []
-    detector = open_detector(stage)
-    try:
-        for path in sorted((media / "images").iterdir()) + sorted((media / "videos").iterdir()):
-            kind = "video" if path.parent.name == "videos" else "image"
-            try:
-                process_file(str(path), kind, detector, stage, CropSink(64, lambda first, c: parts.append(c)))
-            except MediaError:
-                continue  # not media the scanner reads
-    finally:
-        close_detector(detector)
-    if not parts:
-        raise SystemExit("no face found in the shared media (tests/data/media): cannot check parity")
-    return np.concatenate(parts)
 
 
 def main() -> None:
@@ -185,11 +165,11 @@ def main() -> None:
         print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
               f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if args.gpu_dry_run:
-            cuda_bench(tmp, min(args.seconds, 0.5), "cpu", (1, 8))
+            cuda_bench(weights, note, min(args.seconds, 0.5), "cpu", (1, 8))
             return
         cpu_bench(weights, args.seconds, args.threads)
         if cuda_device() is not None:
-            cuda_bench(tmp, args.seconds)
+            cuda_bench(weights, note, args.seconds)
         else:
             print("\nno CUDA GPU visible to torch: the FP16 figures need one")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
