@@ -89,9 +89,6 @@ with FaceDetector() as d:
 def test_a_scan_worker_loads_only_what_it_uses():
     """A worker's start-up is paid by every scan: no matplotlib and the audio tasks that `import
     mediapipe` pulls in (0.40 s), no scipy.optimize (0.29 s), no torch (1.6 s)."""
-    import subprocess
-    import sys
-
     out = run_python(WORKER_START, str(MEDIA / "videos" / "WolfgangLanger_Pexels.mp4"))
     assert "subjects: 1" in out
     assert "heavy: []" in out
