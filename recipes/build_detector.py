@@ -247,7 +247,7 @@ def prepare(a: argparse.Namespace) -> None:
 
 TRAIN_SETTINGS = ["--backbone", "efficientnet_lite0", "--batch-size", "32", "--pseudo-fakes", "sbi",
                   "--optimizer", "adam", "--no-sam", "--scale-jitter", "0.5",
-                  "--threshold-method", "fpr", "--target-fpr", "0.05", "--fp16-deploy"]
+                  "--threshold-method", "fpr", "--target-fpr", "0.05", "--fp16-deploy", "--keep-epochs"]
 
 
 def _dfscan() -> list[str]:
@@ -288,6 +288,19 @@ def train(a: argparse.Namespace) -> None:
     elif a.init_from:
         cmd += ["--init-from", str(a.init_from)]
     run(cmd)
+
+
+def average(a: argparse.Namespace) -> None:
+    """Weight-average checkpoints of one run (train.average) into --run: validated and calibrated
+    like a training epoch, so evaluate, fairness-check and ship read it as any run's best."""
+    from train.average import average_run
+
+    work = a.work.resolve()
+    m = average_run(a.checkpoints, work / "val.csv", work / a.run)
+    aucs = lambda t: ", ".join(f"{k} {v['auc']:.3f}" for k, v in t.items() if v["auc"] is not None)  # noqa: E731
+    print(f"{work / a.run}: val AUC {m['val_auc']:.4f} AP {m['val_ap']:.4f} TPR {m['val_tpr']:.3f} at FPR "
+          f"{m['val_fpr']:.3f} @ {m['threshold']:.4f} · by method: {aucs(m['by_method'])}"
+          + (f" · by domain: {aucs(m['by_domain'])}" if "by_domain" in m else ""), flush=True)
 
 
 def _scores(checkpoint: Path, manifest: Path, seed: int) -> tuple:
@@ -539,6 +552,9 @@ def main() -> None:
         p.add_argument("--balance-target", type=int, help="rows per label x group cell (default: the largest cell)")
         p.add_argument("--pacing-start", type=float, default=-3.0)
         p.add_argument("--pacing-end", type=float, default=3.0)
+    p = sub.add_parser("average", help="weight-average checkpoints of one run (e.g. its last epochs) into --run")
+    p.add_argument("checkpoints", type=Path, nargs="+", help="full checkpoints (the run's epochN.safetensors)")
+    p.add_argument("--run", default="averaged", help="run folder under --work for the averaged model")
     p = sub.add_parser("evaluate", help="validation figures of a checkpoint")
     p.add_argument("--checkpoint", type=Path)
     sub.add_parser("fairness-set", help="labelled UTKFace validation set for dfscan fairness-check")
@@ -551,7 +567,7 @@ def main() -> None:
         p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship,
-     "ablation": ablation, "ablation-table": ablation_table}[a.cmd](a)
+     "ablation": ablation, "ablation-table": ablation_table, "average": average}[a.cmd](a)
 
 
 if __name__ == "__main__":

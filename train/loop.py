@@ -95,6 +95,7 @@ class TrainOptions:
     threshold_method: str = "fpr"  # eer | youden | fpr (the lowest threshold with FPR <= target_fpr on val reals)
     target_fpr: float = 0.05
     fp16_deploy: bool = False  # store the deploy checkpoint's weights as float16 (half the size)
+    keep_epochs: bool = False  # also keep every epoch's weights (epochN.safetensors) for train.average
     curriculum: str = "none"  # none | quality (train.curriculum: fakes drawn by forgery-quality rating, paced)
     pacing_start: float = -3.0  # the curriculum's tilt kappa at the first step (< 0: easy fakes favoured)
     pacing_end: float = 3.0  # ... and at the last step (> 0: realistic fakes favoured)
@@ -242,7 +243,7 @@ def validation_metrics(y: np.ndarray, p: np.ndarray, groups: list[str | None] | 
     return out
 
 
-def _val_groups(manifest: Manifest, index: list[int]) -> list[str | None] | None:
+def validation_groups(manifest: Manifest, index: list[int]) -> list[str | None] | None:
     """Each validation item's group (a pseudo-fake has its real's); None where the row has none."""
     if not manifest.has_groups:
         return None
@@ -281,6 +282,16 @@ def write_predictions(path: Path, manifest: Manifest, index: list[int], y: np.nd
         w.writerow([s.path, int(sbi), SBI_METHOD if sbi else s.method, s.domain, s.group or "", int(label),
                     f"{float(prob):.6g}"])
     atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def save_best(out: Path, model: PGFDD, config: ModelConfig, threshold: float, provenance: dict, val_m: Manifest,
+              index: list[int], y: np.ndarray, p: np.ndarray, fp16_deploy: bool) -> None:
+    """The files a run's chosen model is read from (evaluate, fairness-check, ship): the full
+    `best.safetensors`, its `best_deploy.safetensors` and its `val_predictions.csv`."""
+    save_checkpoint(out / "best.safetensors", model, config, threshold=threshold, provenance=provenance)
+    write_predictions(out / "val_predictions.csv", val_m, index, y, p)
+    save_checkpoint(out / "best_deploy.safetensors", model.deploy(), config, threshold=threshold,
+                    provenance=provenance, half=fp16_deploy)
 
 
 def _aucs(table: dict) -> str:
@@ -347,7 +358,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
 
     out = Path(opts.out)
     last_ckpt, last_optim = out / "last.safetensors", out / "last_optim.safetensors"
-    best_ckpt, best_deploy = out / "best.safetensors", out / "best_deploy.safetensors"
+    best_ckpt = out / "best.safetensors"
     metrics_csv = out / "metrics.csv"
     if opts.resume and not (last_ckpt.is_file() and last_optim.is_file()):
         raise InputError(f"{out}: nothing to resume (no last.safetensors and last_optim.safetensors)")
@@ -492,7 +503,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
 
                 vtask = bars.add_task(f"validate {epoch}", total=len(keys), info="")
                 p, y_val, index = predict(model, val_loader, device, bars, vtask)
-                vm = validation_metrics(y_val, p, _val_groups(val_m, index), opts.threshold_method, opts.target_fpr)
+                vm = validation_metrics(y_val, p, validation_groups(val_m, index), opts.threshold_method, opts.target_fpr)
                 parts_by = breakdown(val_m, index, y_val, p, vm["threshold"])
                 with open(out / "breakdown.jsonl", "a") as fh:  # one line per epoch
                     fh.write(json.dumps({"epoch": epoch, **parts_by}) + "\n")
@@ -510,11 +521,11 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 if improved or state["best_epoch"] == 0:
                     state["best_auc"] = auc if not math.isnan(auc) else state["best_auc"]
                     state["best_epoch"] = epoch
-                    save_checkpoint(best_ckpt, model, config, threshold=vm["threshold"], provenance=prov)
-                    write_predictions(out / "val_predictions.csv", val_m, index, y_val, p)
-                    save_checkpoint(best_deploy, model.deploy(), config, threshold=vm["threshold"], provenance=prov,
-                                    half=opts.fp16_deploy)
+                    save_best(out, model, config, vm["threshold"], prov, val_m, index, y_val, p, opts.fp16_deploy)
                 save_checkpoint(last_ckpt, model, config, threshold=vm["threshold"], provenance=prov)
+                if opts.keep_epochs:
+                    save_checkpoint(out / f"epoch{epoch}.safetensors", model, config, threshold=vm["threshold"],
+                                    provenance=prov)
                 save_optimizer(last_optim, opt, state, gen)
                 if curriculum is not None:
                     curriculum.save(quality_state)

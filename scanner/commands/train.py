@@ -24,7 +24,7 @@ Writes runs/starter/best.safetensors (full), best_deploy.safetensors (use with
 `dfscan scan --weights`), last*.safetensors (for --resume), metrics.csv and breakdown.jsonl
 (AUC per forgery method and per domain, each epoch); with --curriculum quality also
 quality.csv (every fake's ratings per epoch), with --balance-groups synthetic balance.json
-(label x group counts before and after).
+(label x group counts before and after); with --keep-epochs epochN.safetensors of every epoch.
 """
 
 
@@ -54,6 +54,7 @@ def train_command(
     fairness: bool = typer.Option(True, "--fairness/--no-fairness", metavar="", help="PG-FDD's fairness terms (LDAM demographic head, bi-level CVaR); --no-fairness is the ablation."),
     scale_jitter: float = typer.Option(0.0, "--scale-jitter", min=0.0, max=1.0, help="Probability of a random 0.9-1.2x zoom (for crops cut from tight source crops)."),
     fp16_deploy: bool = typer.Option(False, "--fp16-deploy", metavar="", help="Store the deploy checkpoint's weights as float16."),
+    keep_epochs: bool = typer.Option(False, "--keep-epochs", metavar="", help="Also keep every epoch's full weights (epochN.safetensors), e.g. to weight-average the last epochs."),
     curriculum: Curriculum = typer.Option(Curriculum.none, "--curriculum", help="none, or quality: rate every fake (closeness to its source real + the model's loss, refreshed each epoch), draw easy fakes first and realistic ones last, frequency-mix the low-quality ones; ratings in quality.csv."),
     pacing_start: float = typer.Option(-3.0, "--pacing-start", help="Curriculum tilt at the first step: fakes drawn with weight exp(k(rating - 0.5)); negative favours easy fakes."),
     pacing_end: float = typer.Option(3.0, "--pacing-end", help="Curriculum tilt at the last step (linear in between); positive favours realistic fakes."),
@@ -73,6 +74,7 @@ def train_command(
                         max_steps_per_epoch=max_steps_per_epoch, pretrained=pretrained, num_workers=workers,
                         input_size=input_size, scale_jitter=scale_jitter, fairness=fairness,
                         threshold_method=threshold_method.value, target_fpr=target_fpr, fp16_deploy=fp16_deploy,
+                        keep_epochs=keep_epochs,
                         curriculum=curriculum.value, pacing_start=pacing_start, pacing_end=pacing_end,
                         quality_dynamic_weight=quality_dynamic_weight, quality_aug=quality_aug,
                         balance_groups=balance_groups.value, balance_target=balance_target)
