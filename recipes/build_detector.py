@@ -5,6 +5,8 @@
     python recipes/build_detector.py train --work runs/detector                    # 3 epochs, lr 3e-4
     python recipes/build_detector.py train --work runs/detector --run ft --init-from \
         runs/detector/run/last.safetensors --lr 1e-4 --epochs 1 --steps 300        # the shipped epoch
+    python recipes/build_detector.py average --work runs/detector --run ft-avg \
+        runs/detector/ft/epoch2.safetensors runs/detector/ft/epoch3.safetensors   # weight average of epochs
     python recipes/build_detector.py evaluate --work runs/detector --checkpoint runs/detector/ft/best.safetensors
     python recipes/build_detector.py fairness-set --work runs/detector
     python recipes/build_detector.py ship --work runs/detector --checkpoint runs/detector/ft/best.safetensors
@@ -247,7 +249,7 @@ def prepare(a: argparse.Namespace) -> None:
 
 TRAIN_SETTINGS = ["--backbone", "efficientnet_lite0", "--batch-size", "32", "--pseudo-fakes", "sbi",
                   "--optimizer", "adam", "--no-sam", "--scale-jitter", "0.5",
-                  "--threshold-method", "fpr", "--target-fpr", "0.05", "--fp16-deploy", "--keep-epochs"]
+                  "--threshold-method", "fpr", "--target-fpr", "0.05", "--fp16-deploy"]
 
 
 def _dfscan() -> list[str]:
@@ -277,7 +279,8 @@ def train(a: argparse.Namespace) -> None:
     size = json.loads((work / "prepare.json").read_text())["size"]
     cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
                        "--out", str(work / a.run), "--epochs", str(a.epochs), "--max-steps-per-epoch", str(a.steps),
-                       "--input-size", str(size), "--seed", str(a.seed), "--lr", str(a.lr), *TRAIN_SETTINGS]
+                       "--input-size", str(size), "--seed", str(a.seed), "--lr", str(a.lr), *TRAIN_SETTINGS,
+                       "--keep-epochs"]  # for `average`
     if a.no_fairness:
         cmd.append("--no-fairness")
     if a.cosine:
@@ -294,13 +297,12 @@ def average(a: argparse.Namespace) -> None:
     """Weight-average checkpoints of one run (train.average) into --run: validated and calibrated
     like a training epoch, so evaluate, fairness-check and ship read it as any run's best."""
     from train.average import average_run
+    from train.loop import auc_line
 
     work = a.work.resolve()
     m = average_run(a.checkpoints, work / "val.csv", work / a.run)
-    aucs = lambda t: ", ".join(f"{k} {v['auc']:.3f}" for k, v in t.items() if v["auc"] is not None)  # noqa: E731
     print(f"{work / a.run}: val AUC {m['val_auc']:.4f} AP {m['val_ap']:.4f} TPR {m['val_tpr']:.3f} at FPR "
-          f"{m['val_fpr']:.3f} @ {m['threshold']:.4f} · by method: {aucs(m['by_method'])}"
-          + (f" · by domain: {aucs(m['by_domain'])}" if "by_domain" in m else ""), flush=True)
+          f"{m['val_fpr']:.3f} @ {m['threshold']:.4f} · {auc_line(m)}", flush=True)
 
 
 def _scores(checkpoint: Path, manifest: Path, seed: int) -> tuple:
@@ -566,8 +568,14 @@ def main() -> None:
         p.add_argument("--work", type=Path, default=ROOT / "runs" / "detector")
         p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship,
-     "ablation": ablation, "ablation-table": ablation_table, "average": average}[a.cmd](a)
+    command = {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship,
+               "ablation": ablation, "ablation-table": ablation_table, "average": average}[a.cmd]
+    from train.errors import InputError
+
+    try:
+        command(a)
+    except InputError as exc:  # bad input: one line, as dfscan says it
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import read_rows, train_options as _opts
+from tests.helpers import make_crops, read_rows, train_options as _opts
 from train.average import average_checkpoints, average_run
 from train.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from train.errors import CheckpointError, InputError
 from train.loop import train
-from train.metrics import binary_metrics
 
 
 @pytest.fixture(scope="module")
@@ -48,26 +50,62 @@ def test_average_is_the_elementwise_mean(kept_epochs):
     assert not model.training
 
 
-def test_average_run_validates_calibrates_and_writes_a_run(kept_epochs, crop_sets, tmp_path):
-    paths = [kept_epochs / f"epoch{i}.safetensors" for i in (2, 3)]
-    m = average_run(paths, crop_sets[1], tmp_path / "avg", target_fpr=0.25, num_workers=0)
-    rows = read_rows(tmp_path / "avg" / "val_predictions.csv")
-    y = np.array([int(r["label"]) for r in rows])
-    p = np.array([float(r["p_fake"]) for r in rows])
-    assert len(rows) == m["val_n"] == 8
-    assert m["val_auc"] == pytest.approx(binary_metrics(y, p)["auc"])
-    assert (p[y == 0] >= m["threshold"]).mean() <= 0.25  # calibrated at the requested FPR on the reals
-    assert "by_method" in m
+@pytest.fixture(scope="module")
+def sbi_work(crop_sets, tmp_path_factory):
+    """A recipe-style work folder: val.csv and a one-epoch run with SBI pseudo-fakes, an EER
+    threshold and float32 deploy weights (not the averaging defaults), without --keep-epochs."""
+    root = tmp_path_factory.mktemp("sbi")
+    val = make_crops(root, 8, seed=5, name="val.csv")
+    train(_opts((crop_sets[0], val), root / "run", epochs=1, max_steps_per_epoch=1, no_sam=True, pseudo_fakes="sbi",
+                threshold_method="eer"), progress=False)
+    return root
+
+
+def test_average_of_one_epoch_with_itself_reproduces_its_validation(sbi_work, tmp_path):
+    """The mean of two copies is the epoch itself, so the averaged run must score the same items
+    (rows, seeded pseudo-fakes) to the same p_fake and calibrate the same threshold by the run's policy."""
+    best = sbi_work / "run" / "best.safetensors"
+    assert not list((sbi_work / "run").glob("epoch*.safetensors"))  # kept only with --keep-epochs
+    m = average_run([best, best], sbi_work / "val.csv", tmp_path / "avg", num_workers=0)
+    own = read_rows(sbi_work / "run" / "val_predictions.csv")
+    got = read_rows(tmp_path / "avg" / "val_predictions.csv")
+    assert len(got) == len(own) == m["val_n"] == 12  # 8 rows + a pseudo-fake of each of the 4 reals
+    assert [(r["path"], r["pseudo_fake"]) for r in got] == [(r["path"], r["pseudo_fake"]) for r in own]
+    np.testing.assert_allclose([float(r["p_fake"]) for r in got], [float(r["p_fake"]) for r in own], atol=1e-5)
+    _, _, run_info = load_checkpoint(best, deploy=False)
     model, _, info = load_checkpoint(tmp_path / "avg" / "best.safetensors", deploy=False)
-    assert info["threshold"] == pytest.approx(m["threshold"])
-    assert [a["file"] for a in info["provenance"]["averaged_from"]] == ["epoch2.safetensors", "epoch3.safetensors"]
-    assert info["provenance"]["threshold_policy"] == "lowest threshold with FPR <= 0.25 on the validation reals"
+    assert info["threshold"] == pytest.approx(run_info["threshold"], abs=1e-5) == pytest.approx(m["threshold"])
+    prov = info["provenance"]
+    assert prov["threshold_policy"] == "eer point on validation" and prov["epochs"] is None
+    assert [a["epochs"] for a in prov["averaged_from"]] == [1, 1] and prov["val_manifest"] == "val.csv"
+    assert prov["metrics"]["val_auc"] == pytest.approx(m["val_auc"]) and "sbi" in prov["auc_by"]["by_method"]
     deploy = tmp_path / "avg" / "best_deploy.safetensors"
-    assert read_metadata(deploy)["dtype"] == "float16"
+    assert read_metadata(deploy)["dtype"] == "float32"  # as the run stored its own
     dep = load_checkpoint(deploy)[0]
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(dep(x), model(x, inference=True)["prob"], atol=2e-3, rtol=0)
+        torch.testing.assert_close(dep(x), model(x, inference=True)["prob"], atol=1e-5, rtol=0)
+    with pytest.raises(InputError, match="already holds"):
+        average_run([best, best], sbi_work / "val.csv", tmp_path / "avg", num_workers=0)
+
+
+def test_average_refuses_another_validation_set(sbi_work, crop_sets, tmp_path):
+    best = sbi_work / "run" / "best.safetensors"
+    with pytest.raises(InputError, match="not the validation set the run was validated on"):
+        average_run([best, best], crop_sets[1], tmp_path / "avg", num_workers=0)
+    assert not (tmp_path / "avg").exists()
+
+
+def test_recipe_average_subcommand(sbi_work):
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "build_detector.py"
+    best = str(sbi_work / "run" / "best.safetensors")
+    cmd = [sys.executable, str(recipe), "average", "--work", str(sbi_work), "--run", "avg", best, best]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "val AUC" in r.stdout and "AUC by method" in r.stdout and (sbi_work / "avg" / "best.safetensors").is_file()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr.strip().startswith("error: ") and "already holds" in again.stderr
 
 
 def test_average_refuses_mixed_models_and_single_files(kept_epochs, tmp_path):
@@ -79,5 +117,10 @@ def test_average_refuses_mixed_models_and_single_files(kept_epochs, tmp_path):
     model, cfg, _ = load_checkpoint(one, deploy=False)
     other = save_checkpoint(tmp_path / "other.safetensors", model,
                             dataclasses.replace(cfg, group_names=[f"x{i}" for i in range(len(cfg.group_names))]))
-    with pytest.raises(CheckpointError, match="only checkpoints of one model"):
+    with pytest.raises(CheckpointError, match="groups or methods differ .* only checkpoints of one run"):
         average_checkpoints([one, other])
+    _, _, info = load_checkpoint(one, deploy=False)
+    other_data = save_checkpoint(tmp_path / "other_data.safetensors", model, cfg,
+                                 provenance={**info["provenance"], "train_manifest_sha256": "0" * 64})
+    with pytest.raises(CheckpointError, match="train_manifest_sha256 differ"):
+        average_checkpoints([one, other_data])

@@ -305,12 +305,13 @@ def test_cli_passes_the_research_options(tmp_path):
             "--max-steps-per-epoch", "1", "--no-pretrained", "--no-sam", "--input-size", "64", "--workers", "0",
             "--device", "cpu", "--quiet", "--curriculum", "quality", "--pacing-start", "-2", "--pacing-end", "5",
             "--quality-dynamic-weight", "0.3", "--quality-aug", "0.2", "--balance-groups", "synthetic",
-            "--balance-target", "3"]
+            "--keep-epochs", "--balance-target", "3"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     o = load_checkpoint(out / "best.safetensors", deploy=False)[2]["provenance"]["options"]
     assert (o["curriculum"], o["pacing_start"], o["pacing_end"], o["quality_dynamic_weight"], o["quality_aug"],
             o["balance_groups"], o["balance_target"]) == ("quality", -2.0, 5.0, 0.3, 0.2, "synthetic", 3)
+    assert o["keep_epochs"] is True and (out / "epoch1.safetensors").is_file()
     r = CliRunner().invoke(app, args[:-1] + ["0"])
     assert r.exit_code == 2
 

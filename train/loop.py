@@ -294,8 +294,32 @@ def save_best(out: Path, model: PGFDD, config: ModelConfig, threshold: float, pr
                     provenance=provenance, half=fp16_deploy)
 
 
-def _aucs(table: dict) -> str:
-    return ", ".join(f"{k} {v['auc']:.3f}" for k, v in table.items() if v["auc"] is not None)
+def validate(model: PGFDD, val_m: Manifest, loader, device: torch.device, method: str, target_fpr: float,
+             progress=None, task=None) -> tuple[dict, dict, np.ndarray, np.ndarray, list[int]]:
+    """Score the validation loader and calibrate: (metrics, breakdown, p_fake, labels, item indices).
+    The loop's epochs and train.average both go through here, so they are read alike."""
+    p, y, index = predict(model, loader, device, progress, task)
+    vm = validation_metrics(y, p, validation_groups(val_m, index), method, target_fpr)
+    return vm, breakdown(val_m, index, y, p, vm["threshold"]), p, y, index
+
+
+def threshold_policy(method: str, target_fpr: float) -> str:
+    return (f"lowest threshold with FPR <= {target_fpr:g} on the validation reals" if method == "fpr"
+            else f"{method} point on validation")
+
+
+def validation_provenance(vm: dict, parts_by: dict) -> dict:
+    """The metrics a checkpoint carries about its own validation."""
+    return {"metrics": {k: v for k, v in vm.items() if isinstance(v, (int, float))},
+            "auc_by": {part: {k: v["auc"] for k, v in table.items()} for part, table in parts_by.items()}}
+
+
+def auc_line(parts_by: dict) -> str:
+    """One log line of a breakdown's AUCs, by method and by domain."""
+    def aucs(table: dict) -> str:
+        return ", ".join(f"{k} {v['auc']:.3f}" for k, v in table.items() if v["auc"] is not None)
+    return (f"AUC by method: {aucs(parts_by['by_method'])}"
+            + (f" · by domain: {aucs(parts_by['by_domain'])}" if "by_domain" in parts_by else ""))
 
 
 # ---------------------------------------------------------------- the loop
@@ -434,8 +458,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
         "train_counts": train_counts, "val_counts": val_m.counts(), "group_counts": train_m.group_counts(groups),
         "options": opts.to_json(), "init_from": None if opts.init_from is None else Path(opts.init_from).name,
         "sam": not opts.no_sam, "pseudo_fakes": opts.pseudo_fakes, "fairness_terms": opts.fairness,
-        "threshold_policy": (f"lowest threshold with FPR <= {opts.target_fpr:g} on the validation reals"
-                             if opts.threshold_method == "fpr" else f"{opts.threshold_method} point on validation"),
+        "threshold_policy": threshold_policy(opts.threshold_method, opts.target_fpr),
         "torch": torch.__version__, "device": str(device),
         "curriculum": None if curriculum is None else {
             "kind": opts.curriculum, "pacing_start": opts.pacing_start, "pacing_end": opts.pacing_end,
@@ -502,9 +525,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                     curriculum.end_epoch()
 
                 vtask = bars.add_task(f"validate {epoch}", total=len(keys), info="")
-                p, y_val, index = predict(model, val_loader, device, bars, vtask)
-                vm = validation_metrics(y_val, p, validation_groups(val_m, index), opts.threshold_method, opts.target_fpr)
-                parts_by = breakdown(val_m, index, y_val, p, vm["threshold"])
+                vm, parts_by, p, y_val, index = validate(model, val_m, val_loader, device, opts.threshold_method,
+                                                         opts.target_fpr, bars, vtask)
                 with open(out / "breakdown.jsonl", "a") as fh:  # one line per epoch
                     fh.write(json.dumps({"epoch": epoch, **parts_by}) + "\n")
                 state["epoch"], state["seconds"] = epoch, state["seconds"] + time.perf_counter() - t0
@@ -516,8 +538,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 auc = vm["val_auc"]
                 improved = not math.isnan(auc) and auc > state["best_auc"]
                 prov = {**provenance_base, "epochs": epoch, "train_seconds": round(state["seconds"], 1),
-                        "metrics": {k: v for k, v in vm.items() if isinstance(v, (int, float))},
-                        "auc_by": {part: {k: v["auc"] for k, v in table.items()} for part, table in parts_by.items()}}
+                        **validation_provenance(vm, parts_by)}
                 if improved or state["best_epoch"] == 0:
                     state["best_auc"] = auc if not math.isnan(auc) else state["best_auc"]
                     state["best_epoch"] = epoch
@@ -532,8 +553,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 log(f"epoch {epoch}: loss {row['train_loss']:.4f} ({steps} steps, {train_seconds:.0f}s) · "
                     f"val AUC {auc:.4f} AP {vm['val_ap']:.4f} EER {vm['val_eer']:.4f} ACC {vm['val_acc']:.4f} "
                     f"@ {vm['threshold']:.3f}" + (" · best" if state["best_epoch"] == epoch else ""))
-                log(f"epoch {epoch}: AUC by method: {_aucs(parts_by['by_method'])}"
-                    + (f" · by domain: {_aucs(parts_by['by_domain'])}" if "by_domain" in parts_by else ""))
+                log(f"epoch {epoch}: {auc_line(parts_by)}")
     except RuntimeError as exc:  # DataLoader re-raises worker errors as RuntimeError subclasses or the original type
         if "InputError" in str(exc):
             raise _sanitize_worker_error(exc) from None
