@@ -58,6 +58,7 @@ def test_two_epochs_lower_the_loss_and_write_outputs(grouped, tmp_path, backbone
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(dep(x), model(x, inference=True)["prob"], atol=2e-3, rtol=0)
+    lines = [ln for ln in lines if " s/step, " not in ln]  # a minute's progress line: only on a loaded machine
     assert len(lines) == 5 and "val AUC" in lines[1] and "AUC by method" in lines[2]  # start, 2 x (epoch, breakdown)
 
 
