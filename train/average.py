@@ -16,9 +16,10 @@ import torch
 
 from train.checkpoint import load_checkpoint
 from train.config import ModelConfig
-from train.data import FaceDataset, make_loader, read_manifest, validation_keys
+from train.data import read_manifest
 from train.errors import CheckpointError, InputError
-from train.loop import resolve_device, save_best, threshold_policy, validate, validation_provenance
+from train.loop import (resolve_device, save_best, threshold_policy, validate, validation_loader,
+                        validation_provenance)
 from train.model import PGFDD
 
 # provenance fields that tell runs apart: files whose values differ are not epochs of one run
@@ -82,10 +83,8 @@ def average_run(paths: Sequence[str | Path], val_manifest: str | Path, out: str 
                          f"({run.get('val_manifest')}); pass that one")
     method, target_fpr = options.get("threshold_method", "fpr"), float(options.get("target_fpr", 0.05))
     dev = resolve_device(device)
-    dataset = FaceDataset(val_m, augment=None, group_names=config.group_names, method_names=config.method_names,
-                          size=config.input_size, mean=config.mean, std=config.std)
-    loader = make_loader(dataset, keys=validation_keys(val_m, sbi=run.get("pseudo_fakes") == "sbi"), batch_size=64,
-                         num_workers=num_workers)
+    _, loader = validation_loader(val_m, config, sbi=run.get("pseudo_fakes") == "sbi", batch_size=64,
+                                  num_workers=num_workers)
     vm, parts_by, p, y, index = validate(model.to(dev), val_m, loader, dev, method, target_fpr)
     provenance = {
         **run,

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from train.augment import Augment
 from train.balance import balance_groups
@@ -32,7 +33,7 @@ from train.choices import (BACKBONE_NAMES, BALANCE_MODES, CURRICULA, LR_SCHEDULE
                            THRESHOLD_METHODS)
 from train.config import ModelConfig
 from train.curriculum import QualityBatchSampler, QualityCurriculum, sample_losses
-from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Manifest, make_loader, read_manifest,
+from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Key, Manifest, make_loader, read_manifest,
                         validation_keys)
 from train.errors import InputError
 from train.files import atomic_write_bytes
@@ -294,6 +295,16 @@ def save_best(out: Path, model: PGFDD, config: ModelConfig, threshold: float, pr
                     provenance=provenance, half=fp16_deploy)
 
 
+def validation_loader(val_m: Manifest, config: ModelConfig, *, sbi: bool, batch_size: int,
+                      num_workers: int | None) -> tuple[list[Key], DataLoader]:
+    """The validation items (every row; with SBI one seeded pseudo-fake per real) and their loader:
+    the loop's epochs and train.average score exactly these."""
+    dataset = FaceDataset(val_m, augment=None, group_names=config.group_names, method_names=config.method_names,
+                          size=config.input_size, mean=config.mean, std=config.std)
+    keys = validation_keys(val_m, sbi=sbi)
+    return keys, make_loader(dataset, keys=keys, batch_size=batch_size, num_workers=num_workers)
+
+
 def validate(model: PGFDD, val_m: Manifest, loader, device: torch.device, method: str, target_fpr: float,
              progress=None, task=None) -> tuple[dict, dict, np.ndarray, np.ndarray, list[int]]:
     """Score the validation loader and calibrate: (metrics, breakdown, p_fake, labels, item indices).
@@ -445,12 +456,11 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     common = {"group_names": groups, "method_names": methods, "size": config.input_size, "mean": config.mean,
               "std": config.std}
     train_ds = FaceDataset(train_m, augment=Augment(p_scale=opts.scale_jitter) if opts.augment else None, **common)
-    val_ds = FaceDataset(val_m, augment=None, **common)
     batches = sampler if curriculum is None else QualityBatchSampler(sampler, curriculum)
     train_loader = make_loader(train_ds, batch_sampler=batches, num_workers=opts.num_workers)
-    keys = validation_keys(val_m, sbi=sbi)
     # inference needs no gradients or decoder: larger validation batches cost little memory
-    val_loader = make_loader(val_ds, keys=keys, batch_size=max(opts.batch_size, 16), num_workers=opts.num_workers)
+    keys, val_loader = validation_loader(val_m, config, sbi=sbi, batch_size=max(opts.batch_size, 16),
+                                         num_workers=opts.num_workers)
 
     provenance_base = {
         "train_manifest": train_m.path.name, "train_manifest_sha256": train_m.sha256,
