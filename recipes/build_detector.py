@@ -305,23 +305,21 @@ def average(a: argparse.Namespace) -> None:
           f"{m['val_fpr']:.3f} @ {m['threshold']:.4f} · {auc_line(m)}", flush=True)
 
 
-def _scores(checkpoint: Path, manifest: Path, seed: int) -> tuple:
-    """p_fake of every row and of one seeded pseudo-fake per real row, as validation makes them."""
+def _scores(checkpoint: Path, manifest: Path) -> tuple:
+    """p_fake of every row and of one seeded pseudo-fake per real row: the items and loader of the
+    training loop's own validation (train.loop.validation_loader)."""
     import numpy as np
     import torch
 
     from train.checkpoint import load_checkpoint
-    from train.data import FaceDataset, make_loader, read_manifest, validation_keys
+    from train.data import read_manifest
+    from train.loop import validation_loader
 
     model, cfg, info = load_checkpoint(checkpoint, deploy=True)
     m = read_manifest(manifest)
-    ds = FaceDataset(m, group_names=["all"], method_names=["real", "sbi"], size=cfg.input_size, mean=cfg.mean,
-                     std=cfg.std)
-    keys = validation_keys(m, sbi=True, seed=seed)
-    probs = []
+    keys, loader = validation_loader(m, cfg, sbi=True, batch_size=64, num_workers=1)
     with torch.no_grad():
-        for batch in make_loader(ds, keys=keys, batch_size=64, num_workers=1):
-            probs.append(model(batch["image"]).numpy())
+        probs = [model(batch["image"]).numpy() for batch in loader]
     items = [m.item(i) for i, _ in keys]
     y = np.array([1 if sbi else s.label for s, sbi in items])
     kind = np.array(["sbi" if sbi else s.method for s, sbi in items])
@@ -341,12 +339,9 @@ def evaluate(a: argparse.Namespace) -> None:
     """Validation figures of a checkpoint: scanner-made vs tight crops, per domain, per group."""
     work = a.work.resolve()
     ckpt = a.checkpoint or work / "run" / "best.safetensors"
-    from train.data import VALIDATION_SEED
-
-    seed = VALIDATION_SEED  # the loop's validation pseudo-fakes
     out: dict = {"checkpoint": str(ckpt)}
     for name, manifest in (("scanner_crops", work / "val.csv"), ("tight_crops", work / "val_tight.csv")):
-        p, y, kind, domain, group, info = _scores(ckpt, manifest, seed)
+        p, y, kind, domain, group, info = _scores(ckpt, manifest)
         t = info["threshold"]
         res = {"threshold": t, "all": _metrics(y, p, t)}
         dfdc = domain == "dfdc"
@@ -433,11 +428,9 @@ def _run_scores(folder: Path, val: Path) -> tuple:
     run's own val_predictions.csv when it wrote one (the same items), else scored afresh."""
     import numpy as np
 
-    from train.data import VALIDATION_SEED
-
     preds = folder / "val_predictions.csv"
     if not preds.is_file():
-        return _scores(folder / "best.safetensors", val, VALIDATION_SEED)[:5]
+        return _scores(folder / "best.safetensors", val)[:5]
     with open(preds, newline="") as fh:
         rows = list(csv.DictReader(fh))
     col = lambda k: np.array([r[k] for r in rows])  # noqa: E731

@@ -124,3 +124,21 @@ def test_average_refuses_mixed_models_and_single_files(kept_epochs, tmp_path):
                                  provenance={**info["provenance"], "train_manifest_sha256": "0" * 64})
     with pytest.raises(CheckpointError, match="train_manifest_sha256 differ"):
         average_checkpoints([one, other_data])
+
+
+def test_recipe_evaluate_scores_the_loops_own_validation_items(sbi_work):
+    """recipes/build_detector.py `evaluate` reads the deploy weights on the loop's validation
+    items (rows, then one seeded pseudo-fake per real), so its figures are the epoch's own."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "build_detector.py"
+    spec = importlib.util.spec_from_file_location("build_detector", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    p, y, kind, _, group, info = recipe._scores(sbi_work / "run" / "best.safetensors", sbi_work / "val.csv")
+    own = read_rows(sbi_work / "run" / "val_predictions.csv")
+    assert len(p) == len(own) == 12 and list(kind).count("sbi") == 4
+    assert y.tolist() == [int(r["label"]) for r in own]
+    np.testing.assert_allclose(p, [float(r["p_fake"]) for r in own], atol=1e-5)
+    assert group[0] == "male-asian" and info["threshold"] == pytest.approx(
+        load_checkpoint(sbi_work / "run" / "best.safetensors", deploy=False)[2]["threshold"])
