@@ -279,8 +279,9 @@ def train(a: argparse.Namespace) -> None:
     size = json.loads((work / "prepare.json").read_text())["size"]
     cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
                        "--out", str(work / a.run), "--epochs", str(a.epochs), "--max-steps-per-epoch", str(a.steps),
-                       "--input-size", str(size), "--seed", str(a.seed), "--lr", str(a.lr), *TRAIN_SETTINGS,
-                       "--keep-epochs"]  # for `average`
+                       "--input-size", str(size), "--seed", str(a.seed), "--lr", str(a.lr), *TRAIN_SETTINGS]
+    if a.keep_epochs:
+        cmd.append("--keep-epochs")
     if a.no_fairness:
         cmd.append("--no-fairness")
     if a.cosine:
@@ -524,6 +525,8 @@ def main() -> None:
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over the run")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init-from", type=Path, help="full checkpoint to start from (e.g. the committed state)")
+    p.add_argument("--keep-epochs", action="store_true",
+                   help="keep every epoch's weights (64 MB each), for `average`")
     for p in (sub.add_parser("ablation", help="issue 15: plain vs --curriculum quality vs --balance-groups "
                              "synthetic vs both, same budget, per seed"),
               sub.add_parser("ablation-table", help="the ablation's figures at the shipped threshold")):
