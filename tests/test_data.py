@@ -154,6 +154,26 @@ def test_dataset_items_and_sbi_items(tmp_path):
     assert not torch.equal(ds[(6, 6)]["image"], fake["image"])
 
 
+@pytest.mark.parametrize("file_size,input_size", [(256, 64), (128, 128), (128, 64), (128, 256)])
+def test_pseudo_fakes_blend_where_the_face_is_at_any_crop_and_input_size(tmp_path, file_size, input_size):
+    """`kp` is in the crop file's pixels: the blend must follow the face whatever the file's size
+    and the model's input size (a 128-px crop once had its mask put in its top-left quarter)."""
+    img, kp = face_like(np.random.default_rng(3))
+    kp = np.asarray(kp, np.float64).reshape(6, 2) * (file_size / img.shape[0]) + [0.2 * file_size, 0.15 * file_size]
+    shifted = np.roll(img, (int(0.15 * img.shape[0]), int(0.2 * img.shape[0])), axis=(0, 1))  # face off centre
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(cv2.resize(shifted, (file_size, file_size)), cv2.COLOR_RGB2BGR))
+    (tmp_path / "m.csv").write_text("path,label,kp\na.png,real," + " ".join(f"{v:.2f}" for v in kp.ravel()) + "\n")
+    m = read_manifest(tmp_path / "m.csv")
+    ds = FaceDataset(m, group_names=m.group_names, method_names=["real", "sbi"], size=input_size)
+    real = ds.image((0, 0))[0].astype(float)
+    face = kp.mean(axis=0) * (input_size / file_size)
+    for seed in range(6):
+        diff = np.abs(ds.image((1, seed))[0].astype(float) - real).sum(axis=2)
+        ys, xs = np.indices(diff.shape)
+        centre = np.array([(xs * diff).sum(), (ys * diff).sum()]) / diff.sum()
+        assert np.linalg.norm(centre - face) < 0.12 * input_size, (seed, centre, face)
+
+
 def test_augmented_dataset_is_seeded(tmp_path):
     m = read_manifest(make_crops(tmp_path, 2))
     ds = FaceDataset(m, group_names=m.group_names, method_names=m.method_names,

@@ -213,15 +213,23 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
 # ---------------------------------------------------------------- images
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """uint8 RGB (size, size, 3); crops are 256 already, anything else is resized."""
+def read_rgb(path: Path) -> np.ndarray:
+    """The file's uint8 RGB pixels at its own size."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise InputError(f"{path}: cannot read the image")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def fit(img: np.ndarray, size: int) -> np.ndarray:
+    """uint8 RGB (size, size, 3): crops of another size are resized to the model's input."""
     if img.shape[:2] != (size, size):
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
     return np.ascontiguousarray(img)
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    return fit(read_rgb(path), size)
 
 
 def to_tensor(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -265,12 +273,6 @@ class FaceDataset(Dataset):
             return 0
         return self.group_index.get(s.group, -1) if s.group is not None else -1
 
-    def _blend(self, img: np.ndarray, s: Sample, rng: np.random.Generator) -> np.ndarray:
-        kp = s.kp
-        if kp is not None and img.shape[0] != 256:
-            kp = kp * (self.size / 256.0)
-        return self_blend(img, kp, rng)[0]
-
     def image(self, key: Key) -> tuple[np.ndarray, int, int, int]:
         """uint8 crop, label, group, method for a key (before normalisation)."""
         idx, seed = key[0], key[1]
@@ -278,9 +280,11 @@ class FaceDataset(Dataset):
         sbi = idx >= self.n
         s = self.samples[idx - self.n if sbi else idx]
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, idx])
-        img = load_image(s.path, self.size)
+        raw = read_rgb(s.path)
+        img = fit(raw, self.size)
         if sbi or s.synthetic == "sbi":
-            img = self._blend(img, s, rng)
+            # `kp` is in the crop file's pixels (docs/INTERFACES.md): follow the file to the input size
+            img = self_blend(img, None if s.kp is None else s.kp * (self.size / raw.shape[1]), rng)[0]
             label, method = 1, self.method_index.get(SBI_METHOD, len(self.method_index) - 1)
         else:
             label = s.label
