@@ -4,9 +4,9 @@
         --work runs/detector
     python recipes/build_detector.py train --work runs/detector                    # 3 epochs, lr 3e-4
     python recipes/build_detector.py train --work runs/detector --run ft --init-from \
-        runs/detector/run/last.safetensors --lr 1e-4 --epochs 1 --steps 300        # the shipped epoch
+        runs/detector/run/last.safetensors --lr 1e-4 --cosine --epochs 4 --keep-epochs  # a fine-tuning stage
     python recipes/build_detector.py average --work runs/detector --run ft-avg \
-        runs/detector/ft/epoch2.safetensors runs/detector/ft/epoch3.safetensors   # weight average of epochs
+        runs/detector/ft/epoch3.safetensors runs/detector/ft/epoch4.safetensors   # weight average of epochs
     python recipes/build_detector.py evaluate --work runs/detector --checkpoint runs/detector/ft/best.safetensors
     python recipes/build_detector.py fairness-set --work runs/detector
     python recipes/build_detector.py ship --work runs/detector --checkpoint runs/detector/ft/best.safetensors
@@ -196,7 +196,23 @@ def write_manifest(path: Path, rows: list[dict], key: str) -> None:
             w.writerow({**r, "path": os.path.relpath(r[key], path.parent), "kp": r.get("kp", "") if key == "crop" else ""})
 
 
+def _check_inputs(a: argparse.Namespace) -> None:
+    """Every folder and file `prepare` reads, before it reads any (one line per problem, not a traceback)."""
+    from train.errors import InputError
+
+    needed = [a.dfdc / "metadata.csv", a.dfdc / "faces_224", a.utkface, a.reserved / "dfdc_sources.txt",
+              a.reserved / "utkface.txt"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise InputError(f"not found: {', '.join(missing)} (see `prepare --help` and this file's docstring)")
+    with open(a.dfdc / "metadata.csv", newline="") as fh:
+        absent = {"videoname", "label", "original"} - set(csv.DictReader(fh).fieldnames or [])
+    if absent:
+        raise InputError(f"{a.dfdc / 'metadata.csv'}: no {', '.join(sorted(absent))} column(s)")
+
+
 def prepare(a: argparse.Namespace) -> None:
+    _check_inputs(a)
     work = a.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -273,13 +289,35 @@ def research_flags(curriculum: str, balance: str, target: int | None, pacing_sta
     return flags
 
 
+def _prepared_size(work: Path) -> int:
+    """The crop size `prepare` made (the model's input size)."""
+    from train.errors import InputError
+
+    path = work / "prepare.json"
+    if not path.is_file():
+        raise InputError(f"{work}: no prepare.json; run `python recipes/build_detector.py prepare` first")
+    return int(json.loads(path.read_text())["size"])
+
+
+def _train_cmd(work: Path, out: Path, *, epochs: int, steps: int, seed: int, lr: float,
+               init_from: Path | None) -> list[str]:
+    """`dfscan train` on the prepared manifests with the recipe's settings (the same for every run)."""
+    cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
+                       "--out", str(out), "--epochs", str(epochs), "--max-steps-per-epoch", str(steps),
+                       "--input-size", str(_prepared_size(work)), "--seed", str(seed), "--lr", str(lr),
+                       *TRAIN_SETTINGS]
+    return cmd + (["--init-from", str(init_from)] if init_from else [])
+
+
 def train(a: argparse.Namespace) -> None:
     """`dfscan train` with the recipe's settings (see the model card for why each)."""
+    from train.errors import InputError
+
+    if a.resume and a.init_from:
+        raise InputError("--resume continues the run's own last.safetensors; drop --init-from")
     work = a.work.resolve()
-    size = json.loads((work / "prepare.json").read_text())["size"]
-    cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
-                       "--out", str(work / a.run), "--epochs", str(a.epochs), "--max-steps-per-epoch", str(a.steps),
-                       "--input-size", str(size), "--seed", str(a.seed), "--lr", str(a.lr), *TRAIN_SETTINGS]
+    cmd = _train_cmd(work, work / a.run, epochs=a.epochs, steps=a.steps, seed=a.seed, lr=a.lr,
+                     init_from=a.init_from)
     if a.keep_epochs:
         cmd.append("--keep-epochs")
     if a.no_fairness:
@@ -289,8 +327,6 @@ def train(a: argparse.Namespace) -> None:
     cmd += research_flags(a.curriculum, a.balance_groups, a.balance_target, a.pacing_start, a.pacing_end)
     if a.resume:
         cmd.append("--resume")
-    elif a.init_from:
-        cmd += ["--init-from", str(a.init_from)]
     run(cmd)
 
 
@@ -314,19 +350,18 @@ def _scores(checkpoint: Path, manifest: Path) -> tuple:
 
     from train.checkpoint import load_checkpoint
     from train.data import read_manifest
-    from train.loop import validation_loader
+    from train.loop import item_columns, validation_loader
 
     model, cfg, info = load_checkpoint(checkpoint, deploy=True)
     m = read_manifest(manifest)
     keys, loader = validation_loader(m, cfg, sbi=True, batch_size=64, num_workers=1)
+    p, y = [], []
     with torch.no_grad():
-        probs = [model(batch["image"]).numpy() for batch in loader]
-    items = [m.item(i) for i, _ in keys]
-    y = np.array([1 if sbi else s.label for s, sbi in items])
-    kind = np.array(["sbi" if sbi else s.method for s, sbi in items])
-    domain = np.array([s.domain for s, _ in items])
-    group = np.array([f"{s.attrs.get('gender', '')}-{s.attrs.get('race', '')}" for s, _ in items])
-    return np.concatenate(probs), y, kind, domain, group, info
+        for batch in loader:
+            p.append(model(batch["image"]).numpy())
+            y.append(batch["label"].numpy())
+    kind, domain, group = (np.array(c) for c in item_columns(m, [i for i, _ in keys]))
+    return np.concatenate(p), np.concatenate(y), kind, domain, group, info
 
 
 def _metrics(y, p, threshold: float) -> dict:
@@ -368,8 +403,7 @@ def fairness_set(a: argparse.Namespace) -> None:
     work = a.work.resolve()
     m = read_manifest(work / "val.csv")
     keep = [i for i, s in enumerate(m.samples) if s.domain == "utkface"]
-    ds = FaceDataset(m, group_names=["all"], method_names=["real", "sbi"], size=json.loads(
-        (work / "prepare.json").read_text())["size"])
+    ds = FaceDataset(m, group_names=["all"], method_names=["real", "sbi"], size=_prepared_size(work))
     keys = {k[0]: k for k in validation_keys(m, sbi=True)}
     folder = work / "fairness"
     (folder / "fake").mkdir(parents=True, exist_ok=True)
@@ -397,18 +431,14 @@ def ablation_runs(a: argparse.Namespace) -> list[tuple[str, int, Path, list[str]
     """(variant, seed, run folder, command) for every run: one budget (--epochs x --steps, lr) and
     the recipe's settings for all, only the two options and the seed differ."""
     work = a.work.resolve()
-    size = json.loads((work / "prepare.json").read_text())["size"]
+    init_from = a.init_from if a.init_from and str(a.init_from) != "none" else None
     runs = []
     for seed in a.seeds:
         for name, (curriculum, balance) in VARIANTS.items():
             folder = work / "ablation" / f"{name}-s{seed}"
-            cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
-                               "--out", str(folder), "--epochs", str(a.epochs), "--max-steps-per-epoch", str(a.steps),
-                               "--input-size", str(size), "--seed", str(seed), "--lr", str(a.lr), *TRAIN_SETTINGS,
-                               *research_flags(curriculum, balance, a.balance_target, a.pacing_start, a.pacing_end)]
-            if a.init_from and str(a.init_from) != "none":
-                cmd += ["--init-from", str(a.init_from)]
-            runs.append((name, seed, folder, cmd))
+            cmd = _train_cmd(work, folder, epochs=a.epochs, steps=a.steps, seed=seed, lr=a.lr, init_from=init_from)
+            runs.append((name, seed, folder, cmd + research_flags(curriculum, balance, a.balance_target,
+                                                                 a.pacing_start, a.pacing_end)))
     return runs
 
 
@@ -560,9 +590,10 @@ def main() -> None:
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=TARGET)
     p.add_argument("--state", type=Path, default=STATE, help="full float16 training state to commit")
-    for p in sub.choices.values():
+    for name, p in sub.choices.items():
         p.add_argument("--work", type=Path, default=ROOT / "runs" / "detector")
-        p.add_argument("--seed", type=int, default=0)
+        if name in ("prepare", "train"):
+            p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     command = {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship,
                "ablation": ablation, "ablation-table": ablation_table, "average": average}[a.cmd]
@@ -572,6 +603,8 @@ def main() -> None:
         command(a)
     except InputError as exc:  # bad input: one line, as dfscan says it
         sys.exit(f"error: {exc}")
+    except subprocess.CalledProcessError as exc:  # dfscan has said why, in one line
+        sys.exit(exc.returncode)
 
 
 if __name__ == "__main__":

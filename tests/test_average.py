@@ -124,6 +124,11 @@ def test_average_refuses_mixed_models_and_single_files(kept_epochs, tmp_path):
                                  provenance={**info["provenance"], "train_manifest_sha256": "0" * 64})
     with pytest.raises(CheckpointError, match="train_manifest_sha256 differ"):
         average_checkpoints([one, other_data])
+    other_run = save_checkpoint(tmp_path / "other_run.safetensors", model, cfg, provenance={
+        **info["provenance"], "options": {**info["provenance"]["options"], "out": str(tmp_path / "another")}})
+    with pytest.raises(CheckpointError, match=r"run folder \(options.out\) differ"):
+        average_checkpoints([one, other_run])  # same data and settings, another run
+    average_checkpoints([one, kept_epochs / "epoch2.safetensors"])  # epochs of one run average
 
 
 def test_recipe_evaluate_scores_the_loops_own_validation_items(sbi_work):
@@ -140,5 +145,5 @@ def test_recipe_evaluate_scores_the_loops_own_validation_items(sbi_work):
     assert len(p) == len(own) == 12 and list(kind).count("sbi") == 4
     assert y.tolist() == [int(r["label"]) for r in own]
     np.testing.assert_allclose(p, [float(r["p_fake"]) for r in own], atol=1e-5)
-    assert group[0] == "male-asian" and info["threshold"] == pytest.approx(
+    assert group[0] == "male|asian" and info["threshold"] == pytest.approx(
         load_checkpoint(sbi_work / "run" / "best.safetensors", deploy=False)[2]["threshold"])

@@ -26,6 +26,10 @@ from train.model import PGFDD
 RUN_FIELDS = ("train_manifest_sha256", "val_manifest_sha256", "pseudo_fakes", "fairness_terms")
 
 
+def _run_folder(info: dict) -> str | None:
+    return (info["provenance"].get("options") or {}).get("out")
+
+
 def average_checkpoints(paths: Sequence[str | Path]) -> tuple[PGFDD, ModelConfig, list[dict]]:
     """The uniform mean of full checkpoints' floating tensors (integer counters from the last file).
 
@@ -47,6 +51,8 @@ def average_checkpoints(paths: Sequence[str | Path]) -> tuple[PGFDD, ModelConfig
             raise CheckpointError(f"{path}: backbone, input size, groups or methods differ from {paths[0]}; "
                                   "only checkpoints of one run can be averaged")
         differ = [k for k in RUN_FIELDS if infos and info["provenance"].get(k) != infos[0]["provenance"].get(k)]
+        if infos and _run_folder(info) != _run_folder(infos[0]):
+            differ.append("run folder (options.out)")
         if differ:
             raise CheckpointError(f"{path}: {', '.join(differ)} differ from {paths[0]}; "
                                   "only checkpoints of one run can be averaged")

@@ -251,11 +251,18 @@ def validation_groups(manifest: Manifest, index: list[int]) -> list[str | None] 
     return [manifest.item(i)[0].group for i in index]
 
 
+def item_columns(manifest: Manifest, index: list[int]) -> tuple[list[str], list[str], list[str]]:
+    """Method (a pseudo-fake's is "sbi"), domain and group of each validation item: one reading
+    for the breakdown, the predictions file and the recipe's evaluation."""
+    items = [manifest.item(i) for i in index]
+    return ([SBI_METHOD if sbi else s.method for s, sbi in items], [s.domain or "" for s, _ in items],
+            [s.group or "" for s, _ in items])
+
+
 def breakdown(manifest: Manifest, index: list[int], y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     """AUC/ACC/TPR per forgery method (pseudo-fakes count as "sbi") and per domain (a pseudo-fake
     is in its real's), so a run shows which methods and which datasets it fails on."""
-    items = [manifest.item(i) for i in index]
-    methods = [SBI_METHOD if sbi else s.method for s, sbi in items]
+    methods, domains, _ = item_columns(manifest, index)
     keep = ("n", "n_pos", "n_neg", "auc", "acc", "tpr", "fpr")
 
     def slim(table: dict) -> dict:  # JSON has no NaN: a value that cannot be computed is null
@@ -263,7 +270,6 @@ def breakdown(manifest: Manifest, index: list[int], y: np.ndarray, p: np.ndarray
                 for k, v in table.items()}
 
     out = {"by_method": slim(method_metrics(y, p, methods, threshold))}
-    domains = [s.domain or "" for s, _ in items]
     if len(set(domains)) > 1:
         out["by_domain"] = slim(group_metrics(y, p, domains, threshold))
     return out
@@ -278,10 +284,9 @@ def write_predictions(path: Path, manifest: Manifest, index: list[int], y: np.nd
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(PREDICTION_COLUMNS)
-    for i, label, prob in zip(index, y, p):
+    for i, method, domain, group, label, prob in zip(index, *item_columns(manifest, index), y, p):
         s, sbi = manifest.item(i)
-        w.writerow([s.path, int(sbi), SBI_METHOD if sbi else s.method, s.domain, s.group or "", int(label),
-                    f"{float(prob):.6g}"])
+        w.writerow([s.path, int(sbi), method, domain, group, int(label), f"{float(prob):.6g}"])
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
