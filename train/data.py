@@ -229,6 +229,7 @@ def fit(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
+    """The crop at the model's input size (where its own size does not matter, e.g. no keypoints)."""
     return fit(read_rgb(path), size)
 
 
