@@ -24,16 +24,18 @@ prepare:
    listed; UTKFace files listed by name.
 2. Splits the rest: DFDC by source video (a fake stays on its source real's side), UTKFace by
    file (UTKFace has no identity labels; one file is one person-photo), 10 % to validation, by a
-   seeded hash.
+   seeded hash. Byte-identical images under different names tie their sources together: such a
+   cluster stays on one side, is reserved as a whole when it touches a reserved row, and keeps
+   one copy of each image (none where the copies' labels disagree).
 3. Picks a compute-sized training set: every DFDC training real, as many DFDC fakes (one per
    source video in turn, so every source contributes before any contributes twice) and
    `--utk-train` UTKFace faces; validation keeps one fake per source.
-4. Makes every crop with the scanner's own `crop_face` (square, 1.3x the detected box,
-   eye-levelled, `--size` pixels): MediaPipe's short-range model finds the face in these tight
-   crops (the scanner's default full-range model misses most faces that fill the frame); where
-   it finds none, the whole image stands in as the face box. So training crops have the
-   geometry the scanner feeds the model, black border included where the 1.3x square leaves
-   the original tight crop.
+4. Makes every crop with the scanner's own detector and `crop_face` (square, 1.3x the detected
+   box, eye-levelled, `--size` pixels), the tight crop shown on a black margin so that the face
+   fills a third of the picture as in a video frame; MediaPipe's short-range model, then the
+   whole image, stand in where it finds no face. So training crops have the geometry the
+   scanner feeds the model, black border included where the 1.3x square leaves the original
+   tight crop.
 5. Writes `train.csv`, `val.csv` (scanner-made crops) and `val_tight.csv` (the raw tight DFDC
    crops and UTKFace images of the same validation rows, resized), with `gender`/`race`
    attribute columns for UTKFace rows (empty for DFDC, whose crops carry no demographic labels).
@@ -69,9 +71,9 @@ def _read_lines(path: Path) -> set[str]:
     return {ln.strip() for ln in path.read_text().splitlines() if ln.strip()}
 
 
-def dfdc_rows(dfdc: Path, reserved: set[str], val_fraction: float, seed: int) -> dict[str, list[dict]]:
-    """DFDC rows by split, reserved sources dropped; each row knows its source cluster."""
-    out: dict[str, list[dict]] = {"train": [], "val": [], "reserved": []}
+def dfdc_rows(dfdc: Path, reserved: set[str]) -> list[dict]:
+    """Every DFDC row whose image exists; each knows its source video and whether that is reserved."""
+    out: list[dict] = []
     with open(dfdc / "metadata.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             video = r["videoname"].removesuffix(".mp4")
@@ -79,29 +81,79 @@ def dfdc_rows(dfdc: Path, reserved: set[str], val_fraction: float, seed: int) ->
             source = (r["original"] if fake else r["videoname"]).removesuffix(".mp4")
             image = dfdc / "faces_224" / f"{video}.jpg"
             row = {"image": image, "label": "fake" if fake else "real", "source": source, "domain": "dfdc",
-                   "method": "dfdc" if fake else "real", "gender": "", "race": ""}
-            if source in reserved or video in reserved:
-                out["reserved"].append(row)
-            elif image.is_file():
-                out["val" if _unit(source, seed) < val_fraction else "train"].append(row)
+                   "method": "dfdc" if fake else "real", "gender": "", "race": "",
+                   "reserved": source in reserved or video in reserved}
+            if row["reserved"] or image.is_file():
+                out.append(row)
     return out
 
 
-def utk_rows(utk: Path, reserved: set[str], val_fraction: float, seed: int) -> dict[str, list[dict]]:
-    """UTKFace rows by split with gender and race from the file name; malformed names skipped."""
-    out: dict[str, list[dict]] = {"train": [], "val": [], "reserved": [], "malformed": []}
+def utk_rows(utk: Path, reserved: set[str]) -> tuple[list[dict], int]:
+    """UTKFace rows with gender and race from the file name, and how many malformed names were skipped."""
+    out: list[dict] = []
+    malformed = 0
     for image in sorted(utk.glob("*.jpg")):
         parts = image.name.split("_")
         if len(parts) < 4 or parts[1] not in UTK_GENDER or parts[2] not in UTK_RACE:
-            out["malformed"].append({"image": image})
+            malformed += 1
             continue
-        row = {"image": image, "label": "real", "source": image.name, "domain": "utkface", "method": "real",
-               "gender": UTK_GENDER[parts[1]], "race": UTK_RACE[parts[2]]}
-        if image.name in reserved:
-            out["reserved"].append(row)
+        out.append({"image": image, "label": "real", "source": image.name, "domain": "utkface", "method": "real",
+                    "gender": UTK_GENDER[parts[1]], "race": UTK_RACE[parts[2]], "reserved": image.name in reserved})
+    return out, malformed
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+
+
+def split_by_content(rows: list[dict], val_fraction: float, seed: int) -> tuple[dict[str, list[dict]], dict]:
+    """Rows by split ("train", "val", "reserved"), with byte-identical images counted as one.
+
+    The public snapshots hold the same image under different names (DFDC videos uploaded twice,
+    UTKFace faces filed twice, sometimes with different labels). Sources that share an image
+    form one cluster: a cluster touching a reserved row is reserved as a whole (so no copy of a
+    reserved image is trained or validated on), the others go to one side by a seeded hash of
+    their first source. On each side one row per image remains; an image whose copies disagree
+    on label or group is dropped, since one of its labels is wrong.
+    """
+    digests = [file_digest(r["image"]) if Path(r["image"]).is_file() else f"missing:{r['image']}" for r in rows]
+    parent: dict[str, str] = {}
+
+    def root(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first_source: dict[str, str] = {}
+    for r, d in zip(rows, digests):
+        key = f"{r['domain']}:{r['source']}"
+        if d in first_source:
+            a, b = sorted((root(first_source[d]), root(key)))
+            parent[b] = a
         else:
-            out["val" if _unit(image.name, seed) < val_fraction else "train"].append(row)
-    return out
+            first_source[d] = key
+            root(key)
+    reserved_roots = {root(f"{r['domain']}:{r['source']}") for r in rows if r["reserved"]}
+    out: dict[str, list[dict]] = {"train": [], "val": [], "reserved": []}
+    by_image: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r, d in zip(rows, digests):
+        cluster = root(f"{r['domain']}:{r['source']}")
+        if cluster in reserved_roots:
+            out["reserved"].append(r)
+            continue
+        side = "val" if _unit(cluster.split(":", 1)[1], seed) < val_fraction else "train"
+        by_image[(side, d)].append(r)
+    dropped = {"copies": 0, "conflicting_labels": 0, "reserved_by_content": len(out["reserved"]) - sum(r["reserved"] for r in rows)}
+    for (side, _), copies in by_image.items():
+        if len({(r["label"], r["gender"], r["race"]) for r in copies}) > 1:
+            dropped["conflicting_labels"] += len(copies)
+            continue
+        out[side].append(min(copies, key=lambda r: str(r["image"])))
+        dropped["copies"] += len(copies) - 1
+    for side in ("train", "val"):
+        out[side].sort(key=lambda r: str(r["image"]))
+    return out, dropped
 
 
 def one_fake_per_source_in_turn(fakes: list[dict], n: int, seed: int) -> list[dict]:
@@ -132,13 +184,40 @@ def _init_worker() -> None:
     import cv2
 
     from scanner.faces import FaceDetector
+    from scanner.options import ScanOptions
 
     cv2.setNumThreads(1)
-    _DET = (FaceDetector("short", min_score=0.5), FaceDetector("full", min_score=0.5))
+    scan = ScanOptions()
+    _DET = (FaceDetector(scan.face_model, min_score=scan.min_face_score), FaceDetector("short", min_score=0.5))
 
 
-def _crop_one(job: tuple[str, str, int]) -> tuple[str, str, bool]:
-    """(image, out png, size) → (out png, keypoints text, detected?) with the scanner's crop."""
+def locate_face(img, scanner_model, short_range) -> tuple[tuple[float, float, float, float], object, str]:
+    """(box, keypoints or None, how) of the largest face in a tight face crop, in its pixels.
+
+    The scanner's own detector sees the crop on a black margin as wide as the crop, so the face
+    fills a third of the picture as in a head-and-shoulders frame: its boxes are what the
+    scanner crops from video (MediaPipe's short-range model draws them ~5 % smaller and lower).
+    Where it finds nothing the short-range model tries the crop as it is, then the whole crop
+    stands in as the face box.
+    """
+    import cv2
+    import numpy as np
+
+    h, w = img.shape[:2]
+    pad = max(h, w)
+    padded = np.ascontiguousarray(cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0))
+    for how, detector, offset, picture in (("scanner", scanner_model, pad, padded), ("short", short_range, 0, img)):
+        dets = detector.detect(picture)
+        if dets:
+            d = max(dets, key=lambda d: d.box[2] * d.box[3])
+            x, y, bw, bh = d.box
+            kp = None if d.keypoints is None else np.asarray(d.keypoints, np.float64) - offset
+            return (x - offset, y - offset, bw, bh), kp, how
+    return (0.0, 0.0, float(w), float(h)), None, "none"
+
+
+def _crop_one(job: tuple[str, str, int]) -> tuple[str, str, str]:
+    """(image, out png, size) → (out png, keypoints text, how the face was found) with the scanner's crop."""
     import cv2
     import numpy as np
 
@@ -147,26 +226,13 @@ def _crop_one(job: tuple[str, str, int]) -> tuple[str, str, bool]:
     src, dst, size = job
     bgr = cv2.imread(src, cv2.IMREAD_COLOR)
     if bgr is None:
-        return dst, "", False
+        return dst, "", "unreadable"
     img = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    h, w = img.shape[:2]
-    dets = _DET[0].detect(img)
-    offset = 0
-    if not dets:  # a face that fills the frame: give the full-range model some margin
-        offset = max(h, w) // 5
-        padded = cv2.copyMakeBorder(img, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=0)
-        dets = _DET[1].detect(np.ascontiguousarray(padded))
-    if dets:
-        d = max(dets, key=lambda d: d.box[2] * d.box[3])
-        x, y, bw, bh = d.box
-        box = (x - offset, y - offset, bw, bh)
-        kp = None if d.keypoints is None else np.asarray(d.keypoints, np.float64) - offset
-    else:  # no detection: the tight crop itself is the face box
-        box, kp = (0.0, 0.0, float(w), float(h)), None
+    box, kp, how = locate_face(img, *_DET)
     crop = crop_face(img, kp, box, size=size)
     cv2.imwrite(dst, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     kp_text = "" if kp is None else " ".join(f"{v:.2f}" for v in crop_keypoints(kp, box, size=size).reshape(-1))
-    return dst, kp_text, bool(dets)
+    return dst, kp_text, how
 
 
 def make_crops(rows: list[dict], out_dir: Path, size: int, workers: int) -> dict:
@@ -177,15 +243,18 @@ def make_crops(rows: list[dict], out_dir: Path, size: int, workers: int) -> dict
         r["crop"].parent.mkdir(parents=True, exist_ok=True)
         jobs.append((str(r["image"]), str(r["crop"]), size))
     by_dst = {str(r["crop"]): r for r in rows}
-    found = 0
+    found: dict[str, int] = defaultdict(int)
     t0 = time.time()
     with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-        for i, (dst, kp, hit) in enumerate(pool.imap_unordered(_crop_one, jobs, chunksize=64), 1):
+        for i, (dst, kp, how) in enumerate(pool.imap_unordered(_crop_one, jobs, chunksize=64), 1):
             by_dst[dst]["kp"] = kp
-            found += hit
+            found[how] += 1
+            if how == "unreadable":
+                print(f"  skipped, cannot read: {by_dst[dst]['image']}", flush=True)
             if i % 5000 == 0:
                 print(f"  {i}/{len(jobs)} crops, {time.time() - t0:.0f}s", flush=True)
-    return {"crops": len(rows), "face_found": found}
+    rows[:] = [r for r in rows if Path(r["crop"]).is_file()]
+    return {"crops": len(rows), "face_found_by": dict(sorted(found.items()))}
 
 
 def write_manifest(path: Path, rows: list[dict], key: str) -> None:
@@ -216,8 +285,12 @@ def prepare(a: argparse.Namespace) -> None:
     work = a.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    dfdc = dfdc_rows(a.dfdc, _read_lines(a.reserved / "dfdc_sources.txt"), a.val_fraction, a.seed)
-    utk = utk_rows(a.utkface, _read_lines(a.reserved / "utkface.txt"), a.val_fraction, a.seed)
+    utk_all, malformed = utk_rows(a.utkface, _read_lines(a.reserved / "utkface.txt"))
+    every = dfdc_rows(a.dfdc, _read_lines(a.reserved / "dfdc_sources.txt")) + utk_all
+    print(f"hashing {len(every)} images to find copies under other names", flush=True)
+    splits, dropped = split_by_content(every, a.val_fraction, a.seed)
+    dfdc = {k: [r for r in v if r["domain"] == "dfdc"] for k, v in splits.items()}
+    utk = {k: [r for r in v if r["domain"] == "utkface"] for k, v in splits.items()}
 
     def split(rows: list[dict]) -> tuple[list[dict], list[dict]]:
         return [r for r in rows if r["label"] == "real"], [r for r in rows if r["label"] == "fake"]
@@ -250,7 +323,7 @@ def prepare(a: argparse.Namespace) -> None:
     info = {
         "seed": a.seed, "size": a.size, "val_fraction": a.val_fraction, "fakes_per_real": a.fakes_per_real,
         "reserved_dropped": {"dfdc": len(dfdc["reserved"]), "utkface": len(utk["reserved"])},
-        "utkface_malformed_names": len(utk["malformed"]),
+        "utkface_malformed_names": malformed, "identical_images": dropped,
         "available": {"dfdc_train": len(dfdc["train"]), "dfdc_val": len(dfdc["val"]),
                       "utkface_train": len(utk["train"]), "utkface_val": len(utk["val"])},
         "train": counts(train_rows), "val": counts(val_rows),

@@ -111,17 +111,10 @@ def heartbeat(state: Any, delay: float = 0.0) -> Callable[[], None]:
 
 
 def as_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """An already-aligned face crop: centre square, resized to the model input (no detection)."""
-    import cv2
+    """An already-aligned face crop as a model input, exactly as training reads crops (no detection)."""
+    from train.images import fit
 
-    h, w = image.shape[:2]
-    side = min(h, w)
-    y0, x0 = (h - side) // 2, (w - side) // 2
-    square = image[y0:y0 + side, x0:x0 + side]
-    if side != size:
-        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        square = cv2.resize(square, (size, size), interpolation=interp)
-    return np.ascontiguousarray(square, dtype=np.uint8)
+    return fit(image, size)
 
 
 def _media_dict(info: Any, frames_sampled: int, decode_errors: int = 0) -> dict:

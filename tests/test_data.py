@@ -14,6 +14,7 @@ from train.augment import Augment, color_jitter, gaussian_blur, hflip, jpeg
 from train.data import (BalancedBatchSampler, FaceDataset, make_loader, read_manifest, to_tensor,
                         validation_keys)
 from train.errors import InputError
+from train.images import fit, fit_keypoints
 
 
 # ---------------------------------------------------------------- manifests
@@ -268,3 +269,17 @@ def test_augmentations_keep_shape_and_are_seeded():
     assert np.abs(low.astype(int) - img).mean() > np.abs(high.astype(int) - img).mean()
     aug = Augment(p_flip=0, p_color=0, p_blur=0, p_jpeg=0)
     assert np.array_equal(aug(img, np.random.default_rng(0)), img)
+
+
+def test_non_square_crops_are_cut_to_their_centre_square_not_squashed():
+    """Training and `dfscan scan --crops` read crops through `fit`: a wide crop loses its sides."""
+    img = np.zeros((100, 160, 3), np.uint8)
+    img[:, :30] = 255  # a bar that only the squashing reader would keep
+    img[48:52, 78:82] = (0, 200, 0)  # a mark at the centre
+    out = fit(img, 50)
+    assert out.shape == (50, 50, 3) and out[:, :5].max() < 40
+    mark = np.argwhere(out[..., 1] > 100).mean(axis=0)[::-1]
+    np.testing.assert_allclose(fit_keypoints(np.array([[80.0, 50.0]]), img.shape, 50)[0], mark, atol=1.0)
+    from scanner.stage import as_crop
+
+    assert np.array_equal(as_crop(img, 50), out)

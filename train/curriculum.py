@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 from torch.utils.data import Sampler
 
-from train.data import BalancedBatchSampler, Key, Manifest, load_image
+from train.data import BalancedBatchSampler, Key, Manifest
+from train.images import load_image
 from train.errors import InputError
 
 STAT_SIZE = 128  # side the statistics are computed at: the recipe's crop size, cheap FFTs

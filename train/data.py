@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from train.augment import Augment
 from train.errors import InputError
+from train.images import fit, fit_keypoints, load_image, read_rgb
 from train.labels import LABELS, OFFICIAL_GROUPS, PGFDD_REQUIRED, group_name, read_csv_table, require_columns, require_rows
 from train.sbi import amplitude_mix, self_blend
 
@@ -213,26 +214,6 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
 # ---------------------------------------------------------------- images
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """The file's uint8 RGB pixels at its own size."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"{path}: cannot read the image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def fit(img: np.ndarray, size: int) -> np.ndarray:
-    """uint8 RGB (size, size, 3): crops of another size are resized to the model's input."""
-    if img.shape[:2] != (size, size):
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
-    return np.ascontiguousarray(img)
-
-
-def load_image(path: Path, size: int) -> np.ndarray:
-    """The crop at the model's input size (where its own size does not matter, e.g. no keypoints)."""
-    return fit(read_rgb(path), size)
-
-
 def to_tensor(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 HWC RGB → normalised float CHW: (x/255 − mean)/std (the model's input contract)."""
     x = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
@@ -284,8 +265,8 @@ class FaceDataset(Dataset):
         raw = read_rgb(s.path)
         img = fit(raw, self.size)
         if sbi or s.synthetic == "sbi":
-            # `kp` is in the crop file's pixels (docs/INTERFACES.md): follow the file to the input size
-            img = self_blend(img, None if s.kp is None else s.kp * (self.size / raw.shape[1]), rng)[0]
+            # `kp` is in the crop file's pixels (docs/INTERFACES.md): follow the file to the input
+            img = self_blend(img, None if s.kp is None else fit_keypoints(s.kp, raw.shape, self.size), rng)[0]
             label, method = 1, self.method_index.get(SBI_METHOD, len(self.method_index) - 1)
         else:
             label = s.label
