@@ -72,7 +72,7 @@ def _read_lines(path: Path) -> set[str]:
 
 
 def dfdc_rows(dfdc: Path, reserved: set[str]) -> list[dict]:
-    """Every DFDC row whose image exists; each knows its source video and whether that is reserved."""
+    """DFDC rows (reserved ones even without an image file); each knows its source video and whether that is reserved."""
     out: list[dict] = []
     with open(dfdc / "metadata.csv", newline="") as fh:
         for r in csv.DictReader(fh):
@@ -244,16 +244,18 @@ def make_crops(rows: list[dict], out_dir: Path, size: int, workers: int) -> dict
         jobs.append((str(r["image"]), str(r["crop"]), size))
     by_dst = {str(r["crop"]): r for r in rows}
     found: dict[str, int] = defaultdict(int)
+    unreadable: set[str] = set()
     t0 = time.time()
     with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
         for i, (dst, kp, how) in enumerate(pool.imap_unordered(_crop_one, jobs, chunksize=64), 1):
             by_dst[dst]["kp"] = kp
             found[how] += 1
             if how == "unreadable":
+                unreadable.add(dst)
                 print(f"  skipped, cannot read: {by_dst[dst]['image']}", flush=True)
             if i % 5000 == 0:
                 print(f"  {i}/{len(jobs)} crops, {time.time() - t0:.0f}s", flush=True)
-    rows[:] = [r for r in rows if Path(r["crop"]).is_file()]
+    rows[:] = [r for r in rows if str(r["crop"]) not in unreadable]
     return {"crops": len(rows), "face_found_by": dict(sorted(found.items()))}
 
 

@@ -96,5 +96,8 @@ def test_training_crops_get_the_boxes_the_scanner_draws_on_video(detector):
         (bx, by, bw, bh), kp, how = recipe.locate_face(tight, detector, short)
     assert how == "scanner" and kp is not None and kp.shape == (6, 2)
     bx, by = bx + x0, by + y0
+    kp = kp + [x0, y0]  # back in the frame: the eyes, nose, mouth and ears lie in the scanner's box
+    assert (kp[:, 0] > x - 0.1 * w).all() and (kp[:, 0] < x + 1.1 * w).all(), kp
+    assert (kp[:, 1] > y - 0.1 * h).all() and (kp[:, 1] < y + 1.1 * h).all(), kp
     inter = max(0.0, min(x + w, bx + bw) - max(x, bx)) * max(0.0, min(y + h, by + bh) - max(y, by))
     assert inter / (w * h + bw * bh - inter) > 0.85, ((x, y, w, h), (bx, by, bw, bh))
