@@ -46,8 +46,8 @@ from scipy.stats import rankdata
 from torch.utils.data import Sampler
 
 from train.data import BalancedBatchSampler, Key, Manifest
-from train.images import load_image
 from train.errors import InputError
+from train.images import load_image
 
 STAT_SIZE = 128  # side the statistics are computed at: the recipe's crop size, cheap FFTs
 SPECTRUM_BINS = 16

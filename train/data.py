@@ -211,7 +211,7 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     return Manifest(path, samples, "official" if official else "dfscan", attributes, _file_sha256(path))
 
 
-# ---------------------------------------------------------------- images
+# ---------------------------------------------------------------- tensors
 
 
 def to_tensor(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
