@@ -102,10 +102,6 @@ def utk_rows(utk: Path, reserved: set[str]) -> tuple[list[dict], int]:
     return out, malformed
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
-
-
 def split_by_content(rows: list[dict], val_fraction: float, seed: int) -> tuple[dict[str, list[dict]], dict]:
     """Rows by split ("train", "val", "reserved"), with byte-identical images counted as one.
 
@@ -116,7 +112,9 @@ def split_by_content(rows: list[dict], val_fraction: float, seed: int) -> tuple[
     their first source. On each side one row per image remains; an image whose copies disagree
     on label or group is dropped, since one of its labels is wrong.
     """
-    digests = [file_digest(r["image"]) if Path(r["image"]).is_file() else f"missing:{r['image']}" for r in rows]
+    from train.checkpoint_info import file_sha256
+
+    digests = [file_sha256(r["image"]) if Path(r["image"]).is_file() else f"missing:{r['image']}" for r in rows]
     parent: dict[str, str] = {}
 
     def root(k: str) -> str:

@@ -22,7 +22,6 @@ so augmentation and blending are reproducible whichever worker builds them.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import multiprocessing as mp
 import os
@@ -37,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from train.augment import Augment
+from train.checkpoint_info import file_sha256
 from train.errors import InputError
 from train.images import fit, fit_keypoints, load_image, read_rgb
 from train.labels import LABELS, OFFICIAL_GROUPS, PGFDD_REQUIRED, group_name, read_csv_table, require_columns, require_rows
@@ -123,14 +123,6 @@ class Manifest:
         return {"rows": len(self.samples), "real": len(self.samples) - n_fake, "fake": n_fake}
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _rows_list(rows: list[int], limit: int = 5) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
@@ -208,7 +200,7 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
             first = samples[absent[0] - 1].path
             raise InputError(f"{path}: {len(absent)} image file(s) not found, row(s) {_rows_list(absent)} "
                              f"(first: {first})")
-    return Manifest(path, samples, "official" if official else "dfscan", attributes, _file_sha256(path))
+    return Manifest(path, samples, "official" if official else "dfscan", attributes, file_sha256(path))
 
 
 # ---------------------------------------------------------------- tensors
