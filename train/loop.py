@@ -433,6 +433,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
             groups = aligned
             config = dataclasses.replace(config, group_names=aligned)
             saved_cfg = dataclasses.replace(saved_cfg, group_names=aligned)
+        if opts.init_from is not None:  # convolutions and a global pool: the weights fit any input size
+            saved_cfg = dataclasses.replace(saved_cfg, input_size=config.input_size)
         if saved_cfg != config:
             raise InputError(f"{source}: the run was started with another backbone, input size, groups or methods "
                              f"({saved_cfg.backbone}, {saved_cfg.input_size}px, {saved_cfg.group_names}, "
