@@ -49,6 +49,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -347,8 +348,19 @@ def _dfscan() -> list[str]:
 
 
 def run(cmd: list[str]) -> None:
+    """Run a dfscan command; a `kill` (TERM or HUP) of the recipe reaches it too, so that stopping
+    a training run never leaves it going on in the background. A terminal's Ctrl-C reaches both."""
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    child = subprocess.Popen(cmd)
+    forwarded = (signal.SIGTERM, signal.SIGHUP)
+    before = {s: signal.signal(s, lambda signum, _frame: child.send_signal(signum)) for s in forwarded}
+    try:
+        code = child.wait()
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
 
 
 def research_flags(curriculum: str, balance: str, target: int | None, pacing_start: float,

@@ -101,3 +101,25 @@ def test_training_crops_get_the_boxes_the_scanner_draws_on_video(detector):
     assert (kp[:, 1] > y - 0.1 * h).all() and (kp[:, 1] < y + 1.1 * h).all(), kp
     inter = max(0.0, min(x + w, bx + bw) - max(x, bx)) * max(0.0, min(y + h, by + bh) - max(y, by))
     assert inter / (w * h + bw * bh - inter) > 0.85, ((x, y, w, h), (bx, by, bw, bh))
+
+
+def test_killing_the_recipe_stops_the_dfscan_command_it_runs(tmp_path):
+    """`kill` of a recipe once left its `dfscan train` child training on in the background."""
+    import os
+    import signal
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    wrapper = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location('r', {str(RECIPE)!r}); "
+               f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+               f"m.run([sys.executable, '-c', {child!r}])")
+    recipe = subprocess.Popen([sys.executable, "-c", wrapper], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(pidfile.read_text())
+    recipe.send_signal(signal.SIGTERM)
+    assert recipe.wait(timeout=30) != 0
+    with pytest.raises(ProcessLookupError):  # gone, and reaped by the recipe
+        os.kill(pid, 0)
