@@ -38,7 +38,7 @@ def train_command(
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=2, help="Batch size, half real and half fake (even)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the run in --out after its last finished epoch."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from a full checkpoint's weights (fresh optimizer), e.g. a committed training state."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from a full checkpoint's weights (fresh optimizer), e.g. a committed training state; --input-size may differ from its own."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, augmentation and pseudo-fakes."),
     no_sam: bool = typer.Option(False, "--no-sam", metavar="", help="The base optimizer alone, without SAM (half the cost per step)."),
     optimizer: Optimizer = typer.Option(Optimizer.sgd, "--optimizer", help="Base optimizer: sgd (PG-FDD) or adam (fast on a small budget)."),
