@@ -342,7 +342,8 @@ TRAIN_SETTINGS = ["--backbone", "efficientnet_lite0", "--batch-size", "32", "--p
                   "--threshold-method", "fpr", "--target-fpr", "0.05", "--fp16-deploy"]
 
 
-def _dfscan() -> list[str]:
+def dfscan_command() -> list[str]:
+    """This environment's dfscan console script (or the CLI through this Python)."""
     exe = Path(sys.executable).parent / "dfscan"
     return [str(exe)] if exe.is_file() else [sys.executable, "-c", "from scanner.cli import app; app()"]
 
@@ -387,7 +388,7 @@ def _prepared_size(work: Path) -> int:
 def _train_cmd(work: Path, out: Path, *, epochs: int, steps: int, seed: int, lr: float,
                init_from: Path | None) -> list[str]:
     """`dfscan train` on the prepared manifests with the recipe's settings (the same for every run)."""
-    cmd = _dfscan() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
+    cmd = dfscan_command() + ["train", "--train", str(work / "train.csv"), "--val", str(work / "val.csv"),
                        "--out", str(out), "--epochs", str(epochs), "--max-steps-per-epoch", str(steps),
                        "--input-size", str(_prepared_size(work)), "--seed", str(seed), "--lr", str(lr),
                        *TRAIN_SETTINGS]
@@ -614,7 +615,7 @@ def ship(a: argparse.Namespace) -> None:
     save_checkpoint(a.state, model, cfg, threshold=info["threshold"], provenance=prov, half=True, caveat=CAVEAT)
     print(f"wrote {a.out} ({a.out.stat().st_size / 2**20:.1f} MiB) and {a.state} "
           f"({a.state.stat().st_size / 2**20:.1f} MiB)")
-    run(_dfscan() + ["scan", str(ROOT / "tests" / "data" / "media" / "videos"), "--weights", str(a.out),
+    run(dfscan_command() + ["scan", str(ROOT / "tests" / "data" / "media" / "videos"), "--weights", str(a.out),
                      "--report", str(work / "scan-shared-videos.json"), "--quiet"])
 
 

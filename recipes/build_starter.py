@@ -31,20 +31,15 @@ import csv
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
+from build_detector import dfscan_command, run  # one way to run dfscan: a kill reaches it too
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "runs" / "starter-build" / "pgfdd_efficientnet_lite0_starter.safetensors"
 SAME_PERSON = {"noface_face.mov": "face_noface.mov"}  # one man in both clips (LICENSES.md)
-
-
-def run(cmd: list[str]) -> None:
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
 
 
 def identity(row: dict) -> str:
@@ -95,8 +90,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=TARGET, help="where the deploy weights go")
     a = ap.parse_args()
 
-    exe = Path(sys.executable).parent / "dfscan"  # the console script of this environment
-    dfscan = [str(exe)] if exe.is_file() else [sys.executable, "-c", "from scanner.cli import app; app()"]
+    dfscan = dfscan_command()
     work = a.work.resolve()
     if work.exists():
         shutil.rmtree(work)

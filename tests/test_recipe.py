@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +108,6 @@ def test_training_crops_get_the_boxes_the_scanner_draws_on_video(detector):
 
 def test_killing_the_recipe_stops_the_dfscan_command_it_runs(tmp_path):
     """`kill` of a recipe once left its `dfscan train` child training on in the background."""
-    import os
-    import signal
-    import time
-
     pidfile = tmp_path / "child.pid"
     child = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     wrapper = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location('r', {str(RECIPE)!r}); "
