@@ -428,9 +428,9 @@ def average(a: argparse.Namespace) -> None:
           f"{m['val_fpr']:.3f} @ {m['threshold']:.4f} · {auc_line(m)}", flush=True)
 
 
-def _scores(checkpoint: Path, manifest: Path) -> tuple:
-    """p_fake of every row and of one seeded pseudo-fake per real row: the items and loader of the
-    training loop's own validation (train.loop.validation_loader)."""
+def _scores(checkpoint: Path, manifest: Path, sbi: bool = True) -> tuple:
+    """p_fake of every row and (with `sbi`) of one seeded pseudo-fake per real row: the items and
+    loader of the training loop's own validation (train.loop.validation_loader)."""
     import numpy as np
     import torch
 
@@ -440,7 +440,7 @@ def _scores(checkpoint: Path, manifest: Path) -> tuple:
 
     model, cfg, info = load_checkpoint(checkpoint, deploy=True)
     m = read_manifest(manifest)
-    keys, loader = validation_loader(m, cfg, sbi=True, batch_size=64, num_workers=1)
+    keys, loader = validation_loader(m, cfg, sbi=sbi, batch_size=64, num_workers=1)
     p, y = [], []
     with torch.no_grad():
         for batch in loader:
@@ -455,6 +455,20 @@ def _metrics(y, p, threshold: float) -> dict:
 
     m = binary_metrics(y, p, threshold)
     return {k: round(float(m[k]), 4) for k in ("n", "auc", "ap", "eer", "acc", "tpr", "fpr")}
+
+
+def crossdomain_figures(ckpt: Path, manifest: Path) -> dict:
+    """AUC and rates on `crossdomain`'s set: FaceSwap fakes vs their reals, re-encoded DFDC, each part."""
+    import numpy as np
+
+    p, y, kind, domain, group, info = _scores(ckpt, manifest, sbi=False)
+    t = info["threshold"]
+    swap = np.char.startswith(domain.astype(str), "faceswap")
+    res = {"threshold": t, "faceswap (all re-encodings)": _metrics(y[swap], p[swap], t),
+           "dfdc re-encoded": _metrics(y[~swap], p[~swap], t)}
+    for d in sorted(set(domain.tolist())):
+        res[d] = _metrics(y[domain == d], p[domain == d], t)
+    return res
 
 
 def evaluate(a: argparse.Namespace) -> None:
@@ -475,6 +489,8 @@ def evaluate(a: argparse.Namespace) -> None:
             g: round(float((p[utk & (y == 0) & (group == g)] >= t).mean()), 4)
             for g in sorted(set(group[utk].tolist()))}
         out[name] = res
+    if (work / "xdomain.csv").exists():
+        out["crossdomain"] = crossdomain_figures(ckpt, work / "xdomain.csv")
     (work / f"eval-{ckpt.parent.name}-{ckpt.stem}.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
 
@@ -505,6 +521,85 @@ def fairness_set(a: argparse.Namespace) -> None:
             cv2.imwrite(str(dst), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
             w.writerow([os.path.relpath(dst, folder), "fake", s.attrs["gender"], s.attrs["race"]])
     print(f"{folder / 'labels.csv'}: {2 * len(keep)} rows")
+
+
+# ---------------------------------------------------------------- cross-domain validation (issue 31)
+
+def _swap_pairs(reals: list, rng, pool_size: int = 40) -> list[tuple]:
+    """(target, source) pairs of different people with a similar head turn (and, where the data
+    tells it, the same gender): a swap across a large turn is a smear, not a FaceSwap fake."""
+    from train.faceswap import yaw
+
+    turn = {s.row: yaw(s.kp) for s in reals}
+    pairs = []
+    for t in reals:
+        same = [s for s in reals if s.source != t.source and s.attrs.get("gender", "") == t.attrs.get("gender", "")]
+        picks = [same[i] for i in rng.choice(len(same), size=min(pool_size, len(same)), replace=False)]
+        pairs.append((t, min(picks, key=lambda s: abs(turn[s.row] - turn[t.row]))))
+    return pairs
+
+
+def crossdomain(a: argparse.Namespace) -> None:
+    """`xdomain.csv`: a forgery domain the detector never trains on, made from validation reals.
+
+    FaceSwap-style fakes (train.faceswap: another validation person's face, landmark-warped,
+    colour-matched, Poisson- or alpha-blended) of `--pairs` UTKFace and as many DFDC validation
+    reals, each real and its fake shown in the same re-encoding (clean, JPEG 50-90, H.264 CRF
+    23/30/36, half scale); plus `--degraded` DFDC validation reals and fakes re-encoded alike
+    (domain `dfdc-<kind>`). Only validation rows are used, so nothing here was trained on; the
+    `domain` column says which part an item is in (`faceswap-<kind>`, `dfdc-<kind>`).
+    """
+    import cv2
+    import numpy as np
+
+    from train.data import read_manifest
+    from train.faceswap import DEGRADATIONS, degrade, face_swap
+    from train.images import read_rgb
+
+    work = a.work.resolve()
+    m = read_manifest(work / "val.csv")
+    rng = np.random.default_rng(a.seed)
+    out_dir = work / "xdomain"
+    rows: list[dict] = []
+
+    def save(img, name: str, label: str, method: str, domain: str, s) -> None:
+        dst = out_dir / label / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(dst), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        rows.append({"path": os.path.relpath(dst, work), "label": label, "method": method, "domain": domain,
+                     "gender": s.attrs.get("gender", ""), "race": s.attrs.get("race", ""), "source": s.source or "",
+                     "kp": " ".join(f"{v:.2f}" for v in s.kp.reshape(-1))})
+
+    t0 = time.time()
+    for domain in ("utkface", "dfdc"):
+        reals = [s for s in m.samples if s.label == 0 and s.domain == domain and s.kp is not None]
+        reals = [reals[i] for i in rng.choice(len(reals), size=min(a.pairs, len(reals)), replace=False)]
+        for k, (t, src) in enumerate(_swap_pairs(reals, rng)):
+            target, source = read_rgb(t.path), read_rgb(src.path)
+            if source.shape != target.shape:
+                source = cv2.resize(source, target.shape[1::-1])
+            fake, _ = face_swap(target, t.kp, source, src.kp, rng)
+            kind = DEGRADATIONS[k % len(DEGRADATIONS)]
+            real_copy, how = degrade(target, kind, rng)
+            fake_copy, _ = degrade(fake, kind, rng)
+            stem = f"{domain}-{t.path.stem}"
+            save(real_copy, f"{stem}-{how}.png", "real", "real", f"faceswap-{kind}", t)
+            save(fake_copy, f"{stem}-{how}.png", "fake", "faceswap", f"faceswap-{kind}", t)
+    dfdc = [s for s in m.samples if s.domain == "dfdc"]
+    picks = [dfdc[i] for i in rng.choice(len(dfdc), size=min(a.degraded, len(dfdc)), replace=False)]
+    for k, s in enumerate(picks):
+        kind = DEGRADATIONS[1 + k % (len(DEGRADATIONS) - 1)]
+        img, how = degrade(read_rgb(s.path), kind, rng)
+        label = "fake" if s.label == 1 else "real"
+        save(img, f"dfdc-{s.path.stem}-{how}.png", label, s.method or label, f"dfdc-{kind}", s)
+    with open(work / "xdomain.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[f"{r['domain']}:{r['label']}"] += 1
+    print(json.dumps({"rows": len(rows), "seconds": round(time.time() - t0), **dict(sorted(counts.items()))}, indent=2))
 
 
 # ---------------------------------------------------------------- ablation (issue 15)
@@ -669,6 +764,10 @@ def main() -> None:
     p = sub.add_parser("average", help="weight-average checkpoints of one run (e.g. its last epochs) into --run")
     p.add_argument("checkpoints", type=Path, nargs="+", help="full checkpoints (the run's epochN.safetensors)")
     p.add_argument("--run", default="averaged", help="run folder under --work for the averaged model")
+    p = sub.add_parser("crossdomain", help="issue 31: FaceSwap-style and re-encoded copies of validation rows, "
+                       "a domain never trained on (xdomain.csv)")
+    p.add_argument("--pairs", type=int, default=1000, help="face swaps per domain (UTKFace, DFDC)")
+    p.add_argument("--degraded", type=int, default=1200, help="re-encoded DFDC validation rows")
     p = sub.add_parser("evaluate", help="validation figures of a checkpoint")
     p.add_argument("--checkpoint", type=Path)
     sub.add_parser("fairness-set", help="labelled UTKFace validation set for dfscan fairness-check")
@@ -678,11 +777,11 @@ def main() -> None:
     p.add_argument("--state", type=Path, default=STATE, help="full float16 training state to commit")
     for name, p in sub.choices.items():
         p.add_argument("--work", type=Path, default=ROOT / "runs" / "detector")
-        if name in ("prepare", "train"):
+        if name in ("prepare", "train", "crossdomain"):
             p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     command = {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship,
-               "ablation": ablation, "ablation-table": ablation_table, "average": average}[a.cmd]
+               "ablation": ablation, "ablation-table": ablation_table, "average": average, "crossdomain": crossdomain}[a.cmd]
     from train.errors import InputError
 
     try:
