@@ -193,25 +193,22 @@ def _init_worker() -> None:
 def locate_face(img, scanner_model, short_range) -> tuple[tuple[float, float, float, float], object, str]:
     """(box, keypoints or None, how) of the largest face in a tight face crop, in its pixels.
 
-    The scanner's own detector sees the crop on a black margin as wide as the crop, so the face
-    fills a third of the picture as in a head-and-shoulders frame: its boxes are what the
-    scanner crops from video (MediaPipe's short-range model draws them ~5 % smaller and lower).
-    Where it finds nothing the short-range model tries the crop as it is, then the whole crop
-    stands in as the face box.
+    The scanner's own detector sees the crop on a black margin as wide as the crop
+    (`FaceDetector.detect_on_margin`, the scanner's own close-up retry), so the face fills a third
+    of the picture as in a head-and-shoulders frame: its boxes are what the scanner crops from
+    video (MediaPipe's short-range model draws them ~5 % smaller and lower). Where it finds
+    nothing the short-range model tries the crop as it is, then the whole crop stands in as the
+    face box.
     """
-    import cv2
     import numpy as np
 
     h, w = img.shape[:2]
-    pad = max(h, w)
-    padded = np.ascontiguousarray(cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0))
-    for how, detector, offset, picture in (("scanner", scanner_model, pad, padded), ("short", short_range, 0, img)):
-        dets = detector.detect(picture)
-        if dets:
-            d = max(dets, key=lambda d: d.box[2] * d.box[3])
-            x, y, bw, bh = d.box
-            kp = None if d.keypoints is None else np.asarray(d.keypoints, np.float64) - offset
-            return (x - offset, y - offset, bw, bh), kp, how
+    for how, dets in (("scanner", lambda: scanner_model.detect_on_margin(img)), ("short", lambda: short_range.detect(img))):
+        found = dets()
+        if found:
+            d = max(found, key=lambda d: d.box[2] * d.box[3])
+            kp = None if d.keypoints is None else np.asarray(d.keypoints, np.float64)
+            return tuple(float(v) for v in d.box), kp, how
     return (0.0, 0.0, float(w), float(h)), None, "none"
 
 

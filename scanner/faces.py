@@ -66,6 +66,40 @@ TILES_ACROSS = 3
 # 39 and 28 of 44 faces of 42-66 px); smaller tiles would add faces under ~32 px, too small to score.
 MIN_TILE = 640
 
+# Close-ups. The detector learnt faces with a head and shoulders around them: a face that fills
+# the picture (a tight crop, a passport photo, a selfie) is mostly missed (298 of 400 tight
+# 224-px DFDC crops, 164 of 300 UTKFace crops, none reserved; bench/closeups.py). Where a
+# picture yields no face it is looked at again on a black margin as wide as itself on every
+# side, so a face filling it fills a third of what the model sees (the recipe's training crops
+# are located the same way, recipes/build_detector.py `locate_face`). Margin width, in picture
+# sides:
+MARGIN = 1.0
+# A picture the detector is shown is first shrunk to this longer side: the model sees 192 (128)
+# px of it anyway, and a 720p frame on its margin would be a 38 MB copy. Pictures up to a third
+# of this (training crops: 200-224 px) are shown as they are.
+MAX_SHOWN = 1024
+# A margin face is kept only if it is a close-up the whole-picture pass could miss: its box's
+# longer side at least this share of the picture's shorter side (the whole-picture pass finds
+# faces down to a twelfth)...
+CLOSEUP_MIN_SIZE = 0.3
+# ...with at least this share of its box inside the picture (no_face.mp4's clouds fire as a
+# face twice the frame's height, mostly over the black margin)...
+CLOSEUP_INSIDE = 0.5
+# ...and confirmed by both detectors: the full-range one on a square this many box sides wide
+# and the short-range one (close-ups) on one this wide, the mean of their scores (0 where a
+# model sees no face overlapping the box, scored from CLOSEUP_FLOOR) at least CLOSEUP_SCORE.
+# Chosen on 1,652 no-face pictures (no-face frames of the four shared clips with no-face parts,
+# square patches of them and face-free patches of the photos, 112-320 px) against 319 tight
+# crops of the shared faces (0.9-2x the face box, 112 and 224 px) and 298 tight DFDC crops
+# (not reserved), all missed by the whole-picture pass: 48 no-face pictures give a margin face
+# passing the size and inside checks, none is confirmed (the best at 0.599); 282 of 319 shared
+# crops and 289 of 298 DFDC crops are. Checked on 342 other no-face pictures (portrait-shaped,
+# flipped, grey patches, shrunk frames): none confirmed; on 164 UTKFace crops (not reserved)
+# the whole-picture pass missed: all found.
+CLOSEUP_SPANS = {"full": 2.5, "short": 2.0}
+CLOSEUP_SCORE = 0.6
+CLOSEUP_FLOOR = 0.3
+
 
 def reach(side: float, model: str = "full") -> float:
     """Smallest face (frame px) one pass over a square of `side` px finds reliably."""
@@ -131,17 +165,59 @@ def box_overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return iw * ih / smaller if smaller > 0 else 0.0
 
 
-def _square_crop(image: np.ndarray, box: tuple[float, ...], span: float) -> tuple[np.ndarray, tuple[int, int]]:
-    """A square `span` box sizes wide around the box's centre (black outside the frame), and its origin."""
+def _shown(image: np.ndarray, x0: int, y0: int, width: int, height: int,
+           max_side: int | None = None) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The image's window [x0, x0 + width) x [y0, y0 + height) (black outside the image), shrunk
+    to `max_side` when longer, and its mapping (ox, oy, fx, fy): shown pixel q is image pixel
+    (q + o) / f.
+
+    Shrinking resizes the image itself to whole pixels (so the scale is exact) before the black is
+    added; an unshrunk window is an exact copy.
+    """
+    H, W = image.shape[:2]
+    fx = fy = 1.0
+    if max_side and max(width, height) > max_side:
+        import cv2
+
+        f = max_side / max(width, height)
+        sw, sh = max(1, int(round(W * f))), max(1, int(round(H * f)))
+        fx, fy = sw / W, sh / H
+        while image.shape[1] >= 2 * sw and image.shape[0] >= 2 * sh:
+            image = cv2.pyrDown(image)  # halvings smooth as they go (INTER_AREA at odd factors is ~10x slower)
+        image = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_LINEAR)
+        x0, y0 = int(round(x0 * fx)), int(round(y0 * fy))
+        width, height = max(1, int(round(width * fx))), max(1, int(round(height * fy)))
+        H, W = sh, sw
+    out = np.zeros((height, width, 3), np.uint8)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + width, W), min(y0 + height, H)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out, (float(x0), float(y0), fx, fy)
+
+
+def _square_crop(image: np.ndarray, box: tuple[float, ...], span: float,
+                 max_side: int | None = None) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A square `span` box sizes wide around the box's centre (black outside the frame), and its mapping (see _shown)."""
     x, y, w, h = box
     side = max(int(round(max(w, h) * span)), 1)
     x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
-    crop = np.zeros((side, side, 3), np.uint8)
-    H, W = image.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, W), min(y0 + side, H)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
-    return crop, (x0, y0)
+    return _shown(image, x0, y0, side, side, max_side)
+
+
+def _unshown(det: Detection, mapping: tuple[float, float, float, float]) -> Detection:
+    """A detection in a shown window (see _shown) in the image's pixels."""
+    ox, oy, fx, fy = mapping
+    x, y, w, h = det.box
+    kp = ((det.keypoints.astype(np.float64) + (ox, oy)) / (fx, fy)).astype(np.float32)
+    return Detection(((x + ox) / fx, (y + oy) / fy, w / fx, h / fy), kp, det.score)
+
+
+def inside_share(box: tuple[float, ...], width: int, height: int) -> float:
+    """The share of the box's area inside a width x height picture."""
+    x, y, w, h = box
+    iw = max(0.0, min(x + w, width) - max(x, 0.0))
+    ih = max(0.0, min(y + h, height) - max(y, 0.0))
+    return iw * ih / (w * h) if w > 0 and h > 0 else 0.0
 
 
 def merge_detections(dets: list[Detection], threshold: float = NMS_OVERLAP) -> list[Detection]:
@@ -259,13 +335,15 @@ class FaceDetector:
         self.tile_score = tile_score
         self._path = path
         self._loose = None  # the tile candidates' detector, made on first use
+        self._closeup: dict = {}  # model name → the close-up confirmation's detector, made on first use
         self._detector = self._create(min_score)
 
-    def _create(self, score: float):
-        """A MediaPipe detector at this score cut, warmed up while its start-up chatter is silenced."""
+    def _create(self, score: float, path=None):
+        """A MediaPipe detector at this score cut (of model file `path`, default ours), warmed up
+        while its start-up chatter is silenced."""
         mp = self._mp
         options = mp.FaceDetectorOptions(
-            base_options=mp.BaseOptions(model_asset_path=str(self._path)),
+            base_options=mp.BaseOptions(model_asset_path=str(path or self._path)),
             running_mode=mp.RunningMode.IMAGE,
             min_detection_confidence=score,
         )
@@ -276,12 +354,64 @@ class FaceDetector:
         return detector
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in one uint8 RGB (H, W, 3) image, best first."""
+        """Faces in one uint8 RGB (H, W, 3) image, best first (one pass over the whole picture)."""
+        self._check(image)
+        return self._run(self._detector, image)
+
+    def _check(self, image: np.ndarray) -> None:
         if self._detector is None:
             raise RuntimeError("FaceDetector is closed")
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise InputError(f"expected a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
-        return self._run(self._detector, image)
+
+    def detect_on_margin(self, image: np.ndarray) -> list[Detection]:
+        """Faces of the picture shown on a black margin MARGIN picture sides wide all round, best first.
+
+        A face filling the picture then fills about a third of what the model sees. The bordered
+        picture is shrunk to MAX_SHOWN first when longer. Boxes and keypoints come back in the
+        picture's pixels, shifted (and scaled) back and not clipped to it: a tight crop's face box
+        is often larger than the crop, and crop_face's square around the box is then exactly the
+        one it would cut from the bordered picture (black outside), as training crops are cut.
+        Nothing here checks that a face is a close-up (see detect_closeup): the recipe's
+        `locate_face` calls this on pictures known to be face crops.
+        """
+        self._check(image)
+        h, w = image.shape[:2]
+        pad = int(round(MARGIN * max(h, w)))
+        shown, mapping = _shown(image, -pad, -pad, w + 2 * pad, h + 2 * pad, MAX_SHOWN)
+        return [_unshown(d, mapping) for d in self._run(self._detector, shown)]
+
+    def detect_closeup(self, image: np.ndarray) -> list[Detection]:
+        """The close-up faces of a picture, for one in which the whole-picture pass found none.
+
+        detect_on_margin's faces that are large in the picture, lie mostly inside it and are
+        confirmed by both models (the CLOSEUP_* constants), best first. Costs one pass over the
+        shrunk bordered picture, plus up to two small ones per face that passes the size checks
+        (rare on pictures without faces: 48 of 1,652 measured).
+        """
+        h, w = image.shape[:2]
+        kept = []
+        for d in self.detect_on_margin(image):
+            if max(d.box[2], d.box[3]) < CLOSEUP_MIN_SIZE * min(h, w) or inside_share(d.box, w, h) < CLOSEUP_INSIDE:
+                continue
+            total = 0.0
+            for i, model in enumerate(CLOSEUP_SPANS):
+                total += self._closeup_score(image, d, model)
+                if total + (len(CLOSEUP_SPANS) - 1 - i) < CLOSEUP_SCORE * len(CLOSEUP_SPANS):
+                    break  # the mean can no longer reach the cut
+            else:
+                kept.append(d)
+        return kept
+
+    def _closeup_score(self, image: np.ndarray, candidate: Detection, model: str) -> float:
+        """`model`'s best score for a face overlapping the candidate, in a square CLOSEUP_SPANS[model]
+        box sides wide around it; 0 if none."""
+        if model not in self._closeup:
+            self._closeup[model] = self._create(CLOSEUP_FLOOR, face_model_path(model))
+        crop, mapping = _square_crop(image, candidate.box, CLOSEUP_SPANS[model], MAX_SHOWN)
+        scores = [d.score for d in self._run(self._closeup[model], crop)
+                  if box_overlap(_unshown(d, mapping).box, candidate.box) >= NMS_OVERLAP]
+        return max(scores, default=0.0)
 
     def detect_tiled(self, image: np.ndarray, tile: int | None = None, overlap: float = TILE_OVERLAP) -> list[Detection]:
         """The whole-frame faces plus the small faces found in overlapping square tiles, best first.
@@ -316,14 +446,18 @@ class FaceDetector:
         Frames that need tiles get the tiled pass on every `tile_every`-th position (0: never) and
         the plain pass between, so tiles cost 1/tile_every of the frames; the tracker joins the
         small faces across the plain frames, where they were not looked for (reach > their size).
+        A frame where these find no face is looked at for close-ups (detect_closeup). The scan's
+        stage detects only through here, so scan, extract-faces and doctor all get the same faces.
         """
         h, w = image.shape[:2]
         side = tile_size(w, h, self.model) if tile_every > 0 else None
         if side is None:
-            return self.detect(image), 0.0
-        if tiled_pass_due(pos, tile_every):
-            return self.detect_tiled(image, side), 0.0
-        return self.detect(image), reach(max(w, h), self.model)
+            dets, searched = self.detect(image), 0.0
+        elif tiled_pass_due(pos, tile_every):
+            dets, searched = self.detect_tiled(image, side), 0.0
+        else:
+            dets, searched = self.detect(image), reach(max(w, h), self.model)
+        return (dets or self.detect_closeup(image)), searched
 
     def _confirm(self, image: np.ndarray, candidate: Detection) -> Detection | None:
         """The candidate re-detected at CONFIRM_SCORE in a crop CONFIRM_SPAN face sizes wide, or None.
@@ -331,9 +465,9 @@ class FaceDetector:
         In the crop the face is ~input/CONFIRM_SPAN model px, well above the reliable size; the
         re-detection (sharper box and keypoints) replaces the candidate.
         """
-        crop, (x0, y0) = _square_crop(image, candidate.box, CONFIRM_SPAN)
+        crop, mapping = _square_crop(image, candidate.box, CONFIRM_SPAN)
         for d in self._run(self._detector, crop):  # best first
-            d = _shifted(d, x0, y0)
+            d = _unshown(d, mapping)
             if box_overlap(d.box, candidate.box) >= NMS_OVERLAP:
                 return d if d.score >= max(self.min_score, CONFIRM_SCORE) else None
         return None
@@ -357,8 +491,9 @@ class FaceDetector:
 
     def close(self) -> None:
         """Release the native graphs now; their __del__ can raise at interpreter exit otherwise."""
-        dets = (getattr(self, "_detector", None), getattr(self, "_loose", None))
+        dets = (getattr(self, "_detector", None), getattr(self, "_loose", None), *getattr(self, "_closeup", {}).values())
         self._detector = self._loose = None
+        self._closeup = {}
         for det in dets:
             if det is not None:
                 with _quiet_stderr():  # it logs "DestroyAccelerator" lines on the way out

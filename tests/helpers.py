@@ -283,3 +283,37 @@ def two_stream_mkv(path: Path) -> Path:
             for p in s.encode():
                 out.mux(p)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# close-ups (issue 31): tight face crops, as DFDC's 224-px face crops and passport photos are
+
+
+def tight_face_crops(detector, pictures, *, sizes=(112, 160, 224), scales=(1.0, 1.1)) -> list[tuple[np.ndarray, tuple]]:
+    """(crop, face box in crop px) for each face the whole-picture pass finds in each RGB picture:
+    a square `scale` x the face box's longer side around its centre, resized to `size` px (the
+    picture's edge pixels repeated where the square leaves it, so no black border gives it away)."""
+    import cv2
+
+    out = []
+    for picture in pictures:
+        for face in detector.detect(picture):
+            x, y, w, h = face.box
+            for scale in scales:
+                side = scale * max(w, h)
+                x0, y0 = x + w / 2 - side / 2, y + h / 2 - side / 2
+                for size in sizes:
+                    s = size / side
+                    m = np.array([[s, 0, -x0 * s], [0, s, -y0 * s]])
+                    crop = cv2.warpAffine(picture, m, (size, size), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_REPLICATE)
+                    out.append((np.ascontiguousarray(crop), ((x - x0) * s, (y - y0) * s, w * s, h * s)))
+    return out
+
+
+def box_iou(a: tuple, b: tuple) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
