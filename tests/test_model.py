@@ -101,6 +101,24 @@ def test_backbone_maps_256_to_8x8(name, batch):
     assert out.shape == (batch, 512, 8, 8)
 
 
+def test_vit_backbone_maps_patches_to_a_grid():
+    net = create_backbone("dinov2_vits14").eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 168, 168))
+    assert out.shape == (2, 512, 6, 6)  # 14-px patches, averaged 2x2
+    ok, _ = single_pass_exact(ModelConfig(backbone="dinov2_vits14", input_size=168))
+    assert ok
+    assert not single_pass_exact(ModelConfig(backbone="dinov2_vits14", input_size=28))[0]  # a 1x1 grid
+
+
+def test_single_pass_deploy_equals_two_pass_vit():
+    torch.manual_seed(0)
+    model = PGFDD(ModelConfig(backbone="dinov2_vits14", input_size=56))
+    x = real_batch(2, 56)
+    calibrate_bn(model, x)
+    _check_deploy_equals_full(model, x)
+
+
 def test_head_sizes_come_from_the_config():
     cfg = ModelConfig(num_spe=4, num_fair=3, group_names=["a", "b", "c"],
                       method_names=["real", "df", "fs", "nt"], feature_channels=256)

