@@ -460,9 +460,10 @@ def crossdomain_figures(ckpt: Path, manifest: Path) -> dict:
 
     p, y, kind, domain, group, info = _scores(ckpt, manifest, sbi=False)
     t = info["threshold"]
-    swap = np.char.startswith(domain.astype(str), "faceswap")
+    domain = domain.astype(str)
+    swap, reenc = np.char.startswith(domain, "faceswap"), np.char.startswith(domain, "dfdc-")
     res = {"threshold": t, "faceswap (all re-encodings)": _metrics(y[swap], p[swap], t),
-           "dfdc re-encoded": _metrics(y[~swap], p[~swap], t)}
+           "dfdc re-encoded": _metrics(y[reenc], p[reenc], t)}
     for d in sorted(set(domain.tolist())):
         res[d] = _metrics(y[domain == d], p[domain == d], t)
     return res
@@ -536,6 +537,23 @@ def _swap_pairs(reals: list, rng, pool_size: int = 40) -> list[tuple]:
     return pairs
 
 
+def external_rows(labels: Path, work: Path, workers: int) -> list[dict]:
+    """Rows of another deepfake set's `labels.csv` (path,label[,source][,method]; paths relative to
+    it), cropped as `prepare` crops DFDC's tight crops: domain = the set's folder name."""
+    from train.data import read_manifest
+
+    m = read_manifest(labels)
+    domain = labels.resolve().parent.name
+    rows = [{"image": s.path, "label": "fake" if s.label == 1 else "real", "method": s.method or "",
+             "domain": domain, "gender": "", "race": "", "source": s.source or ""} for s in m.samples]
+    print(f"{labels}: cropping {len(rows)} images", flush=True)
+    make_crops(rows, work / "crops", _prepared_size(work), workers)
+    for r in rows:
+        r["path"] = os.path.relpath(r.pop("crop"), work)
+        r.pop("image")
+    return rows
+
+
 def crossdomain(a: argparse.Namespace) -> None:
     """`xdomain.csv`: a forgery domain the detector never trains on, made from validation reals.
 
@@ -565,7 +583,7 @@ def crossdomain(a: argparse.Namespace) -> None:
         cv2.imwrite(str(dst), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         rows.append({"path": os.path.relpath(dst, work), "label": label, "method": method, "domain": domain,
                      "gender": s.attrs.get("gender", ""), "race": s.attrs.get("race", ""), "source": s.source or "",
-                     "kp": " ".join(f"{v:.2f}" for v in s.kp.reshape(-1))})
+                     "kp": "" if s.kp is None else " ".join(f"{v:.2f}" for v in s.kp.reshape(-1))})
 
     t0 = time.time()
     for domain in ("utkface", "dfdc"):
@@ -589,6 +607,8 @@ def crossdomain(a: argparse.Namespace) -> None:
         img, how = degrade(read_rgb(s.path), kind, rng)
         label = "fake" if s.label == 1 else "real"
         save(img, f"dfdc-{s.path.stem}-{how}.png", label, s.method or label, f"dfdc-{kind}", s)
+    for labels in a.external or []:
+        rows += external_rows(labels, work, a.workers)
     with open(work / "xdomain.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
@@ -765,6 +785,9 @@ def main() -> None:
                        "a domain never trained on (xdomain.csv)")
     p.add_argument("--pairs", type=int, default=1000, help="face swaps per domain (UTKFace, DFDC)")
     p.add_argument("--degraded", type=int, default=1200, help="re-encoded DFDC validation rows")
+    p.add_argument("--external", type=Path, action="append",
+                   help="labels.csv of another deepfake set (path,label[,source][,method]), never trained on; repeatable")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p = sub.add_parser("evaluate", help="validation figures of a checkpoint")
     p.add_argument("--checkpoint", type=Path)
     sub.add_parser("fairness-set", help="labelled UTKFace validation set for dfscan fairness-check")
