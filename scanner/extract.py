@@ -25,16 +25,18 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import IO, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
 from scanner.faults import FaultPlan
 from scanner.options import ScanOptions
+from scanner.outputs import check_outputs_apart
 from scanner.pool import Pool, Task, Worker, ack
 from scanner.stage import FilePayload, StageConfig
 from scanner.worker import WorkerConfig
 from train.errors import InputError
+from train.files import atomic_write_bytes, open_output
 from train.labels import LABEL_NAMES, labelled_rows, parse_label, read_csv_table, require_columns, require_rows
 
 STATE_FORMAT = "dfscan.extract-state/1"
@@ -137,9 +139,16 @@ def _state_path(manifest: Path) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """The state file, replaced whole: a random O_EXCL temp name (never a planted link) and os.replace."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _open_manifest(manifest: Path, mode: Literal["w", "a"]) -> IO[str]:
+    """The manifest opened in place without following a planted link (train.files.open_output)."""
+    try:
+        return open_output(manifest, mode, newline="")
+    except OSError as exc:
+        raise InputError(f"cannot write the manifest {manifest}: {exc.strerror or exc}") from None
 
 
 def _fingerprint(path: Path) -> dict:
@@ -325,6 +334,7 @@ def extract_faces(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out is not a folder: {out_dir}")
     files, notes = collect_inputs([Path(p) for p in inputs])
+    check_outputs_apart([manifest, _state_path(manifest)], [*files, labels], folders=[out_dir])
 
     attrs = table.attributes if table else []
     header = [*BASE_COLUMNS, *attrs, *TAIL_COLUMNS]
@@ -382,7 +392,7 @@ def extract_faces(
                 del done[k]
             else:
                 kept_rows.extend(rows_k)
-    with manifest.open("w", newline="", encoding="utf-8") as fh:
+    with _open_manifest(manifest, "w") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(kept_rows)
@@ -412,7 +422,7 @@ def extract_faces(
             result.skipped.append((p, payload["error"]["code"], payload["error"]["message"]))
         else:
             rows = _write_crops(job, _faces(payload, crops), out_dir / crop_dir_name(p), base)
-            with manifest.open("a", newline="", encoding="utf-8") as fh:
+            with _open_manifest(manifest, "a") as fh:
                 csv.writer(fh).writerows(rows)
             state["inputs"][job.key] = {**(job.fingerprint or {}), "label": job.label, "attrs": job.attrs,
                                         "crops": len(rows), "dir": crop_dir_name(p)}
@@ -442,7 +452,9 @@ def _fingerprint_or_none(path: Path) -> dict | None:
 def _write_crops(job: _Job, faces: list[tuple[int, int, np.ndarray, np.ndarray]], folder: Path,
                  base: Path) -> list[list[str]]:
     """The input's crops as `folder`/s<subject>_f<frame>.png (older ones removed) and their manifest rows."""
-    if folder.exists():
+    if folder.is_symlink():
+        folder.unlink()  # a planted link is replaced, never written through
+    elif folder.exists():
         shutil.rmtree(folder)  # crops of an older version of this input
     if faces:
         folder.mkdir(parents=True)

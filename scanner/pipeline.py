@@ -30,6 +30,7 @@ from scanner.faults import FaultPlan
 from scanner.inferer import Inferer
 from scanner.interrupt import CtrlC
 from scanner.items import LocalItems, file_item, ordered, scored_item
+from scanner.outputs import check_outputs_apart
 from scanner.options import ProgressFn, ScanError, ScanOptions, ScanProgress
 from scanner.pool import Pool, Task, ack
 from scanner.resources import ResourcePlan, fit_cpu_threads, resource_plan
@@ -91,6 +92,9 @@ def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | 
     skipped_list = [{"path": str(p), "reason": str(r)} for p, r in skipped]
     if not files:
         raise InputError("no video or image files to scan" + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+    if options.report is not None:  # the report, its stream and its lock are never one of the inputs
+        check_outputs_apart([options.report, rp.stream_path_for(options.report), rp.lock_path_for(options.report)],
+                            [*files, options.weights])
     lock = rp.ReportLock(options.report) if options.report is not None else contextlib.nullcontext()
     with lock, CtrlC() as ctrl_c:
         result = (scan_files or _scan_files)(files, skipped, skipped_list, options, progress, started, created)

@@ -8,6 +8,12 @@ Formats:
 - csv: one row per subject (a person in a file) with the item's columns repeated; an item with
   no subject (error, no face) gets one row with empty subject columns. Frames are left out.
 
+File names that are not UTF-8 (POSIX names are bytes: `bad\\xff.jpg`) are carried as Python does,
+surrogateescape-decoded str ('bad\\udcff.jpg'). JSON and JSONL write each such lone surrogate as its
+`\\udcff` escape, so the file stays valid UTF-8 and json.loads gives back the very str that
+os.fsencode turns into the original bytes; CSV has no escapes, so its cell holds the name's own
+bytes (read it back with errors="surrogateescape"). Every other character is written as itself.
+
 Every final write is atomic (temporary file in the same folder, fsync, os.replace), so a reader
 never sees half a report. A scan holds a lock on its report and stream (ReportLock), so two scans
 never write one report; a write that fails (read-only folder, full disk) is an OutputError: one
@@ -21,6 +27,7 @@ import csv
 import io
 import json
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -31,7 +38,7 @@ from typing import IO, Any
 
 from scanner import __version__
 from train.errors import InputError
-from train.files import atomic_write_bytes
+from train.files import LinkedOutputError, atomic_write_bytes, open_output_fd
 
 SCHEMA_ID = "dfscan.report/1"
 HEADER_KEYS = ("schema", "created", "tool", "model", "backend", "settings", "skipped")
@@ -157,23 +164,36 @@ def validate_report(report: dict) -> None:
 
 # ---------------------------------------------------------------- writing
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    """JSON text with each lone surrogate (a non-UTF-8 byte of a file name) as its \\uXXXX escape.
+
+    Only a JSON string can hold one (the syntax is ASCII), and json.loads reads the escape back to
+    the same surrogate, so the path round-trips and the file is valid UTF-8."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def dumps_line(obj: Any) -> str:
+    """One compact JSON line (JSONL reports, the stream), non-UTF-8 names escaped."""
+    return _escape_surrogates(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """UTF-8 text written atomically (`train.files.atomic_write_bytes`)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8 text written atomically (`train.files.atomic_write_bytes`); a lone surrogate of a
+    non-UTF-8 file name (only CSV keeps one) is written as the name's own byte."""
+    return atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def to_json(report: dict) -> str:
-    return json.dumps(report, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    return _escape_surrogates(json.dumps(report, ensure_ascii=False, indent=2, allow_nan=False)) + "\n"
 
 
 def to_jsonl(report: dict) -> str:
-    lines = [_dumps({k: report[k] for k in HEADER_KEYS if k in report})]
-    lines += [_dumps(item) for item in report["items"]]
-    lines.append(_dumps({"summary": report["summary"]}))
+    lines = [dumps_line({k: report[k] for k in HEADER_KEYS if k in report})]
+    lines += [dumps_line(item) for item in report["items"]]
+    lines.append(dumps_line({"summary": report["summary"]}))
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +228,11 @@ def to_csv(report: dict) -> str:
     return buf.getvalue()
 
 
+def csv_bytes(report: dict) -> bytes:
+    """The CSV report as written to a file: UTF-8, a non-UTF-8 name as its own bytes."""
+    return to_csv(report).encode("utf-8", "surrogateescape")
+
+
 # The report formats: the only list of them. `--format`'s choices and every writer come from here,
 # so a new format is one function and one line (like whisper's get_writer).
 WRITERS: dict[str, Callable[[dict], str]] = {"json": to_json, "jsonl": to_jsonl, "csv": to_csv}
@@ -238,8 +263,14 @@ def print_report(report: dict, fmt: str, out: IO[str]) -> None:
     """Write the report to an open stream (stdout); a failed write (full disk, closed pipe) is an OutputError."""
     text = WRITERS[fmt](report)
     try:
-        out.write(text)
-        out.flush()
+        buffer = getattr(out, "buffer", None)
+        if buffer is not None:  # the bytes a file would hold, whatever stdout's encoding
+            out.flush()
+            buffer.write(text.encode("utf-8", "surrogateescape"))
+            buffer.flush()
+        else:
+            out.write(text)
+            out.flush()
     except OSError as exc:
         with contextlib.suppress(OSError, ValueError):  # what is still buffered goes nowhere, not into a second error at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
@@ -285,10 +316,18 @@ class ReportStream:
         self._fh: IO[str] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if append and self.path.is_file():
-                _drop_torn_last_line(self.path)
-            fresh = not (append and self.path.is_file() and self.path.stat().st_size > 0)
-            self._fh = open(self.path, "w" if fresh else "a", encoding="utf-8")
+            fd = open_output_fd(self.path, "rw")  # never through a link planted at the stream's path
+            try:
+                if append:
+                    _drop_torn_last_line(fd)
+                else:
+                    os.ftruncate(fd, 0)
+                fresh = os.fstat(fd).st_size == 0
+                os.lseek(fd, 0, os.SEEK_END)
+                self._fh = os.fdopen(fd, "a", encoding="utf-8")
+            except BaseException:
+                os.close(fd)
+                raise
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
         if fresh:
@@ -297,7 +336,7 @@ class ReportStream:
     def _write(self, obj: dict) -> None:
         assert self._fh is not None
         try:
-            self._fh.write(_dumps(obj) + "\n")
+            self._fh.write(dumps_line(obj) + "\n")
             self._fh.flush()
             os.fsync(self._fh.fileno())
         except OSError as exc:
@@ -323,18 +362,19 @@ class ReportStream:
         self.close()
 
 
-def _drop_torn_last_line(path: Path) -> None:
+def _drop_torn_last_line(fd: int) -> None:
     """A crash or a full disk mid-write can leave a broken last line (unterminated, or not JSON);
-    cut it, or appending would bury it mid-file where reading it is an error."""
-    data = path.read_bytes()
+    cut it, or appending would bury it mid-file where reading it is an error. `fd`: the stream,
+    opened read-write by open_output_fd."""
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, size, 0) if size else b""
     if not data:
         return
     end = len(data) - 1 if data.endswith(b"\n") else len(data)
     start = data.rfind(b"\n", 0, end) + 1
     if end < len(data) and _is_json(data[start:end]):
         return
-    with open(path, "r+b") as fh:
-        fh.truncate(start)
+    os.ftruncate(fd, start)
 
 
 def _is_json(line: bytes) -> bool:
@@ -368,7 +408,9 @@ class ReportLock:
     def acquire(self) -> "ReportLock":
         for _ in range(3):  # the file can be swapped under us by an owner that is just leaving
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                fd = open_output_fd(self.path, "rw")  # never through a link planted at the lock's path
+            except LinkedOutputError as exc:
+                raise OutputError(f"cannot write the report to {self.report}: {self.path}: {exc.strerror}") from None
             except OSError as exc:
                 raise OutputError(f"cannot write the report to {self.report}: cannot make {self.path} ({_reason(exc)})") from None
             if not _try_lock(fd, self.path):
@@ -378,11 +420,11 @@ class ReportLock:
                                    f"{owner.get('host', '?')}); wait for it, or choose another --report "
                                    f"(delete {self.path} if no scan is running)")
             try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                same = os.path.samestat(os.fstat(fd), os.lstat(self.path))
             except OSError:
                 same = False
             if same:
-                owner = _dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()})
+                owner = dumps_line({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()})
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, owner.encode("utf-8") + b"\n", 0)
                 self._fd = fd
@@ -394,7 +436,7 @@ class ReportLock:
         if self._fd is None:
             return
         try:
-            if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+            if os.path.samestat(os.fstat(self._fd), os.lstat(self.path)):
                 self.path.unlink()  # while still holding it: nobody can take the file we are removing
         except OSError:
             pass

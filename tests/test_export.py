@@ -15,13 +15,15 @@ from train.errors import InputError
 def exported(sharp_checkpoint, tmp_path_factory):
     """Exported straight into the session's shared cache, so the backend tests reuse the file."""
     from engines.export import export_with_parity
-    from engines.onnx_cache import cached_onnx_path
+    from engines.onnx_cache import cached_onnx_path, record_export
     from train.checkpoint import file_sha256
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DFSCAN_CACHE", str(tmp_path_factory.getbasetemp() / "dfscan-cache"))
         out = cached_onnx_path(file_sha256(sharp_checkpoint))
-    return export_with_parity(sharp_checkpoint, out, crops=real_crops())
+    path, parity = export_with_parity(sharp_checkpoint, out, crops=real_crops())
+    record_export(path, parity["weights_sha256"])  # bound, as build-engine does: the backend tests reuse it
+    return path, parity
 
 
 def test_sharpened_fixture_spreads_scores(sharp_checkpoint):

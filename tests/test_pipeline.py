@@ -304,11 +304,13 @@ def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpo
         def __getattr__(self, name):
             return getattr(self.fh, name)
 
-    def fake_open(path, *args, **kwargs):
-        fh = open(path, *args, **kwargs)
-        return FillsUp(fh) if Path(path) == stream else fh
+    real_fdopen = os.fdopen
 
-    monkeypatch.setattr(rp, "open", fake_open, raising=False)
+    def fake_fdopen(fd, *args, **kwargs):  # the stream is opened as a checked descriptor (train.files.open_output_fd)
+        fh = real_fdopen(fd, *args, **kwargs)
+        return FillsUp(fh) if stream.exists() and os.path.samestat(os.fstat(fd), os.stat(stream)) else fh
+
+    monkeypatch.setattr(rp.os, "fdopen", fake_fdopen)
     files = [tmp_path / f"f{i}.jpg" for i in range(3)]
     with pytest.raises(rp.OutputError, match="No space left on device.*rerun with --resume"):
         scan_to_report(files, scan_options(tiny_checkpoint, workers=1, report=out))

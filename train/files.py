@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 import threading
 from pathlib import Path
+from typing import IO, Literal
 
 _UMASK_LOCK = threading.Lock()
 
@@ -26,7 +29,11 @@ def make_public(path: str | Path) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write via a temporary file in the same folder and os.replace: readers see old or new,
-    never half; the file gets the mode open() would have given it."""
+    never half; the file gets the mode open() would have given it.
+
+    Never through a planted link: mkstemp creates its file with O_CREAT | O_EXCL | O_NOFOLLOW
+    under a random name, and os.replace renames it over `path` without following a link there,
+    so a symlink at `path` is itself replaced and its target is left untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -41,3 +48,64 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class LinkedOutputError(OSError):
+    """An output opened in place is a symbolic link, a hard link or not a regular file."""
+
+
+_OPEN_FLAGS = {
+    "w": os.O_WRONLY | os.O_CREAT,  # truncated after the checks, not by O_TRUNC before them
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    "r+": os.O_RDWR,
+    "rw": os.O_RDWR | os.O_CREAT,  # read and write, created when missing, never truncated (locks)
+}
+OpenMode = Literal["w", "a", "r+", "rw"]
+
+
+def open_output_fd(path: str | Path, mode: OpenMode = "w") -> int:
+    """Open a file written in place (a stream appended to, a lock, a manifest) without writing
+    through anything planted at `path`; returns the descriptor.
+
+    Why: a symlink planted at `out.stream.jsonl` or `out.stream.lock` would otherwise make dfscan
+    write or truncate whatever file it points to. O_NOFOLLOW makes the kernel refuse a link in the
+    same call that opens the file (no check-then-open race); O_NONBLOCK keeps a planted FIFO from
+    hanging the open. The file must then be a regular file with one name (a planted hard link to
+    another file would be written through as surely as a symlink); "w" truncates only after that.
+    Any of these is a LinkedOutputError naming why (the caller makes it one line, exit 2).
+    Files replaced whole go through atomic_write_bytes instead, which replaces a link.
+    """
+    flags = _OPEN_FLAGS[mode] | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise LinkedOutputError(errno.ELOOP, "it is a symbolic link, and dfscan never writes through one "
+                                                 "(remove it, or write elsewhere)", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LinkedOutputError(errno.EINVAL, "it is not a regular file (remove it, or write elsewhere)", str(path))
+        if st.st_nlink > 1:
+            raise LinkedOutputError(errno.EMLINK, f"it is a hard link ({st.st_nlink} names for one file), and dfscan "
+                                                  "never writes through one (remove it, or write elsewhere)", str(path))
+        if mode == "w":
+            os.ftruncate(fd, 0)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_output(path: str | Path, mode: Literal["w", "a"] = "w", *, encoding: str = "utf-8",
+                errors: str = "strict", newline: str | None = None) -> IO[str]:
+    """open_output_fd as a text file (the in-place writers' `open(path, "w"/"a")`)."""
+    fd = open_output_fd(path, mode)
+    try:
+        return os.fdopen(fd, mode, encoding=encoding, errors=errors, newline=newline)
+    except BaseException:
+        os.close(fd)
+        raise

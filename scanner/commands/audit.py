@@ -46,6 +46,9 @@ def audit(
     """Find metadata that separates real from fake in a labelled set (a shortcut a detector would learn)."""
     from scanner.audit import output
     from scanner.audit.run import AuditOptions, run_audit
+    from scanner.outputs import check_outputs_apart
+
+    check_outputs_apart([json_out, markdown], [labels])  # before the slow part
 
     options = AuditOptions(attrs=[a.strip() for a in attrs.split(",") if a.strip()] if attrs else None,
                            features=list(feature or []), max_shortcut_auc=max_shortcut_auc, silence_db=silence_db,

@@ -75,7 +75,7 @@ def build_engine(
 
     if fmt is Format.onnx:
         from engines.export import export_with_parity
-        from engines.onnx_cache import cached_onnx_path
+        from engines.onnx_cache import cached_onnx_path, record_export
         from train.checkpoint_info import file_sha256
 
         if out is None:
@@ -86,6 +86,8 @@ def build_engine(
             target = out / "model.onnx"
         with console.status("exporting to ONNX and checking it against torch"):
             path, parity = export_with_parity(weights, target, crops=crops)
+        if out is None:  # the cache entry scans use: bound to this file (engines.onnx_cache)
+            record_export(path, parity["weights_sha256"])
         console.print(f"wrote [bold]{path}[/] (opset {parity['opset']}, dynamic batch, input crops "
                       f"float32 Nx3x{config.input_size}x{config.input_size}, output p_fake)")
         _print_parity(parity, source)

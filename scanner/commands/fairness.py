@@ -66,7 +66,9 @@ def fairness_check(
 ) -> None:
     """Check that the detector is equally accurate across demographic groups; exit 1 when a gate fails."""
     from scanner import fairness as fc
+    from scanner.outputs import check_outputs_apart
 
+    check_outputs_apart([json_out, markdown, junit], [labels, scores, config, weights])  # before the slow part
     cli = {"attrs": [a.strip() for a in attrs.split(",") if a.strip()] if attrs else None,
            "threshold": threshold, "min_group": min_group, "allow_small_groups": allow_small_groups,
            "bootstrap": bootstrap, "seed": seed, "max_ffpr": max_ffpr, "max_fmeo": max_fmeo,
