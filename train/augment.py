@@ -67,6 +67,46 @@ def jpeg(img: np.ndarray, rng: np.random.Generator, quality: tuple[int, int] = (
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
+def h264(img: np.ndarray, crf: int) -> np.ndarray:
+    """One frame through libx264 at `crf` (yuv420p: halved chroma, deblocked blocks), decoded by PyAV.
+
+    A scanned upload has been through a video codec, often twice; JPEG alone does not show a
+    model 4:2:0 chroma or H.264's deblocking, and reals re-encoded at CRF 30-36 otherwise read fake."""
+    import io
+
+    import av
+
+    h, w = img.shape[:2]
+    even = np.ascontiguousarray(img[: h - h % 2, : w - w % 2])
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = even.shape[1], even.shape[0], "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast", "tune": "stillimage"}
+        for packet in stream.encode(av.VideoFrame.from_ndarray(even, format="rgb24")):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    buf.seek(0)
+    with av.open(buf) as inp:
+        frame = np.ascontiguousarray(next(inp.decode(video=0)).to_ndarray(format="rgb24"))
+    return cv2.resize(frame, (w, h)) if frame.shape[:2] != (h, w) else frame
+
+
+def half_scale(img: np.ndarray) -> np.ndarray:
+    """Down to half size and back: the detail a small face in a wide shot has."""
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def video(img: np.ndarray, rng: np.random.Generator, crf: tuple[int, int] = (23, 38)) -> np.ndarray:
+    """What a video upload does to a face: half the time a downscale, then H.264 at a random CRF."""
+    if rng.random() < 0.5:
+        img = half_scale(img)
+    return h264(img, int(rng.integers(crf[0], crf[1] + 1)))
+
+
 @dataclass
 class Augment:
     """The training pipeline: each step applied with its probability, in a fixed order.
@@ -80,6 +120,7 @@ class Augment:
     p_color: float = 0.5
     p_blur: float = 0.2
     p_jpeg: float = 0.3
+    p_video: float = 0.0
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < self.p_flip:
@@ -90,6 +131,8 @@ class Augment:
             img = color_jitter(img, rng)
         if rng.random() < self.p_blur:
             img = gaussian_blur(img, rng)
-        if rng.random() < self.p_jpeg:
+        if self.p_video and rng.random() < self.p_video:
+            img = video(img, rng)
+        elif rng.random() < self.p_jpeg:
             img = jpeg(img, rng)
         return np.ascontiguousarray(img)

@@ -18,11 +18,10 @@ JPEG at a quality, half-scale and back), so compression alone cannot tell real f
 
 from __future__ import annotations
 
-import io
-
 import cv2
 import numpy as np
 
+from train.augment import h264, half_scale
 from train.sbi import face_polygon
 
 BLENDS = ("poisson", "alpha")
@@ -104,27 +103,6 @@ def face_swap(target: np.ndarray, target_kp: np.ndarray, source: np.ndarray, sou
     return np.clip(np.round(fake), 0, 255).astype(np.uint8), mask
 
 
-def _h264(img: np.ndarray, crf: int) -> np.ndarray:
-    """One frame through libx264 at `crf` (yuv420p), decoded back by PyAV."""
-    import av
-
-    h, w = img.shape[:2]
-    even = np.ascontiguousarray(img[: h - h % 2, : w - w % 2])
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = even.shape[1], even.shape[0], "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for packet in stream.encode(av.VideoFrame.from_ndarray(even, format="rgb24")):
-            out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    buf.seek(0)
-    with av.open(buf) as inp:
-        frame = next(inp.decode(video=0)).to_ndarray(format="rgb24")
-    return cv2.resize(np.ascontiguousarray(frame), (w, h)) if frame.shape[:2] != (h, w) else np.ascontiguousarray(frame)
-
-
 DEGRADATIONS = ("clean", "jpeg", "h264", "half")
 
 
@@ -138,9 +116,7 @@ def degrade(img: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.nd
         return cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), f"jpeg{q}"
     if kind == "h264":
         crf = int(rng.choice([23, 30, 36]))
-        return _h264(img, crf), f"h264crf{crf}"
+        return h264(img, crf), f"h264crf{crf}"
     if kind == "half":
-        h, w = img.shape[:2]
-        small = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), "half"
+        return half_scale(img), "half"
     raise ValueError(f"unknown degradation {kind!r} (choose from {', '.join(DEGRADATIONS)})")

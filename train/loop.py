@@ -92,6 +92,7 @@ class TrainOptions:
     augment: bool = True
     fairness: bool = True  # False: the ablation without L_fair and with plain CE instead of the CVaR fusion loss
     scale_jitter: float = 0.0  # probability of a random 0.9-1.2x zoom (crops cut from tight source crops)
+    video_aug: float = 0.0  # probability of a downscale + H.264 round trip (train.augment.video) instead of JPEG
     input_size: int = 256  # crop side the model is trained on; the scanner crops to the checkpoint's size
     threshold_method: str = "fpr"  # eer | youden | fpr (the lowest threshold with FPR <= target_fpr on val reals)
     target_fpr: float = 0.05
@@ -129,6 +130,10 @@ class TrainOptions:
             raise InputError(f"--input-size must be a multiple of 32 and at least 64, got {self.input_size}")
         if self.resume and self.init_from is not None:
             raise InputError("--resume continues a run; --init-from starts a new one from weights: pass one")
+        for name in ("scale_jitter", "video_aug"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:  # also refuses nan
+                raise InputError(f"--{name.replace('_', '-')} must be a probability in [0, 1], got {v}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise InputError("--max-steps-per-epoch must be at least 1")
         self._check_research_options()
@@ -435,6 +440,9 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
             saved_cfg = dataclasses.replace(saved_cfg, group_names=aligned)
         if opts.init_from is not None:  # convolutions and a global pool: the weights fit any input size
             saved_cfg = dataclasses.replace(saved_cfg, input_size=config.input_size)
+            if set(methods) < set(saved_cfg.method_names):  # e.g. real-only + SBI from a model that saw real fakes
+                methods = list(saved_cfg.method_names)
+                config = dataclasses.replace(config, method_names=methods, num_spe=len(methods))
         if saved_cfg != config:
             raise InputError(f"{source}: the run was started with another backbone, input size, groups or methods "
                              f"({saved_cfg.backbone}, {saved_cfg.input_size}px, {saved_cfg.group_names}, "
@@ -462,7 +470,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
 
     common = {"group_names": groups, "method_names": methods, "size": config.input_size, "mean": config.mean,
               "std": config.std}
-    train_ds = FaceDataset(train_m, augment=Augment(p_scale=opts.scale_jitter) if opts.augment else None, **common)
+    train_ds = FaceDataset(train_m, augment=Augment(p_scale=opts.scale_jitter, p_video=opts.video_aug) if opts.augment else None, **common)
     batches = sampler if curriculum is None else QualityBatchSampler(sampler, curriculum)
     train_loader = make_loader(train_ds, batch_sampler=batches, num_workers=opts.num_workers)
     # inference needs no gradients or decoder: larger validation batches cost little memory
