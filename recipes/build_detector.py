@@ -413,6 +413,45 @@ def train(a: argparse.Namespace) -> None:
     run(cmd)
 
 
+def _subset(src: Path, dst: Path, per_cell: dict[str, int], seed: int) -> Path:
+    """Rows of `src` drawn by a seeded hash, at most per_cell[domain] of each label in each domain
+    whose name starts with a key ("*" for any): a compute-sized copy of a manifest."""
+    with open(src, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    taken: dict[tuple[str, str], int] = defaultdict(int)
+    keep = []
+    for r in sorted(rows, key=lambda r: _unit(r["path"], seed)):
+        cap = next((n for k, n in per_cell.items() if k != "*" and r["domain"].startswith(k)), per_cell.get("*", 0))
+        if taken[(r["domain"], r["label"])] < cap:
+            taken[(r["domain"], r["label"])] += 1
+            keep.append({**r, "path": os.path.relpath(src.parent / r["path"], dst.parent)})
+    with open(dst, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    return dst
+
+
+def frozen(a: argparse.Namespace) -> None:
+    """PG-FDD on a frozen pretrained trunk (train.frozen), sized to a CPU session: seeded subsets of
+    the prepared manifests; chosen by the mean AUC over the held-out domains of `crossdomain`
+    (the external sets and the FaceSwap-style fakes), never by DFDC."""
+    from train.frozen import FrozenOptions, train_frozen
+
+    work = a.work.resolve()
+    out = work / a.run
+    out.mkdir(parents=True, exist_ok=True)
+    tr = _subset(work / "train.csv", out / "train.csv", {"dfdc": a.per_cell, "utkface": a.per_cell}, a.seed)
+    va = _subset(work / "val.csv", out / "val.csv", {"dfdc": a.per_cell // 3, "utkface": a.per_cell // 3}, a.seed)
+    held = [_subset(work / "xdomain.csv", out / "holdout_faceswap.csv", {"faceswap": a.per_cell // 20}, a.seed)]
+    held += [_subset(work / "xdomain.csv", out / f"holdout_{d}.csv", {d: a.per_cell // 3}, a.seed)
+             for d in a.holdout_domain]
+    opts = FrozenOptions(train=tr, val=va, out=out, holdout=held, backbone=a.backbone, input_size=a.size,
+                         epochs=a.epochs, steps=a.steps, lr=a.lr, seed=a.seed, fairness=not a.no_fairness)
+    best = train_frozen(opts, log=lambda m: print(m, flush=True))
+    print(json.dumps(best, indent=2))
+
+
 def average(a: argparse.Namespace) -> None:
     """Weight-average checkpoints of one run (train.average) into --run: validated and calibrated
     like a training epoch, so evaluate, fairness-check and ship read it as any run's best."""
@@ -467,6 +506,42 @@ def crossdomain_figures(ckpt: Path, manifest: Path) -> dict:
     for d in sorted(set(domain.tolist())):
         res[d] = _metrics(y[domain == d], p[domain == d], t)
     return res
+
+
+def compare(a: argparse.Namespace) -> None:
+    """Candidates side by side (issue 31): each checkpoint's AUC, TPR and FPR at its own threshold on
+    every domain of each manifest (no pseudo-fakes: real rows against real fakes only), plus the
+    mean AUC over the held-out families that models are chosen by (each external set; the
+    FaceSwap-style fakes pooled over their re-encodings), and UTKFace reals' FPR by group with its range."""
+    import numpy as np
+
+    table = {}
+    for ckpt in a.checkpoints:
+        res: dict = {}
+        for manifest in a.manifest:
+            p, y, kind, domain, group, info = _scores(ckpt, manifest, sbi=False)
+            t = info["threshold"]
+            res["threshold"] = t
+            domain = domain.astype(str)
+            swap = np.char.startswith(domain, "faceswap-")
+            if swap.any():
+                res["faceswap (pooled)"] = _metrics(y[swap], p[swap], t)
+            for d in sorted(set(domain.tolist())):
+                sel = domain == d
+                if len(set(y[sel].tolist())) == 2:
+                    res[d] = _metrics(y[sel], p[sel], t)
+                elif d == "utkface":
+                    fpr = {g: round(float((p[sel & (group == g)] >= t).mean()), 4) for g in sorted(set(group[sel].tolist()))}
+                    res["utkface reals: FPR by group"] = fpr
+                    res["utkface reals: FPR, range"] = [round(float((p[sel] >= t).mean()), 4),
+                                                        round(max(fpr.values()) - min(fpr.values()), 4)]
+        held = [v["auc"] for k, v in res.items() if isinstance(v, dict) and "auc" in v
+                and not k.startswith(("dfdc", "utkface", "faceswap-"))]
+        res["held-out mean AUC"] = round(float(np.mean(held)), 4) if held else None
+        table[str(ckpt)] = res
+    out = a.work.resolve() / "compare.json"
+    out.write_text(json.dumps(table, indent=2))
+    print(json.dumps(table, indent=2))
 
 
 def evaluate(a: argparse.Namespace) -> None:
@@ -778,6 +853,17 @@ def main() -> None:
         p.add_argument("--balance-target", type=int, help="rows per label x group cell (default: the largest cell)")
         p.add_argument("--pacing-start", type=float, default=-3.0)
         p.add_argument("--pacing-end", type=float, default=3.0)
+    p = sub.add_parser("frozen", help="issue 31: PG-FDD on a frozen pretrained trunk, chosen by held-out domains")
+    p.add_argument("--run", default="frozen", help="run folder under --work")
+    p.add_argument("--backbone", default="dinov2_vits14")
+    p.add_argument("--size", type=int, default=168, help="input size (a multiple of 14 for the ViT)")
+    p.add_argument("--per-cell", type=int, default=1500, help="training rows per label and domain (validation: a third)")
+    p.add_argument("--holdout-domain", nargs="*", default=["tranthuhoai3786-FaceForensics"],
+                   help="crossdomain's external domains to choose by (a third of --per-cell of each label)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--no-fairness", action="store_true")
     p = sub.add_parser("average", help="weight-average checkpoints of one run (e.g. its last epochs) into --run")
     p.add_argument("checkpoints", type=Path, nargs="+", help="full checkpoints (the run's epochN.safetensors)")
     p.add_argument("--run", default="averaged", help="run folder under --work for the averaged model")
@@ -788,6 +874,10 @@ def main() -> None:
     p.add_argument("--external", type=Path, action="append",
                    help="labels.csv of another deepfake set (path,label[,source][,method]), never trained on; repeatable")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    p = sub.add_parser("compare", help="issue 31: candidates on in-domain and held-out manifests, at their thresholds")
+    p.add_argument("checkpoints", type=Path, nargs="+")
+    p.add_argument("--manifest", type=Path, action="append", required=True,
+                   help="a manifest to score (e.g. val.csv, xdomain.csv); repeatable")
     p = sub.add_parser("evaluate", help="validation figures of a checkpoint")
     p.add_argument("--checkpoint", type=Path)
     sub.add_parser("fairness-set", help="labelled UTKFace validation set for dfscan fairness-check")
@@ -797,11 +887,11 @@ def main() -> None:
     p.add_argument("--state", type=Path, default=STATE, help="full float16 training state to commit")
     for name, p in sub.choices.items():
         p.add_argument("--work", type=Path, default=ROOT / "runs" / "detector")
-        if name in ("prepare", "train", "crossdomain"):
+        if name in ("prepare", "train", "crossdomain", "frozen"):
             p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     command = {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship,
-               "ablation": ablation, "ablation-table": ablation_table, "average": average, "crossdomain": crossdomain}[a.cmd]
+               "ablation": ablation, "ablation-table": ablation_table, "average": average, "crossdomain": crossdomain, "frozen": frozen, "compare": compare}[a.cmd]
     from train.errors import InputError
 
     try:

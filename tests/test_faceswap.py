@@ -50,6 +50,19 @@ def test_yaw_reads_a_head_turn():
     assert abs(yaw(frontal)) < 1e-6 and yaw(turned) > 0.3
 
 
+def test_video_augmentation_subsamples_chroma(two_people):
+    from train.augment import Augment, h264
+
+    (img, _), _ = two_people
+    coded = h264(img, 23)
+    assert coded.shape == img.shape and coded.dtype == np.uint8
+    chroma = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2YCrCb)[..., 1].astype(float)  # noqa: E731
+    # 4:2:0 halves the chroma resolution: its fine detail (differences between neighbours) drops
+    assert np.abs(np.diff(chroma(coded), axis=1)).mean() < 0.8 * np.abs(np.diff(chroma(img), axis=1)).mean()
+    out = Augment(p_flip=0, p_color=0, p_blur=0, p_jpeg=0, p_video=1.0)(img, np.random.default_rng(0))
+    assert out.shape == img.shape and not np.array_equal(out, img)
+
+
 @pytest.mark.parametrize("kind", DEGRADATIONS)
 def test_degrade_keeps_size_and_changes_pixels(two_people, kind):
     (img, _), _ = two_people

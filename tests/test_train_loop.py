@@ -190,6 +190,21 @@ def test_init_from_reads_group_names_stored_before_the_naming_rule(crop_sets, tm
     assert saved.group_names == ["male|white", "male|asian", "female|white", "female|asian"]
 
 
+def test_real_only_run_warm_starts_from_a_model_that_saw_fakes(crop_sets, tmp_path):
+    """Real rows + SBI (methods real, sbi) continue a checkpoint whose methods were real, fake_1, sbi:
+    its method head keeps its rows; video augmentation is accepted and a bad probability is not."""
+    first = train(_opts(crop_sets, tmp_path / "a", epochs=1, max_steps_per_epoch=1, no_sam=True,
+                        pseudo_fakes="sbi"), progress=False)
+    methods = load_checkpoint(first, deploy=False)[1].method_names
+    assert len(methods) == 3 and methods[-1] == "sbi"
+    reals = make_crops(tmp_path / "reals", 8, seed=3, fakes=False)
+    best = train(_opts((reals, crop_sets[1]), tmp_path / "b", epochs=1, max_steps_per_epoch=1, no_sam=True,
+                       pseudo_fakes="sbi", init_from=first, video_aug=1.0), progress=False)
+    assert load_checkpoint(best, deploy=False)[1].method_names == methods
+    with pytest.raises(InputError, match="--video-aug must be a probability"):
+        train(_opts(crop_sets, tmp_path / "c", video_aug=float("nan")), progress=False)
+
+
 def test_progress_lines_when_not_on_a_terminal(crop_sets, tmp_path, monkeypatch):
     import train.loop as loop
 

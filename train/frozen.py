@@ -96,7 +96,8 @@ def build_cache(trunk: torch.nn.Module, manifest: Manifest, config: ModelConfig,
     ds = FaceDataset(manifest, group_names=config.group_names, method_names=config.method_names,
                      size=config.input_size, mean=config.mean, std=config.std)
     keys = validation_keys(manifest, sbi=sbi)
-    loader = make_loader(ds, keys=keys, batch_size=batch_size, num_workers=1)
+    # a worker process pays off only on a set worth more than its start-up
+    loader = make_loader(ds, keys=keys, batch_size=batch_size, num_workers=1 if len(keys) > 512 else 0)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("trunk", "small", "label", "group", "method")}
     t0, done = time.perf_counter(), 0
     trunk.eval()
