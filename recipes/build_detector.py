@@ -493,18 +493,29 @@ def _metrics(y, p, threshold: float) -> dict:
     return {k: round(float(m[k]), 4) for k in ("n", "auc", "ap", "eer", "acc", "tpr", "fpr")}
 
 
-def crossdomain_figures(ckpt: Path, manifest: Path) -> dict:
-    """AUC and rates on `crossdomain`'s set: FaceSwap fakes vs their reals, re-encoded DFDC, each part."""
+def domain_figures(ckpt: Path, manifest: Path) -> dict:
+    """A checkpoint's AUC, TPR and FPR at its own threshold on every domain of a manifest with both
+    labels (no pseudo-fakes), the FaceSwap-style and re-encoded DFDC parts pooled, and UTKFace
+    reals' FPR by group with its range where the manifest has them."""
     import numpy as np
 
     p, y, kind, domain, group, info = _scores(ckpt, manifest, sbi=False)
     t = info["threshold"]
+    res: dict = {"threshold": t}
     domain = domain.astype(str)
-    swap, reenc = np.char.startswith(domain, "faceswap"), np.char.startswith(domain, "dfdc-")
-    res = {"threshold": t, "faceswap (all re-encodings)": _metrics(y[swap], p[swap], t),
-           "dfdc re-encoded": _metrics(y[reenc], p[reenc], t)}
+    for pooled, prefix in (("faceswap (pooled)", "faceswap-"), ("dfdc re-encoded (pooled)", "dfdc-")):
+        sel = np.char.startswith(domain, prefix)
+        if sel.any():
+            res[pooled] = _metrics(y[sel], p[sel], t)
     for d in sorted(set(domain.tolist())):
-        res[d] = _metrics(y[domain == d], p[domain == d], t)
+        sel = domain == d
+        if len(set(y[sel].tolist())) == 2:
+            res[d] = _metrics(y[sel], p[sel], t)
+        elif d == "utkface":
+            fpr = {g: round(float((p[sel & (group == g)] >= t).mean()), 4) for g in sorted(set(group[sel].tolist()))}
+            res["utkface reals: FPR by group"] = fpr
+            res["utkface reals: FPR, range"] = [round(float((p[sel] >= t).mean()), 4),
+                                                round(max(fpr.values()) - min(fpr.values()), 4)]
     return res
 
 
@@ -519,22 +530,7 @@ def compare(a: argparse.Namespace) -> None:
     for ckpt in a.checkpoints:
         res: dict = {}
         for manifest in a.manifest:
-            p, y, kind, domain, group, info = _scores(ckpt, manifest, sbi=False)
-            t = info["threshold"]
-            res["threshold"] = t
-            domain = domain.astype(str)
-            swap = np.char.startswith(domain, "faceswap-")
-            if swap.any():
-                res["faceswap (pooled)"] = _metrics(y[swap], p[swap], t)
-            for d in sorted(set(domain.tolist())):
-                sel = domain == d
-                if len(set(y[sel].tolist())) == 2:
-                    res[d] = _metrics(y[sel], p[sel], t)
-                elif d == "utkface":
-                    fpr = {g: round(float((p[sel & (group == g)] >= t).mean()), 4) for g in sorted(set(group[sel].tolist()))}
-                    res["utkface reals: FPR by group"] = fpr
-                    res["utkface reals: FPR, range"] = [round(float((p[sel] >= t).mean()), 4),
-                                                        round(max(fpr.values()) - min(fpr.values()), 4)]
+            res.update(domain_figures(ckpt, manifest))
         held = [v["auc"] for k, v in res.items() if isinstance(v, dict) and "auc" in v
                 and not k.startswith(("dfdc", "utkface", "faceswap-"))]
         res["held-out mean AUC"] = round(float(np.mean(held)), 4) if held else None
@@ -563,7 +559,7 @@ def evaluate(a: argparse.Namespace) -> None:
             for g in sorted(set(group[utk].tolist()))}
         out[name] = res
     if (work / "xdomain.csv").exists():
-        out["crossdomain"] = crossdomain_figures(ckpt, work / "xdomain.csv")
+        out["crossdomain"] = domain_figures(ckpt, work / "xdomain.csv")
     (work / f"eval-{ckpt.parent.name}-{ckpt.stem}.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
 

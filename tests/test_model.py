@@ -111,14 +111,6 @@ def test_vit_backbone_maps_patches_to_a_grid():
     assert not single_pass_exact(ModelConfig(backbone="dinov2_vits14", input_size=28))[0]  # a 1x1 grid
 
 
-def test_single_pass_deploy_equals_two_pass_vit():
-    torch.manual_seed(0)
-    model = PGFDD(ModelConfig(backbone="dinov2_vits14", input_size=56))
-    x = real_batch(2, 56)
-    calibrate_bn(model, x)
-    _check_deploy_equals_full(model, x)
-
-
 def test_head_sizes_come_from_the_config():
     cfg = ModelConfig(num_spe=4, num_fair=3, group_names=["a", "b", "c"],
                       method_names=["real", "df", "fs", "nt"], feature_channels=256)
@@ -195,10 +187,11 @@ def test_single_pass_deploy_equals_two_pass_efficientnet():
     _check_deploy_equals_full(model, torch.tanh(torch.randn(3, 3, 128, 128)))  # and random inputs
 
 
-def test_single_pass_deploy_equals_two_pass_xception():
+@pytest.mark.parametrize("backbone,size", [("xception", 64), ("dinov2_vits14", 56)])
+def test_single_pass_deploy_equals_two_pass(backbone, size):
     torch.manual_seed(0)
-    model = PGFDD(ModelConfig(backbone="xception", input_size=64))
-    x = real_batch(2, 64)
+    model = PGFDD(ModelConfig(backbone=backbone, input_size=size))
+    x = real_batch(2, size)
     calibrate_bn(model, x)
     _check_deploy_equals_full(model, x)
 

@@ -2,8 +2,7 @@
 
 DFDC's fakes come from its own GAN/autoencoder swappers and SBI's pseudo-fakes blend a face with
 itself, so neither shows what the graphics-based FaceSwap method (FaceForensics++'s "FaceSwap")
-leaves: another person's face, warped triangle by triangle onto the target's landmarks,
-colour-matched and blended in. The project makes such fakes itself to validate on a forgery
+leaves: another person's face, warped onto the target's landmarks, colour-matched and blended in. The project makes such fakes itself to validate on a forgery
 domain it never trains on (`recipes/build_detector.py crossdomain`).
 
 Landmarks are the scanner's own: MediaPipe's 6 detector keypoints (no 68-point landmarker ships
@@ -21,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from train.augment import h264, half_scale
+from train.augment import h264, half_scale, jpeg
 from train.sbi import face_polygon
 
 BLENDS = ("poisson", "alpha")
@@ -112,8 +111,7 @@ def degrade(img: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.nd
         return img, "clean"
     if kind == "jpeg":
         q = int(rng.integers(50, 91))
-        ok, enc = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
-        return cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), f"jpeg{q}"
+        return jpeg(img, rng, quality=(q, q)), f"jpeg{q}"
     if kind == "h264":
         crf = int(rng.choice([23, 30, 36]))
         return h264(img, crf), f"h264crf{crf}"
