@@ -49,6 +49,7 @@ class Worker:
     state: Any  # shared [current task id or -1, time of its last progress]
     assigned: deque = field(default_factory=deque)
     completed: int = 0
+    heard: float = 0.0  # when the main process last took a message from it (see _Supervisor._stalled)
 
 
 def ack(w: Worker) -> None:
@@ -229,6 +230,7 @@ class _Supervisor:
             pass
 
     def _handle(self, w: Worker, msg: tuple) -> None:
+        w.heard = time.time()
         kind = msg[0]
         if kind == "crops":
             assert w.assigned and w.assigned[0].id == msg[1], "worker sent crops of a file it does not hold"
@@ -247,11 +249,24 @@ class _Supervisor:
                 self._drain(w)
                 w.proc.join(timeout=1)
                 self._lost(w, "worker_crashed", f"the decoder crashed on this file ({signal_name(w.proc.exitcode)})")
-            elif self.timeout and w.state[1] > 0 and time.time() - w.state[1] > self.timeout:
+            elif self._stalled(w):
                 w.proc.kill()
                 w.proc.join(timeout=5)
                 self._drain(w)
                 self._lost(w, "timeout", f"gave up after {self.timeout:g} s (--timeout)")
+
+    def _stalled(self, w: Worker) -> bool:
+        """Its file made no progress for --timeout seconds, counting none of the time it waited on us.
+
+        A worker sending a chunk of crops blocks until this process reads it, and this process may
+        have been busy (inference, a blocking collect) meanwhile: its pipe is read first, and the
+        last message heard counts as progress as much as the worker's own mark.
+        """
+        if not self.timeout or w.state[1] <= 0:
+            return False
+        self._drain(w)
+        last = max(w.state[1], w.heard)
+        return w.state[1] > 0 and time.time() - last > self.timeout
 
     def _lost(self, w: Worker, code: str, message: str) -> None:
         current = int(w.state[0])
