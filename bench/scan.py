@@ -21,8 +21,8 @@ Prints, per set, per-stage seconds, faces/s, videos/s and the ratios scan/decode
 
 also times the same scan through Ray Data (scanner.ray_scan; a local Ray with every core unless
 --ray-address), alternating with the local scan, and prints the Ray/local wall ratio (the
-overhead of scheduling the same stages on Ray) and the per-video stage costs that the README's
-"Scaling out" estimate is computed from. Ray's start-up is timed apart, not in the ratio.
+overhead of scheduling the same stages on Ray) and the per-video stage costs that docs/benchmarks.md's
+scaling estimate is computed from. Ray's start-up is timed apart, not in the ratio.
 """
 
 from __future__ import annotations

@@ -753,7 +753,7 @@ def _ablation_metrics(folder: Path, val: Path, shipped_threshold: float) -> dict
 
 def ablation_table(a: argparse.Namespace) -> None:
     """Mean and spread (sample std) over seeds of each variant's best checkpoint on val.csv, at the
-    shipped model's threshold; ablation.json and a markdown table for the README."""
+    shipped model's threshold; ablation.json and a markdown table for docs/training.md."""
     import numpy as np
 
     from train.checkpoint import load_checkpoint
@@ -837,7 +837,7 @@ def main() -> None:
     for p in (sub.add_parser("ablation", help="issue 15: plain vs --curriculum quality vs --balance-groups "
                              "synthetic vs both, same budget, per seed"),
               sub.add_parser("ablation-table", help="the ablation's figures at the shipped threshold")):
-        # defaults: the budget of the README's table (100-step fine-tunes of the committed state)
+        # defaults: the budget of the table in docs/training.md (100-step fine-tunes of the committed state)
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
         p.add_argument("--epochs", type=int, default=1)
         p.add_argument("--steps", type=int, default=100, help="steps of 32 crops per epoch")
@@ -851,7 +851,7 @@ def main() -> None:
     p.add_argument("--curriculum", choices=["none", "quality"], default="none", help="quality-centric curriculum")
     p.add_argument("--balance-groups", choices=["none", "synthetic"], default="synthetic",
                    help="fill label x group cells with synthetic rows (default: synthetic, the ablation's winner "
-                        "on validation AUC: README, Training)")
+                        "on validation AUC: docs/training.md)")
     for name in ("train", "ablation", "ablation-table"):
         p = sub.choices[name]
         p.add_argument("--balance-target", type=int, help="rows per label x group cell (default: the largest cell)")
