@@ -493,6 +493,18 @@ def _metrics(y, p, threshold: float) -> dict:
     return {k: round(float(m[k]), 4) for k in ("n", "auc", "ap", "eer", "acc", "tpr", "fpr")}
 
 
+def rates_at(y, p, threshold: float, on: str) -> dict:
+    """What the scanner's summary tells a user a verdict means: the share of validation reals called
+    fake and of validation fakes caught at the shipped threshold (scanner.pipeline.model_block)."""
+    import numpy as np
+
+    y, p = np.asarray(y), np.asarray(p)
+    real, fake = p[y == 0], p[y == 1]
+    return {"threshold": round(float(threshold), 6), "fpr": round(float((real >= threshold).mean()), 4),
+            "tpr": round(float((fake >= threshold).mean()), 4) if len(fake) else None,
+            "reals": int(len(real)), "fakes": int(len(fake)), "on": on}
+
+
 def domain_figures(ckpt: Path, manifest: Path) -> dict:
     """A checkpoint's AUC, TPR and FPR at its own threshold on every domain of a manifest with both
     labels (no pseudo-fakes), the FaceSwap-style and re-encoded DFDC parts pooled, and UTKFace
@@ -801,6 +813,7 @@ def ship(a: argparse.Namespace) -> None:
         threshold = calibrate_threshold(y, p, "fpr", 0.05)
         prov["threshold_policy"] = (f"lowest threshold with FPR <= 0.05 on the {int((y == 0).sum())} real rows of "
                                     f"{a.calibrate_on.name} (the run's own: {info['threshold']:.4f})")
+        prov["rates_at_threshold"] = rates_at(y, p, threshold, a.calibrate_on.name)
         print(f"threshold {info['threshold']:.4f} -> {threshold:.4f} on {a.calibrate_on}")
     save_checkpoint(a.out, model.deploy(), cfg, threshold=threshold, provenance=prov, half=True, caveat=CAVEAT)
     save_checkpoint(a.state, model, cfg, threshold=threshold, provenance=prov, half=True, caveat=CAVEAT)
