@@ -20,6 +20,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from scanner.options import MAX_FPS
 from train.errors import InputError
 
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"})
@@ -624,8 +625,8 @@ def iter_frames(
     path = Path(path)
     _check_file(path)
     stats = stats if stats is not None else SampleStats()
-    if fps is not None and fps <= 0:
-        raise InputError(f"fps must be positive, got {fps}")
+    if fps is not None and not 0 < fps <= MAX_FPS:  # also refuses nan
+        raise InputError(f"fps must be in (0, {MAX_FPS:g}], got {fps}")
     if is_image(path):
         yield from _image_frames(path, frames, fps, stats)
         return
