@@ -24,7 +24,7 @@ from scanner.options import MAX_FPS
 from train.errors import InputError
 
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"})
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 MEDIA_EXTS = VIDEO_EXTS | IMAGE_EXTS
 
 # Refuse absurd frames before decoding anything: one 16k x 16k RGB frame is already 768 MB.
@@ -37,9 +37,11 @@ DAMAGED_SHARE = 0.5
 # Forward seeks tried when the demuxer itself fails mid-file, each twice as far as the last
 # (1, 2, 4 ... frames: 2^15 frames is 18 min at 30 fps), before giving up on the rest.
 MAX_SEEKS = 16
-# Still formats that can hold an animation (WebP, APNG): sampled like a video. Not MPO/JPEG,
+# Still formats that can hold an animation (WebP, APNG, GIF): sampled like a video. Not MPO/JPEG,
 # whose extra frames are previews or stereo views of the same photo.
-ANIMATED_FORMATS = frozenset({"WEBP", "PNG"})
+ANIMATED_FORMATS = frozenset({"WEBP", "PNG", "GIF"})
+# An animation frame without a delay lasts this long, as browsers play it (else all start at 0 s).
+DEFAULT_FRAME_MS = 100.0
 
 
 class MediaError(InputError):
@@ -357,7 +359,8 @@ def _animation_times(img: Image.Image) -> list[float]:
     for i in range(img.n_frames):
         img.seek(i)
         img.load()  # WebP sets the frame's duration when decoding it
-        times.append(times[-1] + max(float(img.info.get("duration") or 0), 0.0) / 1000.0)
+        ms = float(img.info.get("duration") or 0)
+        times.append(times[-1] + (ms if ms > 0 else DEFAULT_FRAME_MS) / 1000.0)
     img.seek(0)
     return times
 
@@ -452,7 +455,7 @@ def _image_rgb(img: Image.Image) -> np.ndarray:
 
 
 def _image_frames(path: Path, frames: int, fps: float | None, stats: SampleStats) -> Iterator[Frame]:
-    """One frame of a still; an animation (WebP, APNG) sampled like a video, from each frame's duration."""
+    """One frame of a still; an animation (WebP, APNG, GIF) sampled like a video, from each frame's duration."""
     with _open_image(path) as img:
         try:
             if not _is_animated(img):
@@ -617,7 +620,7 @@ def iter_frames(
     Modes: `frames` evenly spaced (default, decodes sequentially and converts only the
     sampled ones); `fps=F` one frame per 1/F seconds; `keyframes=True` only key frames (the
     decoder skips the rest, fast for long files; thinned by `fps` when given). Images yield
-    one frame, animations (WebP, APNG) are sampled like video. Damaged packets are skipped:
+    one frame, animations (WebP, APNG, GIF) are sampled like video. Damaged packets are skipped:
     a sampled position whose frame is lost takes the next decodable one before the next
     position, else it counts in `stats.decode_errors` (see SampleStats.damaged). A file cut
     short yields the frames it has; one with none raises MediaError.
