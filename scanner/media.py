@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from scanner.options import MAX_FPS
+from scanner.streams import list_streams
 from train.errors import InputError
 
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"})
@@ -61,7 +62,7 @@ class MediaInfo:
 
     rotation is what turns the stored picture upright, 0/90/180/270 counter-clockwise, for video
     (display matrix) and images (EXIF orientation) alike. stream_index is the video stream read
-    (None for images).
+    (None for images), video_streams every video stream of the file (scanner.streams.list_streams).
     """
 
     width: int
@@ -72,6 +73,7 @@ class MediaInfo:
     codec: str
     rotation: int
     stream_index: int | None = None
+    video_streams: list[dict] | None = None
 
 
 @dataclass
@@ -80,12 +82,15 @@ class SampleStats:
 
     decode_errors counts sampled positions for which no frame could be decoded (a damaged packet
     or container): with --frames the evenly spaced positions, with --fps the 1/F s slots, with
-    --keyframes the key frames.
+    --keyframes the key frames. timestamps_repaired counts the times the stream's timestamps went
+    back or stood still (concatenated segments, a muxer that wrote none): from the first, frames
+    are timed by their order, 1/rate apart, so that no stretch of the file goes unsampled.
     """
 
     sampled: int = 0
     decode_errors: int = 0
     stream_index: int | None = None
+    timestamps_repaired: int = 0
 
     @property
     def damaged(self) -> bool:
@@ -258,16 +263,17 @@ def _check_index(container, path: Path) -> None:
 
 
 def _video_stream(container, path: Path):
-    """The video stream to scan: the largest picture, as ffmpeg picks, so a small decoy first
-    stream cannot hide the real one; cover art (attached pictures) only when nothing else."""
+    """The video stream to scan: the default one (what players show), else the largest picture, so
+    neither a small first stream nor a large non-default one hides it; cover art (attached
+    pictures) only when nothing else. The others are listed and flagged (scanner.streams)."""
     _check_index(container, path)
     if not container.streams.video:
         raise MediaError("no_video_stream", "contains no video stream", path)
     pic = av.stream.Disposition.attached_pic
     default = av.stream.Disposition.default
     candidates = [s for s in container.streams.video if not s.disposition & pic] or list(container.streams.video)
-    stream = max(candidates, key=lambda s: (s.codec_context.width * s.codec_context.height,
-                                            bool(s.disposition & default), -s.index))
+    stream = max(candidates, key=lambda s: (bool(s.disposition & default),
+                                            s.codec_context.width * s.codec_context.height, -s.index))
     cc = stream.codec_context
     _check_size(path, cc.width, cc.height)
     return stream
@@ -403,10 +409,11 @@ def probe(path: Path | str) -> MediaInfo:
         fps = _stream_fps(stream)
         duration = _stream_duration(container, stream)
         index, from_header = stream.index, bool(frames_total and stream.duration)
+        streams = list_streams(container)
     if not from_header:  # no frame count or stream duration (MKV, WebM): read the timestamps
         frames_total, span = _packet_span(path, index)
         duration = span or duration
-    return MediaInfo(w, h, fps, duration, frames_total, cc.name, rotation, index)
+    return MediaInfo(w, h, fps, duration, frames_total, cc.name, rotation, index, streams)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,6 +500,9 @@ class _Decoder:
     `lost`. `errors` counts the errors the decoder and demuxer reported: without any, the
     caller calls nothing lost (a header may count frames a decoder never shows). `reopen`
     opens the file again to decode once more what a threaded decoder lost at the end.
+    Timestamps that go back or stand still (`ts_faults`, counted in demux order by the decode
+    timestamp) rank nothing: from the first, `frame_order` is set and the ordinal is the frame's
+    order out of the decoder (with keys_only, the key packet's place in demux order).
     """
 
     def __init__(self, container, stream, keys_only: bool = False, reopen: Callable[[], Any] | None = None) -> None:
@@ -505,6 +515,15 @@ class _Decoder:
         self._pending: list[float] = []  # heap: pts demuxed, frame not yet out
         self._passed = 0  # packets (by pts) before the last frame out, lost or not
         self._last_pts: int | None = None
+        self.ts_faults = 0
+        self._last_dts: int | None = None
+        self._demuxed = 0  # packets demuxed, in demux order
+        self._keys: deque[int] = deque()  # keys_only: demux places of the key packets whose frames are not out yet
+
+    @property
+    def frame_order(self) -> bool:
+        """Timestamps cannot rank frames (see ts_faults): ordinals are frame order."""
+        return self.ts_faults > 0
 
     def _seconds(self, pts: float) -> float:
         return max(0.0, float((pts - self.start) * self.tb))
@@ -529,22 +548,39 @@ class _Decoder:
                     self.container.seek(int(gap_from) + jump, stream=self.stream, backward=False)
                 except av.FFmpegError:
                     return
+                self._last_dts = None  # our seek, not the file's timestamps
                 packets = self.container.demux(self.stream)
                 continue
+            if packet.size > 0:
+                self._check_order(packet)
             if packet.pts is not None and packet.size > 0:
                 if gap_from is not None:  # frames skipped by the seek: estimated from the time jumped
                     n = int(round((packet.pts - gap_from) * self.tb * self.rate)) - 1 if self.rate else 0
-                    n = 1 if self.keys_only else n
+                    n = 0 if self.frame_order else 1 if self.keys_only else n
                     for k in range(1, max(n, 0) + 1):
                         heapq.heappush(self._pending, gap_from + k * (packet.pts - gap_from) / (n + 1))
                     gap_from = None
                 self._last_pts = packet.pts if self._last_pts is None else max(self._last_pts, packet.pts)
-                if not packet.is_discard and (packet.is_keyframe or not self.keys_only):
+                if not packet.is_discard and (packet.is_keyframe or not self.keys_only) and not self.frame_order:
                     heapq.heappush(self._pending, packet.pts)
             yield packet
 
+    def _check_order(self, packet: av.Packet) -> None:
+        """Count a decode timestamp that is not past the one before; from the first, rank by order."""
+        if packet.dts is not None:
+            if self._last_dts is not None and packet.dts <= self._last_dts:
+                self.ts_faults += 1
+                self._pending.clear()  # ranks of timestamps that mean nothing
+            self._last_dts = packet.dts
+        if self.keys_only and packet.is_keyframe:
+            self._keys.append(self._demuxed)
+        self._demuxed += 1
+
     def _place(self, frame: av.VideoFrame, ordinal: int) -> int:
         """The ordinal of `frame` (the one before was `ordinal`); pending timestamps before it were lost."""
+        key_place = self._keys.popleft() if self._keys else None
+        if self.frame_order:
+            return max(key_place if key_place is not None else -1, ordinal + 1)
         if frame.pts is None:
             return ordinal + 1
         while self._pending and self._pending[0] < frame.pts:
@@ -661,10 +697,17 @@ def iter_frames(
         target_pos = 0
         skipped_targets = 0
         yielded_slots: set[int] = set()
+        step = 1.0 / (rate or 25.0)
+        prev, anchor = (-1, -step), None  # (ordinal, t) of the last frame out, of the last one timed by its timestamp
         try:
             for ordinal, frame in decoder.frames():
-                t = (frame.pts - start) * tb if frame.pts is not None and tb else (ordinal / rate if rate else 0.0)
+                if decoder.frame_order:  # timestamps went back or stood still: 1/rate apart from the last good one
+                    anchor = anchor or prev
+                    t = anchor[1] + (ordinal - anchor[0]) * step
+                else:
+                    t = (frame.pts - start) * tb if frame.pts is not None and tb else (ordinal / rate if rate else 0.0)
                 t = max(0.0, float(t))
+                prev = (ordinal, t)
                 if targets is not None:
                     # positions whose frames were all lost (this frame is past the next one too)
                     while target_pos + 1 < len(targets) and targets[target_pos + 1] <= ordinal:
@@ -699,6 +742,7 @@ def iter_frames(
                 code = "truncated" if isinstance(exc, av.error.EOFError) else "decode_error"
                 raise MediaError(code, f"cannot decode video: {exc.strerror or exc}", path) from None
             decoder.errors += 1
+        stats.timestamps_repaired = decoder.ts_faults
         if targets is not None and target_pos < len(targets):
             missing = len(targets) - target_pos
             # frames a header counts but a decoder never outputs, not damage: frames near 0 s
