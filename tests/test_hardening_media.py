@@ -55,7 +55,7 @@ def test_library_fps_is_checked_before_decoding(value):
 
 
 def test_other_float_options_refuse_non_finite_values():
-    """Train's --lr inf and --pacing-start 1e308 trained on NaN weights; --workspace-gb inf failed after the export."""
+    """Train took --lr inf and --pacing-start 1e308 (weights exp(k/2) overflow); build-engine took --workspace-gb inf."""
     from engines.tensorrt import build_engine
     from train.loop import TrainOptions
 
