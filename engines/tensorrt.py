@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -266,7 +267,7 @@ def build_engine(weights: str | Path, out: str | Path | None = None, *, crops: n
         raise InputError(f"unknown --via {via!r}: choose {' or '.join(VIAS)}")
     if not 1 <= max_batch <= 4096:
         raise InputError(f"--max-batch must be between 1 and 4096, got {max_batch}")
-    if workspace_gb <= 0:
+    if not (workspace_gb > 0 and math.isfinite(workspace_gb)):  # int(inf GiB) fails after the export
         raise InputError(f"--workspace-gb must be positive, got {workspace_gb}")
     trt = import_tensorrt()
     gpu, cc = this_gpu()

@@ -20,10 +20,12 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from scanner.options import MAX_FPS
+from scanner.streams import list_streams
 from train.errors import InputError
 
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"})
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 MEDIA_EXTS = VIDEO_EXTS | IMAGE_EXTS
 
 # Refuse absurd frames before decoding anything: one 16k x 16k RGB frame is already 768 MB.
@@ -36,9 +38,11 @@ DAMAGED_SHARE = 0.5
 # Forward seeks tried when the demuxer itself fails mid-file, each twice as far as the last
 # (1, 2, 4 ... frames: 2^15 frames is 18 min at 30 fps), before giving up on the rest.
 MAX_SEEKS = 16
-# Still formats that can hold an animation (WebP, APNG): sampled like a video. Not MPO/JPEG,
+# Still formats that can hold an animation (WebP, APNG, GIF): sampled like a video. Not MPO/JPEG,
 # whose extra frames are previews or stereo views of the same photo.
-ANIMATED_FORMATS = frozenset({"WEBP", "PNG"})
+ANIMATED_FORMATS = frozenset({"WEBP", "PNG", "GIF"})
+# An animation frame without a delay lasts this long, as browsers play it (else all start at 0 s).
+DEFAULT_FRAME_MS = 100.0
 
 
 class MediaError(InputError):
@@ -58,7 +62,7 @@ class MediaInfo:
 
     rotation is what turns the stored picture upright, 0/90/180/270 counter-clockwise, for video
     (display matrix) and images (EXIF orientation) alike. stream_index is the video stream read
-    (None for images).
+    (None for images), video_streams every video stream of the file (scanner.streams.list_streams).
     """
 
     width: int
@@ -69,6 +73,7 @@ class MediaInfo:
     codec: str
     rotation: int
     stream_index: int | None = None
+    video_streams: list[dict] | None = None
 
 
 @dataclass
@@ -77,12 +82,15 @@ class SampleStats:
 
     decode_errors counts sampled positions for which no frame could be decoded (a damaged packet
     or container): with --frames the evenly spaced positions, with --fps the 1/F s slots, with
-    --keyframes the key frames.
+    --keyframes the key frames. timestamps_repaired counts the times the stream's timestamps went
+    back or stood still (concatenated segments, a muxer that wrote none): from the first, frames
+    are timed by their order, 1/rate apart, so that no stretch of the file goes unsampled.
     """
 
     sampled: int = 0
     decode_errors: int = 0
     stream_index: int | None = None
+    timestamps_repaired: int = 0
 
     @property
     def damaged(self) -> bool:
@@ -255,16 +263,17 @@ def _check_index(container, path: Path) -> None:
 
 
 def _video_stream(container, path: Path):
-    """The video stream to scan: the largest picture, as ffmpeg picks, so a small decoy first
-    stream cannot hide the real one; cover art (attached pictures) only when nothing else."""
+    """The video stream to scan: the default one (what players show), else the largest picture, so
+    neither a small first stream nor a large non-default one hides it; cover art (attached
+    pictures) only when nothing else. The others are listed and flagged (scanner.streams)."""
     _check_index(container, path)
     if not container.streams.video:
         raise MediaError("no_video_stream", "contains no video stream", path)
     pic = av.stream.Disposition.attached_pic
     default = av.stream.Disposition.default
     candidates = [s for s in container.streams.video if not s.disposition & pic] or list(container.streams.video)
-    stream = max(candidates, key=lambda s: (s.codec_context.width * s.codec_context.height,
-                                            bool(s.disposition & default), -s.index))
+    stream = max(candidates, key=lambda s: (bool(s.disposition & default),
+                                            s.codec_context.width * s.codec_context.height, -s.index))
     cc = stream.codec_context
     _check_size(path, cc.width, cc.height)
     return stream
@@ -356,7 +365,8 @@ def _animation_times(img: Image.Image) -> list[float]:
     for i in range(img.n_frames):
         img.seek(i)
         img.load()  # WebP sets the frame's duration when decoding it
-        times.append(times[-1] + max(float(img.info.get("duration") or 0), 0.0) / 1000.0)
+        ms = float(img.info.get("duration") or 0)
+        times.append(times[-1] + (ms if ms > 0 else DEFAULT_FRAME_MS) / 1000.0)
     img.seek(0)
     return times
 
@@ -399,10 +409,11 @@ def probe(path: Path | str) -> MediaInfo:
         fps = _stream_fps(stream)
         duration = _stream_duration(container, stream)
         index, from_header = stream.index, bool(frames_total and stream.duration)
+        streams = list_streams(container)
     if not from_header:  # no frame count or stream duration (MKV, WebM): read the timestamps
         frames_total, span = _packet_span(path, index)
         duration = span or duration
-    return MediaInfo(w, h, fps, duration, frames_total, cc.name, rotation, index)
+    return MediaInfo(w, h, fps, duration, frames_total, cc.name, rotation, index, streams)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +462,7 @@ def _image_rgb(img: Image.Image) -> np.ndarray:
 
 
 def _image_frames(path: Path, frames: int, fps: float | None, stats: SampleStats) -> Iterator[Frame]:
-    """One frame of a still; an animation (WebP, APNG) sampled like a video, from each frame's duration."""
+    """One frame of a still; an animation (WebP, APNG, GIF) sampled like a video, from each frame's duration."""
     with _open_image(path) as img:
         try:
             if not _is_animated(img):
@@ -489,6 +500,9 @@ class _Decoder:
     `lost`. `errors` counts the errors the decoder and demuxer reported: without any, the
     caller calls nothing lost (a header may count frames a decoder never shows). `reopen`
     opens the file again to decode once more what a threaded decoder lost at the end.
+    Timestamps that go back or stand still (`ts_faults`, counted in demux order by the decode
+    timestamp) rank nothing: from the first, `frame_order` is set and the ordinal is the frame's
+    order out of the decoder (with keys_only, the key packet's place in demux order).
     """
 
     def __init__(self, container, stream, keys_only: bool = False, reopen: Callable[[], Any] | None = None) -> None:
@@ -501,6 +515,15 @@ class _Decoder:
         self._pending: list[float] = []  # heap: pts demuxed, frame not yet out
         self._passed = 0  # packets (by pts) before the last frame out, lost or not
         self._last_pts: int | None = None
+        self.ts_faults = 0
+        self._last_dts: int | None = None
+        self._demuxed = 0  # packets demuxed, in demux order
+        self._keys: deque[int] = deque()  # keys_only: demux places of the key packets whose frames are not out yet
+
+    @property
+    def frame_order(self) -> bool:
+        """Timestamps cannot rank frames (see ts_faults): ordinals are frame order."""
+        return self.ts_faults > 0
 
     def _seconds(self, pts: float) -> float:
         return max(0.0, float((pts - self.start) * self.tb))
@@ -525,22 +548,39 @@ class _Decoder:
                     self.container.seek(int(gap_from) + jump, stream=self.stream, backward=False)
                 except av.FFmpegError:
                     return
+                self._last_dts = None  # our seek, not the file's timestamps
                 packets = self.container.demux(self.stream)
                 continue
+            if packet.size > 0:
+                self._check_order(packet)
             if packet.pts is not None and packet.size > 0:
                 if gap_from is not None:  # frames skipped by the seek: estimated from the time jumped
                     n = int(round((packet.pts - gap_from) * self.tb * self.rate)) - 1 if self.rate else 0
-                    n = 1 if self.keys_only else n
+                    n = 0 if self.frame_order else 1 if self.keys_only else n
                     for k in range(1, max(n, 0) + 1):
                         heapq.heappush(self._pending, gap_from + k * (packet.pts - gap_from) / (n + 1))
                     gap_from = None
                 self._last_pts = packet.pts if self._last_pts is None else max(self._last_pts, packet.pts)
-                if not packet.is_discard and (packet.is_keyframe or not self.keys_only):
+                if not packet.is_discard and (packet.is_keyframe or not self.keys_only) and not self.frame_order:
                     heapq.heappush(self._pending, packet.pts)
             yield packet
 
+    def _check_order(self, packet: av.Packet) -> None:
+        """Count a decode timestamp that is not past the one before; from the first, rank by order."""
+        if packet.dts is not None:
+            if self._last_dts is not None and packet.dts <= self._last_dts:
+                self.ts_faults += 1
+                self._pending.clear()  # ranks of timestamps that mean nothing
+            self._last_dts = packet.dts
+        if self.keys_only and packet.is_keyframe:
+            self._keys.append(self._demuxed)
+        self._demuxed += 1
+
     def _place(self, frame: av.VideoFrame, ordinal: int) -> int:
         """The ordinal of `frame` (the one before was `ordinal`); pending timestamps before it were lost."""
+        key_place = self._keys.popleft() if self._keys else None
+        if self.frame_order:
+            return max(key_place if key_place is not None else -1, ordinal + 1)
         if frame.pts is None:
             return ordinal + 1
         while self._pending and self._pending[0] < frame.pts:
@@ -616,7 +656,7 @@ def iter_frames(
     Modes: `frames` evenly spaced (default, decodes sequentially and converts only the
     sampled ones); `fps=F` one frame per 1/F seconds; `keyframes=True` only key frames (the
     decoder skips the rest, fast for long files; thinned by `fps` when given). Images yield
-    one frame, animations (WebP, APNG) are sampled like video. Damaged packets are skipped:
+    one frame, animations (WebP, APNG, GIF) are sampled like video. Damaged packets are skipped:
     a sampled position whose frame is lost takes the next decodable one before the next
     position, else it counts in `stats.decode_errors` (see SampleStats.damaged). A file cut
     short yields the frames it has; one with none raises MediaError.
@@ -624,8 +664,8 @@ def iter_frames(
     path = Path(path)
     _check_file(path)
     stats = stats if stats is not None else SampleStats()
-    if fps is not None and fps <= 0:
-        raise InputError(f"fps must be positive, got {fps}")
+    if fps is not None and not 0 < fps <= MAX_FPS:  # also refuses nan
+        raise InputError(f"fps must be in (0, {MAX_FPS:g}], got {fps}")
     if is_image(path):
         yield from _image_frames(path, frames, fps, stats)
         return
@@ -657,10 +697,17 @@ def iter_frames(
         target_pos = 0
         skipped_targets = 0
         yielded_slots: set[int] = set()
+        step = 1.0 / (rate or 25.0)
+        prev, anchor = (-1, -step), None  # (ordinal, t) of the last frame out, of the last one timed by its timestamp
         try:
             for ordinal, frame in decoder.frames():
-                t = (frame.pts - start) * tb if frame.pts is not None and tb else (ordinal / rate if rate else 0.0)
+                if decoder.frame_order:  # timestamps went back or stood still: 1/rate apart from the last good one
+                    anchor = anchor or prev
+                    t = anchor[1] + (ordinal - anchor[0]) * step
+                else:
+                    t = (frame.pts - start) * tb if frame.pts is not None and tb else (ordinal / rate if rate else 0.0)
                 t = max(0.0, float(t))
+                prev = (ordinal, t)
                 if targets is not None:
                     # positions whose frames were all lost (this frame is past the next one too)
                     while target_pos + 1 < len(targets) and targets[target_pos + 1] <= ordinal:
@@ -695,6 +742,7 @@ def iter_frames(
                 code = "truncated" if isinstance(exc, av.error.EOFError) else "decode_error"
                 raise MediaError(code, f"cannot decode video: {exc.strerror or exc}", path) from None
             decoder.errors += 1
+        stats.timestamps_repaired = decoder.ts_faults
         if targets is not None and target_pos < len(targets):
             missing = len(targets) - target_pos
             # frames a header counts but a decoder never outputs, not damage: frames near 0 s

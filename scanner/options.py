@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,6 +12,8 @@ from scanner.faults import FaultPlan
 from train.errors import InputError
 
 
+# --fps above any real frame rate samples every frame; far above it, t * fps overflows a float.
+MAX_FPS = 1000.0
 MAX_DETECT_EVERY = 4  # detection skipping holds up to K-1 frames until the next detection; drift grows with K
 
 
@@ -49,8 +52,8 @@ class ScanOptions:
         """Reject impossible values with one clear line before any process starts."""
         if self.frames < 1:
             raise InputError("--frames must be at least 1")
-        if self.fps is not None and self.fps <= 0:
-            raise InputError("--fps must be positive")
+        if self.fps is not None and not 0 < self.fps <= MAX_FPS:  # also refuses nan
+            raise InputError(f"--fps must be a number of frames per second in (0, {MAX_FPS:g}], got {self.fps}")
         if self.fps is not None and self.keyframes:
             raise InputError("--fps and --keyframes exclude each other")
         if self.batch_size is not None and self.batch_size < 1:
@@ -61,6 +64,8 @@ class ScanOptions:
             raise InputError("--threads must be at least 1")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise InputError("--threshold must be between 0 and 1")
+        if not 0.0 <= self.min_face_score <= 1.0:
+            raise InputError(f"min_face_score must be between 0 and 1, got {self.min_face_score}")
         if self.strategy not in STRATEGIES:
             raise InputError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
         if self.face_model not in ("full", "short"):
@@ -69,8 +74,8 @@ class ScanOptions:
             raise InputError("--tile-every must be 0 (never) or more")
         if not 1 <= self.detect_every <= MAX_DETECT_EVERY:
             raise InputError(f"--detect-every must be between 1 (every frame) and {MAX_DETECT_EVERY}")
-        if self.timeout is not None and self.timeout < 0:
-            raise InputError("--timeout must be positive (0: no limit)")
+        if self.timeout is not None and not (self.timeout >= 0 and math.isfinite(self.timeout)):
+            raise InputError(f"--timeout must be positive (0: no limit), got {self.timeout}")
         if self.resume and self.report is None:
             raise InputError("--resume needs the report path of the run to resume")
 

@@ -46,6 +46,7 @@ CSV_COLUMNS = (
     "path", "kind", "status", "error_code", "error_message", "score", "verdict",
     "subject_id", "subject_score", "subject_verdict", "subject_frames",
     "width", "height", "fps", "duration", "frames_sampled", "codec", "rotation", "decode_errors", "stream_index",
+    "warnings",
 )
 # Errors worth trying again on --resume: they depend on the machine's state (or the moment), not on the file.
 TRANSIENT_ERRORS = frozenset({"timeout", "worker_crashed", "changed_during_scan"})
@@ -217,7 +218,8 @@ def csv_rows(report: dict) -> Iterable[dict]:
 
 
 def _cell(value: Any) -> Any:
-    return "" if value is None else value
+    """A CSV cell: empty for None, a list (media.warnings) joined by "; "."""
+    return "" if value is None else "; ".join(map(str, value)) if isinstance(value, list) else value
 
 
 def to_csv(report: dict) -> str:

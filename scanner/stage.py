@@ -117,23 +117,37 @@ def as_crop(image: np.ndarray, size: int) -> np.ndarray:
     return fit(image, size)
 
 
-def _media_dict(info: Any, frames_sampled: int, decode_errors: int = 0) -> dict:
+def _media_dict(info: Any, frames_sampled: int, stats: Any = None) -> dict:
+    """The item's `media`: the probe's MediaInfo and how sampling went (media.SampleStats), with warnings."""
+    from scanner.streams import media_warnings
+
     d = asdict(info) if is_dataclass(info) else dict(info)
+    repaired = int(getattr(stats, "timestamps_repaired", 0))
+    duration, fps, total = d.get("duration"), d.get("fps"), d.get("frames_total")
+    if repaired and fps and total:  # timestamps that went back shortened the span they give
+        duration = max(duration or 0.0, total / fps)
 
     def num(v: Any) -> float | None:
         return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else round(float(v), 4)
 
-    return {
+    media = {
         "width": int(d.get("width") or 0),
         "height": int(d.get("height") or 0),
-        "fps": num(d.get("fps")),
-        "duration": num(d.get("duration")),
+        "fps": num(fps),
+        "duration": num(duration),
         "frames_sampled": int(frames_sampled),
         "codec": d.get("codec"),
         "rotation": int(d.get("rotation") or 0),
         "stream_index": d.get("stream_index"),
-        "decode_errors": int(decode_errors),
+        "decode_errors": int(getattr(stats, "decode_errors", 0)),
+        "video_streams": d.get("video_streams"),
     }
+    if repaired:
+        media["timestamps_repaired"] = repaired
+    warnings = media_warnings(media)
+    if warnings:
+        media["warnings"] = warnings
+    return media
 
 
 def _box(box: Any) -> list[float]:
@@ -247,7 +261,7 @@ def process_file(path: str, kind: str, detector: Any, cfg: StageConfig, sink: Cr
         return fields
 
     n_sampled = len(crop_only) if cfg.crops else len(frame_meta)
-    media = _media_dict(info, n_sampled, stats.decode_errors)
+    media = _media_dict(info, n_sampled, stats)
     if stats.damaged:  # a verdict (or no_face) from what is left would be a silent evasion
         raise MediaError("damaged", stats.damage_message(), path, media=media)
     subjects: list[dict] = []

@@ -56,6 +56,9 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
     "adam": (torch.optim.Adam, {"weight_decay": 0.0}),
 }
 
+# The curriculum's tilt: fakes are drawn with weight exp(k (q - 1/2)); at |k| = 50 one fake is already
+# drawn e^50 times as often as another, and far beyond it the weights overflow.
+MAX_PACING = 50.0
 COSINE_FLOOR = 0.01  # the cosine schedule ends at 1 % of --lr rather than 0: the last steps still learn
 
 
@@ -117,8 +120,8 @@ class TrainOptions:
             raise InputError(f"--batch-size must be even and at least 2 (half real, half fake), got {self.batch_size}")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.optimizer!r}")
-        if not self.lr > 0:
-            raise InputError(f"--lr must be positive, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"--lr must be a positive number, got {self.lr}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.threshold_method not in THRESHOLD_METHODS:
@@ -145,8 +148,9 @@ class TrainOptions:
             raise InputError(f"--quality-dynamic-weight must be in [0, 1], got {self.quality_dynamic_weight}")
         if not 0.0 <= self.quality_aug <= 1.0:
             raise InputError(f"--quality-aug must be in [0, 1], got {self.quality_aug}")
-        if not (math.isfinite(self.pacing_start) and math.isfinite(self.pacing_end)):
-            raise InputError("--pacing-start and --pacing-end must be finite numbers")
+        if not (abs(self.pacing_start) <= MAX_PACING and abs(self.pacing_end) <= MAX_PACING):  # also refuses nan
+            raise InputError(f"--pacing-start and --pacing-end must be between -{MAX_PACING:g} and {MAX_PACING:g}, "
+                             f"got {self.pacing_start:g} and {self.pacing_end:g}")
         if self.balance_groups not in BALANCE_MODES:
             raise InputError(f"--balance-groups must be one of {', '.join(BALANCE_MODES)}, got {self.balance_groups!r}")
         if self.balance_target is not None and self.balance_target < 1:

@@ -99,6 +99,7 @@ def scan(
     summary = result["summary"]
     if crops:
         _warn_unlike_crops(result)
+    _warn_media(result)
     if not quiet:
         _print_summary(result, report)
     if summary.get("interrupted"):
@@ -137,6 +138,17 @@ def _warn_unlike_crops(result: dict) -> None:
         err_console.print(f"[yellow]warning:[/] --crops: {len(odd)} input(s) do not look like face crops (e.g. "
                           f"{escape(first['path'])}, {first['media']['width']}x{first['media']['height']}); each was "
                           "centre-cropped and scored as one face. Scan without --crops to find the faces.")
+
+
+def _warn_media(result: dict) -> None:
+    """Files whose verdict does not cover all of them (media.warnings: streams not scanned, repaired timestamps)."""
+    from rich.markup import escape
+
+    flagged = [i for i in result["items"] if (i.get("media") or {}).get("warnings")]
+    if flagged:
+        first = flagged[0]
+        err_console.print(f"[yellow]warning:[/] {len(flagged)} file(s) with media warnings (media.warnings in the "
+                          f"report), e.g. {escape(first['path'])}: {escape(first['media']['warnings'][0])}")
 
 
 def _faces_per_second(p) -> str:
