@@ -10,6 +10,26 @@ from scanner.console import console, quiet_env
 
 quiet_env()
 
+
+def _plain_usage_errors() -> None:
+    """Typer 0.2x coerces option values through pydantic, whose message for a bad choice starts
+    "Value error, " (`--format xml`: "Value error, 'xml' is not one of ..."). Drop that prefix
+    from every usage error; a Typer without this hook is left as it is."""
+    from typer import _coercion
+
+    original = getattr(_coercion, "get_error_msg", None)
+    if original is None or getattr(original, "_dfscan_plain", False):
+        return
+
+    def get_error_msg(exc):
+        return original(exc).removeprefix("Value error, ")
+
+    get_error_msg._dfscan_plain = True
+    _coercion.get_error_msg = get_error_msg
+
+
+_plain_usage_errors()
+
 app = typer.Typer(
     name="dfscan",
     help="Scan video and images for deepfakes with a fairness-aware (PG-FDD) detector.",

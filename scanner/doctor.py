@@ -82,7 +82,7 @@ def crops_from_media(paths: Iterable[str | Path], *, size: int, limit: int = 16,
     from scanner.pipeline import kind_of
     from scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
 
-    files, _skipped = collect_inputs([Path(p) for p in paths])
+    files, _skipped = collect_inputs(list(paths))
     detect = StageConfig.of(ScanOptions(frames=frames), size)
     precut = StageConfig.of(ScanOptions(frames=frames, crops=True), size)
     crops: list[np.ndarray] = []

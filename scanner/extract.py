@@ -333,7 +333,7 @@ def extract_faces(
         raise InputError(f"manifest path is a folder: {manifest}")
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out is not a folder: {out_dir}")
-    files, notes = collect_inputs([Path(p) for p in inputs])
+    files, notes = collect_inputs(list(inputs))
     check_outputs_apart([manifest, _state_path(manifest)], [*files, labels], folders=[out_dir])
 
     attrs = table.attributes if table else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 import os
+import re
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -116,6 +117,9 @@ class Frame:
 # collecting inputs
 
 
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://, as typed (a Path would collapse the //)
+
+
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTS
 
@@ -145,6 +149,9 @@ def collect_inputs(paths: Sequence[Path | str]) -> tuple[list[Path], list[tuple[
     for raw in paths:
         top = Path(raw)
         if not top.exists() and not top.is_symlink():
+            if URL.match(str(raw)):
+                raise InputError(f"{raw}: a URL; a local scan reads files and folders (object-store URIs such as "
+                                 "s3:// and gs:// need --ray; download http(s) files first)")
             raise InputError(f"no such file or folder: {top}")
         if top.is_dir() and top.suffix.lower() in MEDIA_EXTS:
             add_file(top)

@@ -88,10 +88,12 @@ def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | 
     started = time.time()
     created = rp.now_iso()
 
-    files, skipped = collect(list(paths)) if collect is not None else collect_inputs([Path(p) for p in paths])
+    files, skipped = collect(list(paths)) if collect is not None else collect_inputs(list(paths))
     skipped_list = [{"path": str(p), "reason": str(r)} for p, r in skipped]
     if not files:
-        raise InputError("no video or image files to scan" + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+        named = ", ".join(str(p) for p in list(paths)[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        raise InputError(f"no video or image files to scan in {named}"
+                         + (f" ({len(skipped)} other files skipped)" if skipped else ""))
     if options.report is not None:  # the report, its stream and its lock are never one of the inputs
         check_outputs_apart([options.report, rp.stream_path_for(options.report), rp.lock_path_for(options.report)],
                             [*files, options.weights])
@@ -126,7 +128,33 @@ def model_block(checkpoint: CheckpointInfo) -> dict:
              "backbone": str(checkpoint.config.get("backbone", "unknown")), "threshold": checkpoint.threshold}
     if checkpoint.caveat:  # the model card's one-line warning (starter / research-only models)
         model["caveat"] = checkpoint.caveat
+    rates = validation_rates(checkpoint)
+    if rates is not None:
+        model["validation"] = rates
     return model
+
+
+def validation_rates(checkpoint: CheckpointInfo) -> dict | None:
+    """What a verdict at the model's threshold meant on its validation set: the share of reals
+    called fake and of fakes caught, as `ship` measured them (provenance.rates_at_threshold).
+
+    None when the checkpoint does not carry them, or carries them for another threshold: a
+    summary must not quote rates the verdicts were not made at.
+    """
+    import json
+    import math
+
+    try:
+        rates = json.loads(checkpoint.metadata.get("provenance") or "{}").get("rates_at_threshold")
+        fpr, tpr, at = float(rates["fpr"]), rates.get("tpr"), float(rates["threshold"])
+        tpr = None if tpr is None else float(tpr)
+        reals, fakes, on = int(rates["reals"]), int(rates["fakes"]), str(rates["on"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    in_range = all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in (fpr, 0.0 if tpr is None else tpr))
+    if not in_range or abs(at - checkpoint.threshold) > 1e-4:
+        return None
+    return {"fpr": fpr, "tpr": tpr, "reals": reals, "fakes": fakes, "on": on}
 
 
 def model_info(weights: Path) -> tuple[dict, dict]:
@@ -149,6 +177,8 @@ def resolve_model(options: ScanOptions) -> tuple[CheckpointInfo, dict, float, di
     checkpoint = CheckpointInfo.read(weights)
     model = model_block(checkpoint)
     threshold = float(options.threshold) if options.threshold is not None else model["threshold"]
+    if threshold != model["threshold"]:
+        model.pop("validation", None)  # measured at the model's threshold, not at this one
     model["threshold"] = threshold
     settings = {"frames": options.frames, "fps": options.fps, "keyframes": options.keyframes, "crops": options.crops,
                 "face_model": options.face_model, "tile_every": options.tile_every,

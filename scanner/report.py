@@ -242,13 +242,22 @@ FORMATS = tuple(WRITERS)
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
-    """The explicit format, else the one the file name implies, else json."""
+    """The explicit format, else the one the file name implies, else (no extension) json.
+
+    An extension that names no format (`out.xml`, `out.txt`) is refused rather than filled with
+    JSON the name does not promise.
+    """
     if fmt:
         if fmt not in FORMATS:
             raise InputError(f"unknown report format {fmt!r}: choose one of {', '.join(FORMATS)}")
         return fmt
     suffix = Path(path).suffix.lower().lstrip(".")
-    return suffix if suffix in FORMATS else "json"
+    if not suffix:
+        return "json"
+    if suffix not in FORMATS:
+        raise InputError(f"--report {Path(path).name}: .{suffix} is not a report format; name it "
+                         f"{', '.join('.' + f for f in FORMATS)}, or pass --format")
+    return suffix
 
 
 def write_report(report: dict, path: str | Path, fmt: str | None = None) -> Path:

@@ -99,7 +99,9 @@ def test_json_jsonl_csv_round_trip(tmp_path):
 
 def test_format_from_name_and_unknown_format(tmp_path):
     assert rp.format_for("x.csv") == "csv"
-    assert rp.format_for("x.out") == "json"
+    assert rp.format_for("x") == "json" and rp.format_for("x.out", "json") == "json"
+    with pytest.raises(InputError, match=r"\.out is not a report format"):
+        rp.format_for("x.out")
     assert rp.format_for("x.csv", "jsonl") == "jsonl"
     with pytest.raises(InputError, match="unknown report format"):
         rp.format_for("x.json", "xml")

@@ -39,7 +39,7 @@ class LabelChoice(str, Enum):
 
 @friendly_errors
 def extract_faces(
-    inputs: Optional[List[Path]] = typer.Argument(None, help="Video/image files and folders (searched recursively)."),
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="[PATH...]", help="Video/image files and folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNG crops (one subfolder per input)."),
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Training manifest CSV to write."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels.csv with path,label[,attributes] per input."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -34,6 +35,11 @@ the finished files).
 """
 
 
+class Show(str, Enum):
+    all = "all"
+    fake = "fake"
+
+
 class Strategy(str, Enum):
     mean = "mean"
     confident = "confident"
@@ -41,7 +47,7 @@ class Strategy(str, Enum):
 
 @friendly_errors
 def scan(
-    paths: List[Path] = typer.Argument(..., help="Video/image files and folders (searched recursively)."),
+    paths: List[str] = typer.Argument(..., metavar="PATH...", help="Video/image files and folders (searched recursively); s3:// or gs:// URIs with --ray."),
     report: Optional[Path] = typer.Option(None, "--report", "-o", help="Write the report here (default: to stdout)."),
     fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Report format (default: from the report's extension, else json)."),
     frames: int = frames_option(),
@@ -62,6 +68,7 @@ def scan(
     resume: bool = typer.Option(False, "--resume", metavar="", help="Keep items of an earlier run of this report for files that did not change."),
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", metavar="", help="Exit 1 if any file is judged fake."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary table."),
+    show: Show = typer.Option(Show.all, "--show", help="Files listed in the summary: all (fakes first) or only those judged fake."),
     ray: bool = typer.Option(False, "--ray", metavar="", help="Run the stages on Ray (pip install \"dfscan\\[ray]\"): a local Ray instance unless --ray-address."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (implies --ray): auto (RAY_ADDRESS or this node's cluster), host:port or ray://host:10001."),
     ray_cpu_tasks: Optional[int] = typer.Option(None, "--ray-cpu-tasks-per-node", min=1, help="Decode/detect/crop actors per node (default: the node's CPUs, less the CPU inference actors)."),
@@ -101,7 +108,7 @@ def scan(
         _warn_unlike_crops(result)
     _warn_media(result)
     if not quiet:
-        _print_summary(result, report)
+        _print_summary(result, report, show.value)
     if summary.get("interrupted"):
         where = f" to {report}" if report else ""
         err_console.print(f"interrupted: wrote {summary['files']} finished items{where}; rerun with --resume to finish")
@@ -112,6 +119,9 @@ def scan(
                               + (f" (see {report})" if report else ""))
         raise typer.Exit(EXIT_GATE)
     if summary["error"]:
+        if quiet:  # the exit code alone does not say why
+            err_console.print(f"{summary['error']} file(s) could not be read: error items"
+                              + (f" in {report}" if report else " in the report"))
         raise typer.Exit(EXIT_PARTIAL)
     raise typer.Exit(EXIT_OK)
 
@@ -155,52 +165,113 @@ def _faces_per_second(p) -> str:
     return f"{p.faces / p.elapsed:.1f} faces/s" if p.elapsed > 0 and p.faces else ""
 
 
-def _print_summary(result: dict, report: Optional[Path]) -> None:
+def in_words(rate: float) -> str:
+    """0.05 -> "about 1 in 20", 0.62 -> "about 3 in 5": a rate as people say it."""
+    if rate <= 0:
+        return "none"
+    for denominator in range(2, 21):
+        numerator = round(rate * denominator)
+        if numerator >= 1 and abs(numerator / denominator - rate) <= 0.025:
+            return f"about {numerator} in {denominator}"
+    return f"about {rate:.0%}"
+
+
+def verdict_meaning(model: dict) -> str:
+    """What a verdict means, in the words a newcomer needs: the rates behind the threshold, and
+    that `real` is an absence of evidence."""
+    rates = model.get("validation")
+    said = ""
+    if rates:
+        said = f"On its validation set ({rates['on']}) this model called {in_words(rates['fpr'])} real faces fake"
+        if rates.get("tpr") is not None:
+            said += f" and caught {in_words(rates['tpr'])} fakes"
+        said += "; other sources may differ. "
+    return said + "`real` means no evidence of a deepfake was found, not that a file is authentic."
+
+
+SHOW_ALL_UP_TO = 50  # --show all: files listed before "... and N more in the report"
+
+
+def _print_summary(result: dict, report: Optional[Path], show: str = "all") -> None:
     from rich.markup import escape
     from rich.table import Table
 
     s = result["summary"]
     out = console if report is not None else err_console  # stdout holds the report when there is no file
     table = Table(title="dfscan scan", show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("files", f"{s['files']} ({s['ok']} ok, {s['no_face']} no face, {s['error']} error"
                   + (f", {s['resumed']} resumed" if s.get("resumed") else "") + ")"
                   + (f"; {s['skipped']} other file(s) skipped (not video or image)" if s.get("skipped") else ""))
     thr = result["model"]["threshold"]
     table.add_row("verdicts", f"[red]{s['fakes']} fake[/] / {s['real']} real (fake when p_fake >= {thr:.3g})")
+    table.add_row("meaning", escape(verdict_meaning(result["model"])))
     table.add_row("people", str(s.get("subjects", 0)))
     table.add_row("time", f"{s['seconds']:.1f} s ({s['throughput']['files_per_s']:.2f} files/s, "
                   f"{s['throughput']['faces_per_s']:.1f} faces/s)")
-    table.add_row("model", f"{escape(result['model']['name'])} ({result['model']['backbone']}, threshold {thr:g})")
+    table.add_row("model", f"{escape(result['model']['name'])} ({result['model']['backbone']})")
     if result["model"].get("caveat"):
         table.add_row("", f"[yellow]{escape(result['model']['caveat'])}[/]")
     table.add_row("backend", f"{result['backend']['name']} {result['backend']['device']} {result['backend']['precision']}")
     if report is not None:
         table.add_row("report", escape(str(report)))
     out.print(table)
-    fakes = sorted((i for i in result["items"] if i.get("verdict") == "fake"), key=lambda i: -i["score"])
-    if fakes:
-        t = Table(title="judged fake", title_justify="left")
-        t.add_column("file")
-        t.add_column(f"p_fake (fake ≥ {thr:.3g})", justify="right")
-        t.add_column("people", justify="right")
-        for item in fakes[:10]:
-            t.add_row(escape(item["path"]), f"{item['score']:.3f}", str(sum(x['verdict'] == 'fake' for x in item["subjects"])))
-        out.print(t)
-        if len(fakes) > 10:
-            out.print(f"… and {len(fakes) - 10} more in the report")
+    _print_files(result, out, show)
     errors = [i for i in result["items"] if i["status"] == "error"]
     if errors:
         t = Table(title="could not read", title_justify="left")
-        t.add_column("file")
-        t.add_column("code")
-        t.add_column("message", overflow="fold")
+        t.add_column("file", overflow="fold", ratio=2)
+        t.add_column("code", no_wrap=True)
+        t.add_column("message", overflow="fold", ratio=3)
         for item in errors[:10]:
             t.add_row(escape(item["path"]), item["error"]["code"], escape(item["error"]["message"]))
         out.print(t)
         if len(errors) > 10:
-            out.print(f"… and {len(errors) - 10} more in the report")
+            out.print(f"... and {len(errors) - 10} more in the report")
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The folder every scanned file is under (names are shown from there), or '' for none."""
+    local = [p for p in paths if "://" not in p]
+    if len(local) != len(paths) or not local:
+        return ""
+    try:
+        folder = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in local])
+    except ValueError:
+        return ""
+    return "" if folder in ("", os.sep) else folder
+
+
+def _print_files(result: dict, out, show: str) -> None:
+    """Every file with a verdict (or only those judged fake), fakes first, score beside the
+    threshold; names fold onto further lines rather than being cut."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    thr = result["model"]["threshold"]
+    judged = [i for i in result["items"] if i.get("verdict") in ("fake", "real")]
+    if show == "fake":
+        judged = [i for i in judged if i["verdict"] == "fake"]
+    if not judged:
+        return
+    judged.sort(key=lambda i: (i["verdict"] != "fake", -i["score"]))
+    folder = _common_folder([i["path"] for i in result["items"]])
+    title = "judged fake" if show == "fake" else "files"
+    t = Table(title=title + (f" in {escape(folder)}" if folder else ""), title_justify="left")
+    t.add_column("file", overflow="fold")
+    t.add_column("verdict", no_wrap=True)
+    t.add_column(f"p_fake (fake >= {thr:.3g})", justify="right", no_wrap=True)
+    t.add_column("people fake", justify="right", no_wrap=True)
+    limit = SHOW_ALL_UP_TO if show == "all" else 10
+    for item in judged[:limit]:
+        fake_people = sum(x["verdict"] == "fake" for x in item["subjects"])
+        verdict = "[red]fake[/]" if item["verdict"] == "fake" else "real"
+        name = os.path.relpath(item["path"], folder) if folder else item["path"]
+        t.add_row(escape(name), verdict, f"{item['score']:.3f}", f"{fake_people} of {len(item['subjects'])}")
+    out.print(t)
+    if len(judged) > limit:
+        out.print(f"... and {len(judged) - limit} more in the report")
 
 
 def register(app: typer.Typer) -> None:
