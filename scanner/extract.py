@@ -11,6 +11,12 @@ module runs the scan's own per-file stage (scanner.stage) on the scan's worker p
 (`path` relative to the manifest's folder, `source` too when it lies under it; `kp` = 12 floats "x0 y0 ... x5 y5",
 the 6 MediaPipe keypoints in crop pixels). Runs are resumable: a sidecar state JSON next to
 the manifest records each finished input's size and mtime, and unchanged inputs are skipped.
+
+The manifest's cells are written exactly, never with the spreadsheet-formula quote the scan's CSV
+report adds (train.files.spreadsheet_cell): training, `--resume` and the recipes read these paths
+back, and a quote would name another file (`'=a-1f2e3d4c/s0_f0.png`); reading the quote back off
+could not tell it from a file whose name starts with one. It is data for dfscan, not a report:
+import it into a spreadsheet as text.
 """
 
 from __future__ import annotations
