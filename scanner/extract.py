@@ -42,7 +42,7 @@ from scanner.pool import Pool, Task, Worker, ack
 from scanner.stage import FilePayload, StageConfig
 from scanner.worker import WorkerConfig
 from train.errors import InputError
-from train.files import atomic_write_bytes, open_output
+from train.files import atomic_write_bytes, loads_json, open_output
 from train.labels import LABEL_NAMES, labelled_rows, parse_label, read_csv_table, require_columns, require_rows
 
 STATE_FORMAT = "dfscan.extract-state/1"
@@ -168,7 +168,7 @@ def _load_state(manifest: Path, header: list[str], settings: dict) -> dict[str, 
     if not manifest.is_file() or not state_file.is_file():
         return {}
     try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
+        state = loads_json(state_file.read_text(encoding="utf-8"))  # a hostile one is too deep: ignored, as a bad one is
         with manifest.open(newline="", encoding="utf-8") as fh:
             old_header = next(csv.reader(fh), [])
     except (OSError, ValueError):

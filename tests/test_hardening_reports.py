@@ -143,19 +143,19 @@ def test_scan_prints_hostile_names_escaped_and_reports_them_exactly(tmp_path, ti
         assert sorted(r["path"] for r in csv.DictReader(fh)) == sorted(["'" + good, "'" + bad])
 
 
-def test_summary_prints_a_checkpoints_caveat_escaped(tmp_path, tiny_checkpoint, capsys):
-    """The caveat (checkpoint metadata, anyone's text) reached the terminal raw."""
+def test_summary_prints_a_checkpoints_caveat_escaped(capsys):
+    """The caveat and name (checkpoint metadata, anyone's text) reached the terminal raw."""
     from scanner.commands.scan import _print_summary
-    from scanner.pipeline import scan
 
-    shutil.copy(IMAGES / "single_face.jpg", tmp_path / "a.jpg")
-    result = scan([tmp_path / "a.jpg"], scan_options(tiny_checkpoint, workers=1, threshold=0.0))
+    items = [_item("/in/a.jpg", 0.9), _item("/in/b\x1b[2J.jpg", status="error")]
+    result = rp.build_report(_header(), items, rp.summarize(items, seconds=1.0))
     result["model"]["caveat"] = "research only\x1b]52;c;ZXZpbA==\x07 \u202eadadis"  # as model_block copies it
     result["model"]["name"] = "tiny\x1b[8m.safetensors"
     _print_summary(result, None)
     err = capsys.readouterr().err
     assert not any(c in err for c in RAW_CONTROLS)
     assert "research only\\x1b]52;c;ZXZpbA==\\x07 \\u202eadadis" in err and "tiny\\x1b[8m.safetensors" in err
+    assert "/in/b\\x1b[2J.jpg" in err
 
 
 def test_error_line_escapes_the_users_path(tmp_path):
@@ -206,13 +206,18 @@ def test_deeply_nested_scores_report_is_one_line(tmp_path, depth):
 @pytest.mark.parametrize("depth", [200, 100_000], ids=["deeper-than-any-report", "past-the-recursion-limit"])
 @pytest.mark.parametrize("form", ["json", "jsonl"])
 def test_deeply_nested_resume_report_is_one_line(tmp_path, tiny_checkpoint, depth, form):
+    from scanner.pipeline import resolve_model
+
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "a.jpg")
     out = tmp_path / "out.json"
     nest = "[" * depth + "]" * depth
     if form == "json":
         out.write_text(nest)
-    else:  # a stream whose second line (an item) nests deep
-        rp.stream_path_for(out).write_text(rp.dumps_line(_header()) + "\n" + '{"path": "x", "media": ' + nest + "}\n")
+    else:  # the stream of this very scan (same model and settings), its second line (an item) nesting deep
+        _, model, _, settings = resolve_model(scan_options(tiny_checkpoint, frames=32, batch_size=None))
+        header = rp.make_header(model=model, backend={"name": "torch", "device": "cpu", "precision": "fp32"},
+                                settings=settings)
+        rp.stream_path_for(out).write_text(rp.dumps_line(header) + "\n" + '{"path": "x", "media": ' + nest + "}\n")
     r = runner.invoke(app, ["scan", str(tmp_path / "a.jpg"), "--report", str(out), "--resume",
                             "--weights", str(tiny_checkpoint), "--backend", "torch", "--workers", "1"])
     assert "nested more than 64 levels" in one_error_line(r.stderr, r.exit_code)
@@ -337,3 +342,11 @@ def test_resume_on_another_backend_is_one_line_on_the_cli(tmp_path, tiny_checkpo
                             "--weights", str(tiny_checkpoint), "--backend", "torch", "--workers", "1"])
     line = one_error_line(r.stderr, r.exit_code)
     assert "onnxruntime cpu fp32" in line and "torch cpu fp32" in line
+
+
+def test_deeply_nested_fairness_config_is_one_line(tmp_path):
+    csv_path, report = labelled_set(tmp_path, FOUR)
+    config = tmp_path / "gates.toml"
+    config.write_text("x = " + "[" * 5000 + "1" + "]" * 5000 + "\n")
+    r = runner.invoke(app, ["fairness-check", str(csv_path), "--scores", str(report), "--config", str(config)])
+    assert "nested too deep" in one_error_line(r.stderr, r.exit_code)
