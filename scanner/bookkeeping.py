@@ -44,6 +44,8 @@ class ScanBook:
             else:
                 self.pending.append((i, f))
         self.resumed = len(files) - len(self.pending)
+        if append:  # before the stream is opened: its header line is the earlier run's
+            rp.check_resumed_backend(prior, header["backend"])
         self.stream = rp.ReportStream(stream_path, header, append=append) if stream_path else None
         self.stats: dict[str, float] = {"faces": 0, "done": self.resumed, **{k: 0.0 for k in STAGES}, "prepare": prepare}
 

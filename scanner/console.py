@@ -5,19 +5,75 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Callable, NoReturn, TypeVar
+import unicodedata
+from typing import Any, Callable, Iterable, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
+from rich.text import Text
 
 from train.errors import InputError
 
 # Exit codes (DESIGN.md): 0 done, 1 a gate failed, 2 bad usage/input, 3 some inputs unreadable.
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
-console = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
-err_console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+# What a terminal acts on or hides rather than shows: C0/C1 controls and DEL (ESC starts sequences
+# that recolour, retitle or clear the terminal, or write to its clipboard), format characters (bidi
+# overrides that reorder a line, zero-width ones), line and paragraph separators, and lone
+# surrogates (the non-UTF-8 bytes of a file name, which a UTF-8 stream cannot even encode).
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_KEPT = frozenset("\n\t")
+
+
+def _shown(c: str) -> str:
+    if c in _KEPT or unicodedata.category(c) not in _HIDDEN:
+        return c
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the file name's own byte
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on or hide written as its escape
+    (ESC as \\x1b, U+202E as \\u202e, a non-UTF-8 byte of a file name as \\xff); newlines and tabs
+    stay. File names and checkpoint metadata are anyone's: printed raw, they could
+    rewrite the terminal or make one name look like another. Reports keep the text as it is."""
+    if text.isprintable():
+        return text
+    return "".join(_shown(c) for c in text)
+
+
+class SafeConsole(Console):
+    """A rich Console that shows every character of what it prints (`printable`) and sends the
+    terminal only rich's own styles and cursor moves. Strings are cleaned before rich measures
+    them (render_str: tables keep their shape); anything else is cleaned segment by segment."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **kwargs)
+
+    def render(self, renderable: Any, options: Any = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None:
+                shown = printable(segment.text)
+                if shown != segment.text:
+                    segment = Segment(shown, segment.style)
+            yield segment
+
+
+def make_console(**kwargs: Any) -> SafeConsole:
+    """Every console dfscan prints through (NO_COLOR honoured, no auto-highlighting)."""
+    kwargs.setdefault("no_color", bool(os.environ.get("NO_COLOR")))
+    kwargs.setdefault("highlight", False)
+    return SafeConsole(**kwargs)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 F = TypeVar("F", bound=Callable)
 

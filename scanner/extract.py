@@ -11,6 +11,12 @@ module runs the scan's own per-file stage (scanner.stage) on the scan's worker p
 (`path` relative to the manifest's folder, `source` too when it lies under it; `kp` = 12 floats "x0 y0 ... x5 y5",
 the 6 MediaPipe keypoints in crop pixels). Runs are resumable: a sidecar state JSON next to
 the manifest records each finished input's size and mtime, and unchanged inputs are skipped.
+
+The manifest's cells are written exactly, never with the spreadsheet-formula quote the scan's CSV
+report adds (train.files.spreadsheet_cell): training, `--resume` and the recipes read these paths
+back, and a quote would name another file (`'=a-1f2e3d4c/s0_f0.png`); reading the quote back off
+could not tell it from a file whose name starts with one. It is data for dfscan, not a report:
+import it into a spreadsheet as text.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from scanner.pool import Pool, Task, Worker, ack
 from scanner.stage import FilePayload, StageConfig
 from scanner.worker import WorkerConfig
 from train.errors import InputError
-from train.files import atomic_write_bytes, open_output
+from train.files import atomic_write_bytes, loads_json, open_output
 from train.labels import LABEL_NAMES, labelled_rows, parse_label, read_csv_table, require_columns, require_rows
 
 STATE_FORMAT = "dfscan.extract-state/1"
@@ -162,7 +168,7 @@ def _load_state(manifest: Path, header: list[str], settings: dict) -> dict[str, 
     if not manifest.is_file() or not state_file.is_file():
         return {}
     try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
+        state = loads_json(state_file.read_text(encoding="utf-8"))  # a hostile one is too deep: ignored, as a bad one is
         with manifest.open(newline="", encoding="utf-8") as fh:
             old_header = next(csv.reader(fh), [])
     except (OSError, ValueError):

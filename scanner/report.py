@@ -6,7 +6,10 @@ Formats:
   `{"summary": {...}}`. The crash-safe stream written during a scan is the same format without
   the summary line, so one reader handles both.
 - csv: one row per subject (a person in a file) with the item's columns repeated; an item with
-  no subject (error, no face) gets one row with empty subject columns. Frames are left out.
+  no subject (error, no face) gets one row with empty subject columns. Frames are left out. A text
+  cell that starts like a spreadsheet formula (= + - @, tab, carriage return) gets a leading
+  single quote (OWASP's CSV-injection rule): `'=x.mp4` for the file `=x.mp4`. The CSV is for
+  people and spreadsheets; the JSON and JSONL reports hold every path exactly.
 
 File names that are not UTF-8 (POSIX names are bytes: `bad\\xff.jpg`) are carried as Python does,
 surrogateescape-decoded str ('bad\\udcff.jpg'). JSON and JSONL write each such lone surrogate as its
@@ -38,7 +41,7 @@ from typing import IO, Any
 
 from scanner import __version__
 from train.errors import InputError
-from train.files import LinkedOutputError, atomic_write_bytes, open_output_fd
+from train.files import JSONTooDeep, LinkedOutputError, atomic_write_bytes, loads_json, open_output_fd, spreadsheet_cell
 
 SCHEMA_ID = "dfscan.report/1"
 HEADER_KEYS = ("schema", "created", "tool", "model", "backend", "settings", "skipped")
@@ -223,10 +226,17 @@ def _cell(value: Any) -> Any:
 
 
 def to_csv(report: dict) -> str:
+    """The CSV report, each cell safe to open in a spreadsheet (train.files.spreadsheet_cell: a
+    file named `=HYPERLINK(...).mp4` is shown as text, never run as a formula)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    # csv quotes a cell holding "\n" but not one holding a lone "\r" (a file name may): unquoted,
+    # every reader took it for the end of the row. Such a row is written with every cell quoted.
+    quoted = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writeheader()
-    writer.writerows(csv_rows(report))
+    for row in csv_rows(report):
+        row = {k: spreadsheet_cell(v) for k, v in row.items()}
+        (quoted if any(isinstance(v, str) and "\r" in v for v in row.values()) else writer).writerow(row)
     return buf.getvalue()
 
 
@@ -390,8 +400,8 @@ def _drop_torn_last_line(fd: int) -> None:
 
 def _is_json(line: bytes) -> bool:
     try:
-        json.loads(line.decode("utf-8"))
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        loads_json(line.decode("utf-8"))
+    except ValueError:  # JSONDecodeError, JSONTooDeep and UnicodeDecodeError all are
         return False
     return True
 
@@ -482,7 +492,7 @@ def _try_lock(fd: int, path: Path) -> bool:
 
 def _lock_owner(path: Path) -> dict | None:
     try:
-        owner = json.loads(path.read_text(encoding="utf-8"))
+        owner = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return owner if isinstance(owner, dict) else None
@@ -514,7 +524,9 @@ def read_report(path: str | Path) -> dict:
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not a dfscan report (not UTF-8 text)") from exc
     try:
-        report = json.loads(text)  # a json report (or a stream holding only its header line)
+        report = loads_json(text)  # a json report (or a stream holding only its header line)
+    except JSONTooDeep as exc:  # json.loads' RecursionError, or nesting no report has
+        raise InputError(f"{path}: not a dfscan report ({exc})") from None
     except json.JSONDecodeError:
         report = _read_jsonl(path, text)
     if not isinstance(report, dict) or report.get("schema") != SCHEMA_ID:
@@ -533,7 +545,9 @@ def _read_jsonl(path: Path, text: str) -> dict:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = loads_json(line)
+        except JSONTooDeep as exc:
+            raise InputError(f"{path}: line {n} is not a dfscan report line ({exc})") from None
         except json.JSONDecodeError:
             if n == last:  # a torn last line (a crash or a full disk mid-write): ignore it
                 break
@@ -558,15 +572,28 @@ def _path_key(path: str) -> str:
 SETTINGS_BEFORE = {"tile_every": 0, "detect_every": 1}
 
 
-def resumable_items(sources: Iterable[str | Path], *, model_sha256: str, settings: dict) -> dict[str, dict]:
+BACKEND_KEYS = ("name", "device", "precision")
+
+
+class Resumed(dict):
+    """What --resume keeps: items by absolute path (a dict), and `backends`, the header's backend
+    block of each earlier run read, for `check_resumed_backend` once this scan's backend is known."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backends: list[tuple[Path, dict]] = []
+
+
+def resumable_items(sources: Iterable[str | Path], *, model_sha256: str, settings: dict) -> Resumed:
     """Items of earlier runs that --resume may keep, keyed by absolute path.
 
     An item is kept when it was made by the same model and settings, the file's size and
     mtime are unchanged, and it did not end in a transient error (timeout, worker crash).
     Sources that do not exist are ignored; one made with another model or settings is an error,
-    since mixing them would make the report lie.
+    since mixing them would make the report lie (the backend is checked once it is chosen:
+    check_resumed_backend).
     """
-    kept: dict[str, dict] = {}
+    kept = Resumed()
     for source in sources:
         source = Path(source)
         if not source.is_file() or source.stat().st_size == 0:
@@ -585,6 +612,8 @@ def resumable_items(sources: Iterable[str | Path], *, model_sha256: str, setting
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
             raise InputError(f"cannot resume from {source}: settings changed ({', '.join(changed)}); run without --resume")
+        backend = prior.get("backend")
+        kept.backends.append((source, backend if isinstance(backend, dict) else {}))
         for item in prior.get("items", []):
             if not isinstance(item, dict) or "path" not in item:
                 continue
@@ -595,3 +624,20 @@ def resumable_items(sources: Iterable[str | Path], *, model_sha256: str, setting
                 continue
             kept[_path_key(item["path"])] = item
     return kept
+
+
+def check_resumed_backend(prior: dict[str, dict], backend: dict) -> None:
+    """Refuse to resume a report scored on another backend, device or precision: its items and
+    this scan's would sit under one header naming only this one (onnxruntime fp32 items in a
+    report that says torch cuda fp16). `prior`: resumable_items' result (a plain dict: nothing to check)."""
+    new = {k: backend.get(k) for k in BACKEND_KEYS}
+    for source, old in getattr(prior, "backends", ()):
+        old = {k: old.get(k) for k in BACKEND_KEYS}
+        if old != new:
+            flag = f"--backend {old['name']}" if old["name"] != new["name"] else "the same backend and device"
+            raise InputError(f"cannot resume from {source}: it was scored with {_backend_text(old)}, this scan "
+                             f"would score with {_backend_text(new)}; rerun with {flag}, or without --resume")
+
+
+def _backend_text(backend: dict) -> str:
+    return " ".join(str(backend.get(k) or "?") for k in BACKEND_KEYS)

@@ -250,16 +250,21 @@ def test_small_group_is_insufficient_and_fails_unless_allowed(tmp_path, monkeypa
 
 
 def test_gap_gate_is_never_passed_when_no_two_groups_are_big_enough(labelled, tmp_path):
+    """Issue 30 item 13: --allow-small-groups made the uncomputed gate a `warn`, and the check
+    passed (exit 0) having judged no group at all."""
     csv_path, report = labelled
     out = tmp_path / "o.json"
     # Intersectional groups hold 40 items, attribute groups 80.
     result = invoke(csv_path, "--scores", report, "--min-group", 50, "--max-ffpr", 1000,
                     "--json", out, "--bootstrap", 0, "--allow-small-groups")
-    assert result.exit_code == 0
+    assert result.exit_code == 1, result.output
     doc = json.loads(out.read_text())
     assert all(v is None for v in doc["fairness"]["intersection"].values())
     gate = next(g for g in doc["gates"] if g["gate"] == "max-ffpr" and g["scope"] == "intersection")
-    assert gate["value"] is None and gate["status"] == "warn" and "not computable" in gate["note"]
+    assert gate["value"] is None and gate["status"] == "fail" and "not computable" in gate["note"]
+    assert "never passes a gate that measured nothing" in gate["note"] and doc["passed"] is False
+    small = next(g for g in doc["gates"] if g["gate"] == "min-group" and g["scope"] == "intersection")
+    assert small["status"] == "warn"  # the small groups themselves are still only a warning
     assert invoke(csv_path, "--scores", report, "--min-group", 50, "--max-ffpr", 1000,
                   "--bootstrap", 0).exit_code == 1
 

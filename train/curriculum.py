@@ -47,6 +47,7 @@ from torch.utils.data import Sampler
 
 from train.data import BalancedBatchSampler, Key, Manifest
 from train.errors import InputError
+from train.files import spreadsheet_cell
 from train.images import load_image
 
 STAT_SIZE = 128  # side the statistics are computed at: the recipe's crop size, cheap FFTs
@@ -287,7 +288,9 @@ class QualityCurriculum:
                 w.writerow(CSV_COLUMNS)
             for i in np.flatnonzero(self.is_fake).tolist():
                 s = self.samples[i]
-                w.writerow([epoch, s.row, s.path.name, s.method, s.group or "", s.synthetic,
+                # names, methods and groups are the manifest's: escaped for the spreadsheet this file is opened in
+                w.writerow([epoch, s.row, spreadsheet_cell(s.path.name), spreadsheet_cell(s.method),
+                            spreadsheet_cell(s.group or ""), s.synthetic,
                             _fmt(self.static[i]), _fmt(self.dynamic[i]), _fmt(self.ratings[i]), _fmt(w0[i]),
                             _fmt(w1[i]), _fmt(p_aug[i])])
 

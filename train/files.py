@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 import stat
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 _UMASK_LOCK = threading.Lock()
 
@@ -109,3 +111,56 @@ def open_output(path: str | Path, mode: Literal["w", "a"] = "w", *, encoding: st
     except BaseException:
         os.close(fd)
         raise
+
+
+# ---------------------------------------------------------------- CSV cells a spreadsheet opens
+
+# A cell a spreadsheet reads as a formula (OWASP "CSV injection"): = + - @ and tab / carriage return.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell safe to open in a spreadsheet: a string that starts like a formula gets the
+    single-quote prefix OWASP prescribes ('=HYPERLINK(...) is shown, never run); numbers, and
+    strings that are plain numbers (-0.5), stay as they are.
+
+    Only for CSVs people open (the scan's CSV report, the curriculum's ratings): the manifests and
+    predictions dfscan reads back keep their cells exactly, since the quote would change a path."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+# ---------------------------------------------------------------- JSON that cannot exhaust the stack
+
+MAX_JSON_DEPTH = 64  # a dfscan report nests about 8 deep; the fairness and audit outputs fewer
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested deeper than MAX_JSON_DEPTH (a hostile file): json.loads would hit Python's
+    recursion limit, and every walk over it (schema checks, copies, dumps) too."""
+
+
+def loads_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads, with nesting deeper than `max_depth` an error (JSONTooDeep, a ValueError, as
+    json's own decode errors are) instead of a RecursionError traceback, there or later."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+    else:
+        if not isinstance(value, (dict, list)) or not nested_deeper(value, max_depth):
+            return value
+    raise JSONTooDeep(f"JSON nested more than {max_depth} levels deep")
+
+
+def nested_deeper(node: dict | list, levels: int) -> bool:
+    """Whether lists and objects nest more than `levels` deep in `node` ({} or []: one level).
+    Recursive, but never more than `levels` calls deep, so it cannot exhaust the stack."""
+    if levels <= 0:
+        return True
+    for child in (node.values() if isinstance(node, dict) else node):
+        if isinstance(child, (dict, list)) and nested_deeper(child, levels - 1):
+            return True
+    return False

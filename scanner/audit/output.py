@@ -30,36 +30,39 @@ def verdict(doc: dict[str, Any]) -> str:
 
 
 def print_result(result: AuditResult, console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
+    # feature (a --feature column), group and file names are the user's: text, never rich markup
     doc = result.report
-    table = Table(title=f"Metadata shortcuts in {Path(doc['labels']['path']).name} "
+    table = Table(title=f"Metadata shortcuts in {escape(Path(doc['labels']['path']).name)} "
                         f"({doc['scored']['real']} real, {doc['scored']['fake']} fake scored)")
     for col, justify in (("feature", "left"), ("kind", "left"), ("n", "right"), ("AUC [95% CI]", "right"),
                          ("how it separates", "left"), ("", "left")):
         table.add_column(col, justify=justify)
     for f in doc["features"]:
         mark = "[bold red]SHORTCUT[/]" if f["shortcut"] else ""
-        table.add_row(f["feature"], f["kind"], str(f["n"]), _auc_text(f), f["detail"], mark)
+        table.add_row(escape(f["feature"]), f["kind"], str(f["n"]), _auc_text(f), escape(f["detail"]), mark)
     m = doc["model"]
     table.add_row(m["name"], "all", str(doc["scored"]["rows"]), "n/a" if m["auc"] is None else f"{m['auc']:.3f}",
-                  ", ".join(t["feature"] for t in m["top_features"][:3]) or m["note"],
+                  escape(", ".join(t["feature"] for t in m["top_features"][:3]) or m["note"]),
                   "[bold red]SHORTCUT[/]" if m["shortcut"] else "", end_section=True)
     console.print(table)
     for attr, groups in doc["by_group"].items():
         worst = [(g, e) for g, e in groups.items() if e["auc"] is not None]
         if worst:
             g, e = max(worst, key=lambda ge: ge[1]["auc"])
-            console.print(f"by {attr}: worst within-group feature {e['worst_feature']} AUC {e['auc']:.3f} "
-                          f"in {g!r}" + (" [bold red](shortcut)[/]" if e["shortcut"] else ""), soft_wrap=True)
+            console.print(f"by {escape(attr)}: worst within-group feature {escape(str(e['worst_feature']))} "
+                          f"AUC {e['auc']:.3f} in {escape(repr(g))}" + (" [bold red](shortcut)[/]" if e["shortcut"] else ""),
+                          soft_wrap=True)
     for f in doc["features"]:
         if f["suggestion"]:
-            console.print(f"[bold]{f['feature']}[/]: {f['suggestion']}", soft_wrap=True, markup=False)
+            console.print(f"[bold]{escape(f['feature'])}[/]: {escape(f['suggestion'])}", soft_wrap=True)
     if doc["excluded"]:
         console.print(f"[yellow]{len(doc['excluded'])} item(s) could not be read[/] (first: "
-                      f"{doc['excluded'][0]['path']}: {doc['excluded'][0]['code']})", soft_wrap=True)
+                      f"{escape(doc['excluded'][0]['path'])}: {doc['excluded'][0]['code']})", soft_wrap=True)
     colour = "red" if doc["shortcuts"] else "green"
-    console.print(f"[bold {colour}]{verdict(doc)}[/]", soft_wrap=True)
+    console.print(f"[bold {colour}]{escape(verdict(doc))}[/]", soft_wrap=True)
 
 
 def to_json(result: AuditResult) -> str:

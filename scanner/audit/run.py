@@ -210,5 +210,6 @@ def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any
         "shortcuts": shortcuts,
         "trim": trim,
         "passed": not shortcuts,
+        "warnings": list(labelled.warnings),  # group names merged or looking alike
     }
     return AuditResult(report, values, y)

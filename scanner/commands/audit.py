@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
@@ -56,14 +57,16 @@ def audit(
     with FileProgress("reading metadata", enabled=not quiet) as progress:
         result = run_audit(labels, options, progress=progress.update)
     written = output.write_outputs(result, json_path=json_out, markdown=markdown, plots=plots)
+    for warning in result.report["warnings"]:  # group names merged, or looking alike
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if quiet:
-        console.print(output.verdict(result.report), soft_wrap=True)
+        console.print(output.verdict(result.report), soft_wrap=True, markup=False)
         if result.report["excluded"]:
             err_console.print(f"{len(result.report['excluded'])} item(s) could not be read")
     else:
         output.print_result(result, console)
         if written:
-            console.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]")
+            console.print(f"[dim]wrote {escape(', '.join(str(p) for p in written))}[/]")
     if not result.passed:
         raise typer.Exit(EXIT_GATE)
     raise typer.Exit(EXIT_PARTIAL if result.report["excluded"] else EXIT_OK)

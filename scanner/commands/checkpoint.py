@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from scanner.console import console, friendly_errors, reflow
 
@@ -34,7 +35,7 @@ def import_checkpoint(
     path = import_official(official, out, config, deploy=deploy, threshold=threshold)
     model, config, info = load_checkpoint(path, deploy=deploy)
     console.print(
-        f"wrote [bold]{path}[/] ({info['kind']}, {config.backbone}, "
+        f"wrote [bold]{escape(str(path))}[/] ({info['kind']}, {config.backbone}, "
         f"{count_parameters(model) / 1e6:.1f}M parameters, heads spe={config.num_spe} "
         f"fair={config.num_fair} fused={config.num_fused}, sha256 {info['sha256'][:12]})"
     )

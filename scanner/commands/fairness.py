@@ -88,6 +88,8 @@ def fairness_check(
 
     written = fc.write_outputs(result, json_path=json_out, markdown=markdown, junit=junit, plots=plots)
     doc = result.report
+    for warning in doc["warnings"]:  # group names merged, or looking alike: even with --quiet
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if quiet:
         failed = sum(g["status"] == "fail" for g in doc["gates"])
         line = f"FAILED: {failed} of {len(doc['gates'])} gates" if failed else f"PASSED: {len(doc['gates'])} gates"

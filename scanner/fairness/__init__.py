@@ -12,7 +12,9 @@ Policy for small groups (documented in docs/fairness-check.md): a group with few
 marked `insufficient`; fairness gaps and gates are computed over the sufficient groups only, and
 a `min-group` gate per scope fails while any group is insufficient — unless `allow_small_groups`
 is set, when it is reported as `warn`. A gate whose value cannot be computed (fewer than two
-sufficient groups) fails the same way. Nothing small or one-sided passes silently.
+sufficient groups) always fails, allow_small_groups or not. Nothing small or one-sided passes
+silently. Group names are compared ignoring case and Unicode normalisation, and names that mix
+look-alike scripts or look like another group are warned about (`labels.group_spellings`).
 """
 
 from scanner.fairness.analysis import (BREAKDOWN_COLUMNS, FAIRNESS_KEYS, INTERSECTION, SCHEMA, CheckResult,

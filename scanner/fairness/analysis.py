@@ -15,7 +15,7 @@ import numpy as np
 
 from scanner.fairness.gates import CheckOptions, evaluate_gates
 from scanner.fairness.labels import LabelledSet
-from scanner.fairness.scores import Scores
+from scanner.fairness.scores import Scores, probability
 from train.errors import InputError
 
 SCHEMA = "dfscan.fairness/1"
@@ -79,9 +79,11 @@ def analyse(labelled: LabelledSet, scores: Scores, options: CheckOptions) -> Che
     if threshold is None:
         threshold = scores.model.get("threshold")
         threshold_source = "model"
-        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+        if threshold is None:
             raise InputError(f"no decision threshold: {scores.source} has no model.threshold; "
                              "pass --threshold")
+        # a NaN threshold calls nothing fake and nothing real: every rate gate would judge nothing
+        threshold = probability(threshold, f"{scores.source}: model.threshold")
     threshold = float(threshold)
 
     ok = np.isfinite(scores.values)
@@ -156,6 +158,7 @@ def analyse(labelled: LabelledSet, scores: Scores, options: CheckOptions) -> Che
         "fairness": fairness,
         "intervals": intervals,
         "breakdown": breakdown,
+        "warnings": list(labelled.warnings),  # group names merged or looking alike
     }
     gate_scopes = [INTERSECTION] + (list(labelled.attributes) if len(labelled.attributes) > 1 else [])
     document["gates"] = evaluate_gates(document, options, gate_scopes)

@@ -66,6 +66,8 @@ def _load_toml(path: Path) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path.name}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib parses nested arrays recursively: a hostile file exhausts the stack
+        raise InputError(f"{path.name}: not valid TOML (arrays or tables nested too deep)") from None
 
 
 def merge_options(cli: dict[str, Any], config: dict[str, Any]) -> CheckOptions:

@@ -68,19 +68,21 @@ class CheckOptions:
 def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]) -> list[dict]:
     """One record per (gate, scope): value, limit, pass | fail | warn, and why.
 
-    `warn` only ever replaces a failure caused by small groups, and only with
-    allow_small_groups; a value that cannot be computed is never a pass.
+    `warn` only ever replaces the min-group gate's failure, and only with allow_small_groups.
+    A gate whose value could not be computed (None or NaN) fails, with allow_small_groups too:
+    it measured nothing, and a warning there let a check with no judgeable group exit 0.
     """
     gates: list[dict] = []
-    uncomputable = "warn" if options.allow_small_groups else "fail"
+    small_groups = "warn" if options.allow_small_groups else "fail"
 
     def add(gate: str, metric: str, scope: str, value: float | None, limit: float | int, op: str,
             note: str = "", status: str | None = None) -> None:
-        if status is None:
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                status = uncomputable
-            else:
-                status = "pass" if (value <= limit if op == "<=" else value >= limit) else "fail"
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            status = "fail"
+            if options.allow_small_groups:
+                note = "; ".join(filter(None, (note, "allow-small-groups never passes a gate that measured nothing")))
+        elif status is None:
+            status = "pass" if (value <= limit if op == "<=" else value >= limit) else "fail"
         gates.append({"gate": gate, "metric": metric, "scope": scope, "value": value,
                       "op": op, "limit": limit, "status": status, "note": note})
 
@@ -108,7 +110,7 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
         if small and options.allow_small_groups:
             note += "; allowed by allow-small-groups, gates use the other groups"
         add("min-group", "smallest group n", scope, smallest, options.min_group, ">=",
-            note, status="pass" if not small else uncomputable)
+            note, status="pass" if not small else small_groups)
         few = len(doc["groups"][scope]["sufficient"]) < 2
         for gate, (metric, op) in GATES.items():
             limit = getattr(options, gate.replace("-", "_"))

@@ -8,6 +8,7 @@ the attributes to judge, paths confined to `--root` and checked before an hour o
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -34,6 +35,7 @@ class LabelledSet:
     attributes: dict[str, list[str]]  # chosen attribute → group of each row
     intersection: list[str]           # intersectional group of each row
     columns: dict[str, list[str]] = field(default_factory=dict)  # every other column, as written
+    warnings: list[str] = field(default_factory=list)  # group names merged or looking alike (group_spellings)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -157,6 +159,9 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
         raise InputError(f"{name}: {len(problems)} of {len(table.rows)} rows "
                          f"{'have unusable paths' if len(problems) > 1 else 'has an unusable path'}: "
                          f"{'; '.join(problems[:LISTED])}{more}{hint}")
+    warnings: list[str] = []
+    for a in available:
+        groups[a] = group_spellings(f"{name} column {a!r}", groups[a], warnings)
     for a in chosen if require_attributes else ():
         distinct = sorted(set(groups[a]))
         if len(distinct) < 2:
@@ -173,7 +178,8 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
         labels=np.asarray(labels, dtype=np.int64),
         attributes={a: groups[a] for a in chosen}, intersection=intersection,
         columns={h: [cells[col[h]] for _, cells in table.rows]
-                 for h in header if h not in ("path", "label", path_col)})
+                 for h in header if h not in ("path", "label", path_col)},
+        warnings=warnings)
 
 
 def _name_official_groups(index: list[str], derived: list[str]) -> list[str]:
@@ -187,3 +193,73 @@ def _name_official_groups(index: list[str], derived: list[str]) -> list[str]:
         names.setdefault(k, set()).add(d)
     label = {k: (next(iter(v)) if len(v) == 1 else f"intersec_label={k}") for k, v in names.items()}
     return [label[k] for k in index]
+
+
+# ---------------------------------------------------------------- group names that look alike
+
+# Letters of these scripts are drawn alike (Latin a, Cyrillic а, Greek α): one name mixing them is
+# a typo or a trick. Han with kana, or Latin digits in any script, is ordinary writing.
+LOOKALIKE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")
+# Case-folded Cyrillic and Greek letters that look like a Latin one (of either case: Cyrillic Н
+# folds to н and is drawn as Latin H); a small table of Unicode's confusables, for warnings only.
+_LATIN_LOOKALIKE = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "ё": "e", "з": "3", "і": "i", "ї": "i", "ј": "j", "к": "k", "м": "m",
+    "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "һ": "h", "ԁ": "d",
+    "ԛ": "q", "ԝ": "w", "ӏ": "l", "ү": "y", "α": "a", "β": "b", "ε": "e", "ζ": "z", "η": "h", "ι": "i",
+    "κ": "k", "μ": "m", "ν": "n", "ο": "o", "ρ": "p", "τ": "t", "υ": "y", "χ": "x", "ϲ": "c",
+})
+
+
+def group_key(value: str) -> str:
+    """What makes two group names one group: the same text once Unicode-normalised (NFC: an é
+    typed as e + U+0301 is the é of another row) and case-folded ("Female" is "female")."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).casefold())
+
+
+def _skeleton(value: str) -> str:
+    """How a name looks: compatibility forms (fullwidth ｆ) and Latin look-alikes folded to Latin."""
+    return unicodedata.normalize("NFKC", value).casefold().translate(_LATIN_LOOKALIKE)
+
+
+def _scripts(value: str) -> list[str]:
+    found = {unicodedata.name(c, "").split(" ")[0] for c in value if c.isalpha()}
+    return [s for s in LOOKALIKE_SCRIPTS if s in found]
+
+
+def _codepoints(value: str) -> str:
+    """The letters of `value` outside ASCII, named: what makes it differ from its look-alike."""
+    odd = dict.fromkeys(c for c in value if ord(c) > 0x7F)
+    return ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, '?')}" for c in odd) or "ASCII only"
+
+
+def group_spellings(where: str, values: list[str], warnings: list[str]) -> list[str]:
+    """Each row's group, one spelling per group: names equal after `group_key` are one group,
+    shown as first written (NFC). Appends to `warnings` each merge, each name mixing look-alike
+    scripts, and each pair of different groups that look alike, since "fеmale" with a Cyrillic е
+    would otherwise be a second group no one can tell from "female" in any table."""
+    shown: dict[str, str] = {}
+    spellings: dict[str, list[str]] = {}
+    for v in values:
+        k = group_key(v)
+        shown.setdefault(k, unicodedata.normalize("NFC", v))
+        if v not in spellings.setdefault(k, []):
+            spellings[k].append(v)
+    for k, forms in spellings.items():
+        if len(forms) > 1:
+            warnings.append(f"{where}: {', '.join(ascii(f) for f in forms)} are one group {shown[k]!r} "
+                            "(group names are compared ignoring case and Unicode normalisation)")
+    for k in shown:
+        scripts = _scripts(shown[k])
+        if len(scripts) > 1:
+            warnings.append(f"{where}: group {shown[k]!r} mixes {' and '.join(s.title() for s in scripts)} "
+                            f"letters ({_codepoints(shown[k])}); check the labels")
+    alike: dict[str, list[str]] = {}
+    for k in shown:
+        alike.setdefault(_skeleton(k), []).append(k)
+    for keys in alike.values():
+        if len(keys) > 1:
+            names = [shown[k] for k in keys]
+            warnings.append(f"{where}: groups {', '.join(repr(n) for n in names)} look alike but are judged "
+                            f"as {len(names)} groups ({'; '.join(f'{n!r}: {_codepoints(n)}' for n in names)}); "
+                            "if they are one, fix the labels")
+    return [shown[group_key(v)] for v in values]

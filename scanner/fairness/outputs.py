@@ -76,9 +76,9 @@ def print_result(result: CheckResult, console: Any) -> None:
     doc = result.report
     # CI logs are not terminals: rich would squeeze the 14-column tables into 80 columns.
     if not console.is_terminal and console.width < 160:
-        from rich.console import Console
+        from scanner.console import make_console
 
-        console = Console(file=console.file, width=160, no_color=console.no_color, highlight=False)
+        console = make_console(file=console.file, width=160, no_color=console.no_color)
     # group, attribute and file names are the user's: shown as written, never read as rich markup
     console.print(f"[bold]fairness-check[/] {escape(doc['labels']['path'])} ({doc['labels']['format']}, "
                   f"{doc['labels']['rows']} rows) · scores from {escape(doc['scores']['source'])} · "
@@ -160,6 +160,7 @@ def to_markdown(result: CheckResult) -> str:
            f"scores from {md_escape(doc['scores']['source'])}, threshold {doc['threshold']:.4g} "
            f"({doc['threshold_source']}), min-group {doc['settings']['min_group']}. "
            f"{md_escape(excluded_line(doc))}.", ""]
+    out += [f"- ⚠️ {md_escape(w)}" for w in doc.get("warnings", [])] + ([""] if doc.get("warnings") else [])
     out += ["### Gates", "", "| gate | scope | metric | value | limit | result | note |",
             "|---|---|---|---:|---:|---|---|"]
     mark = {"pass": "✅ pass", "fail": "❌ fail", "warn": "⚠️ warn"}

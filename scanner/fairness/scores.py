@@ -39,31 +39,38 @@ def load_report(path: str | Path) -> dict:
 
 def scores_from_report(report: dict, labelled: LabelledSet, *, base: Path | None = None,
                        source: str = "report") -> Scores:
-    """Match report items to labelled rows by path (absolute, or relative to `base`/cwd)."""
-    bases = [Path.cwd()] + ([Path(base)] if base is not None else [])
-    by_key: dict[str, dict] = {}
-    for item in report["items"]:
+    """Match report items to labelled rows by path (absolute, or relative to `base`/cwd).
+
+    A scored item's score must be a probability (a number in [0, 1]: not 7.0, true or NaN), and
+    no two items may name one labelled file: a gate judged on made-up or silently chosen scores
+    would pass or fail for nothing. Either is an InputError naming the item."""
+    by_file: dict[str, list[int]] = {}  # the file each item is for → the items
+    by_raw: dict[str, list[int]] = {}   # the path as the item writes it (matched to the CSV's, as written)
+    items = report["items"]
+    for n, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("path"), str):
             raise InputError(f"{source}: an item without a 'path' string")
         raw = item["path"]
-        p = Path(raw)
-        keys = {raw} | ({os.path.abspath(p)} if p.is_absolute()
-                        else {os.path.abspath(b / p) for b in bases})
-        for k in keys:
-            by_key.setdefault(k, item)
+        by_file.setdefault(_item_file(raw, base), []).append(n)
+        by_raw.setdefault(raw, []).append(n)
     values = np.full(len(labelled), np.nan, dtype=np.float64)
     status: list[str] = []
     unmatched: list[str] = []
     for i, (path, written) in enumerate(zip(labelled.paths, labelled.written)):
-        item = by_key.get(str(path)) or by_key.get(written)
-        if item is None:
+        found = by_file.get(str(path)) or by_raw.get(written) or []
+        if not found:
             unmatched.append(written)
             status.append("unmatched")
             continue
+        if len(found) > 1:
+            raise InputError(f"{source}: {len(found)} items (numbers {', '.join(str(n + 1) for n in found[:3])}) "
+                             f"are for {_shown(written)} (labelled line {labelled.lines[i]}); a report lists "
+                             "each file once: which score counts?")
+        item = items[found[0]]
         score = item.get("score")
         st = item.get("status", "ok")
-        if st == "ok" and isinstance(score, (int, float)) and math.isfinite(score):
-            values[i] = float(score)
+        if st == "ok" and score is not None:
+            values[i] = probability(score, f"{source}: item {_shown(item['path'])}: score")
             status.append("ok")
         else:
             status.append(st if st != "ok" else "no_score")
@@ -74,6 +81,29 @@ def scores_from_report(report: dict, labelled: LabelledSet, *, base: Path | None
                          "against the CSV's folder")
     return Scores(values=values, status=status, model=dict(report.get("model") or {}),
                   source=source)
+
+
+def _item_file(raw: str, base: Path | None) -> str:
+    """The absolute path of the file an item is for. A scan writes paths as given to it, so a
+    relative one is read from the current folder; from the report's folder (`base`) when only
+    there is such a file (a report read from elsewhere)."""
+    here = os.path.abspath(raw)
+    if base is None or os.path.isabs(raw) or os.path.exists(here):
+        return here
+    there = os.path.abspath(Path(base) / raw)
+    return there if os.path.exists(there) else here
+
+
+def probability(value: Any, what: str) -> float:
+    """`value` as a float in [0, 1]; anything else (a bool, a string, NaN, 7.0) is an InputError
+    saying `what` it was."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and 0 <= value <= 1):
+        raise InputError(f"{what} {value!r} is not a probability (a number in [0, 1])")
+    return float(value)
+
+
+def _shown(text: str) -> str:
+    return text if text.isprintable() else repr(text)
 
 
 def score_with_pipeline(labelled: LabelledSet, scan_options: Any, progress: Any = None) -> Scores:
