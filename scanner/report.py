@@ -46,7 +46,7 @@ from train.files import JSONTooDeep, LinkedOutputError, atomic_write_bytes, load
 SCHEMA_ID = "dfscan.report/1"
 HEADER_KEYS = ("schema", "created", "tool", "model", "backend", "settings", "skipped")
 CSV_COLUMNS = (
-    "path", "kind", "status", "error_code", "error_message", "score", "verdict",
+    "path", "kind", "status", "error_code", "error_message", "score", "verdict", "threshold",
     "subject_id", "subject_score", "subject_verdict", "subject_frames",
     "width", "height", "fps", "duration", "frames_sampled", "codec", "rotation", "decode_errors", "stream_index",
     "warnings",
@@ -210,6 +210,7 @@ def csv_rows(report: dict) -> Iterable[dict]:
             "path": item["path"], "kind": item["kind"], "status": item["status"],
             "error_code": err.get("code", ""), "error_message": err.get("message", ""),
             "score": _cell(item.get("score")), "verdict": item.get("verdict") or "",
+            "threshold": _cell(report["model"].get("threshold")),  # what `verdict` compared the score with
             **{k: _cell(media.get(k)) for k in CSV_COLUMNS[CSV_COLUMNS.index("width"):]},
         }
         subjects = item.get("subjects") or []

@@ -166,12 +166,18 @@ def _faces_per_second(p) -> str:
 
 
 def in_words(rate: float) -> str:
-    """0.05 -> "about 1 in 20", 0.62 -> "about 3 in 5": a rate as people say it."""
+    """0.05 -> "about 1 in 20", 0.62 -> "about 2 in 3": a rate as people say it (else a percentage)."""
     if rate <= 0:
         return "none"
-    for denominator in range(2, 21):
-        numerator = round(rate * denominator)
-        if numerator >= 1 and abs(numerator / denominator - rate) <= 0.025:
+    if rate >= 1:
+        return "all"
+    if rate > 0.99:
+        return "nearly all"
+    if rate < 0.01:
+        return "under 1 in 100"
+    for denominator in (2, 3, 4, 5, 10, 6, 8, 20, 25, 50, 100):  # the plainest first
+        numerator = max(1, int(rate * denominator + 0.5))
+        if numerator < denominator and abs(numerator / denominator - rate) <= 0.05 * rate:
             return f"about {numerator} in {denominator}"
     return f"about {rate:.0%}"
 
