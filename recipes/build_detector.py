@@ -496,13 +496,12 @@ def _metrics(y, p, threshold: float) -> dict:
 def rates_at(y, p, threshold: float, on: str) -> dict:
     """What the scanner's summary tells a user a verdict means: the share of validation reals called
     fake and of validation fakes caught at the shipped threshold (scanner.pipeline.model_block)."""
-    import numpy as np
+    from train.metrics import binary_metrics
 
-    y, p = np.asarray(y), np.asarray(p)
-    real, fake = p[y == 0], p[y == 1]
-    return {"threshold": round(float(threshold), 6), "fpr": round(float((real >= threshold).mean()), 4),
-            "tpr": round(float((fake >= threshold).mean()), 4) if len(fake) else None,
-            "reals": int(len(real)), "fakes": int(len(fake)), "on": on}
+    m = binary_metrics(y, p, threshold)
+    return {"threshold": round(float(threshold), 6), "fpr": round(float(m["fpr"]), 4),
+            "tpr": round(float(m["tpr"]), 4) if m["n_pos"] else None,
+            "reals": int(m["n_neg"]), "fakes": int(m["n_pos"]), "on": on}
 
 
 def domain_figures(ckpt: Path, manifest: Path) -> dict:

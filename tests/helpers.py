@@ -11,6 +11,7 @@ import csv
 import struct
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -261,26 +262,35 @@ def face_frame(i: int = 30) -> np.ndarray:
 
 def two_stream_mkv(path: Path) -> Path:
     """An MKV whose first video stream is small and faceless, its second the face clip (20 frames)."""
+    return two_stream_video(path, decoy_size=(160, 90), face_size=(640, 360), frames=20, decoy_grey=lambda i: 40 + i)
+
+
+def two_stream_video(path: Path, *, decoy_size: tuple[int, int], face_size: tuple[int, int], frames: int,
+                     decoy_grey: Callable[[int], int], face_default: bool = False) -> Path:
+    """H.264 video whose stream 0 is a flat grey decoy (grey level decoy_grey(i) at frame i) and
+    stream 1 the face clip; with `face_default` the face stream alone has the default disposition."""
     from fractions import Fraction
 
     import av
 
     with av.open(str(FACE_CLIP)) as inp, av.open(str(path), "w") as out:
         decoy = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
-        decoy.width, decoy.height, decoy.pix_fmt = 160, 90, "yuv420p"
+        decoy.width, decoy.height, decoy.pix_fmt = *decoy_size, "yuv420p"
         main = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
-        main.width, main.height, main.pix_fmt = 640, 360, "yuv420p"
+        main.width, main.height, main.pix_fmt = *face_size, "yuv420p"
+        if face_default:
+            decoy.disposition, main.disposition = 0, av.stream.Disposition.default
         for i, f in enumerate(inp.decode(video=0)):
-            if i == 20:
+            if i == frames:
                 break
-            flat = av.VideoFrame.from_ndarray(np.full((90, 160, 3), 40 + i, np.uint8), format="rgb24")
-            face = f.reformat(format="yuv420p")
-            for picture, stream in ((flat, decoy), (face, main)):
+            flat = np.full((decoy_size[1], decoy_size[0], 3), decoy_grey(i), np.uint8)
+            for picture, stream in ((av.VideoFrame.from_ndarray(flat, format="rgb24"), decoy),
+                                    (f.reformat(width=face_size[0], height=face_size[1], format="yuv420p"), main)):
                 picture.pts, picture.time_base = i, Fraction(1, 30)
                 for p in stream.encode(picture):
                     out.mux(p)
-        for s in (decoy, main):
-            for p in s.encode():
+        for st in (decoy, main):
+            for p in st.encode():
                 out.mux(p)
     return path
 

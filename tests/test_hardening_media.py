@@ -123,31 +123,12 @@ def test_animation_without_frame_durations_plays_at_100_ms(tmp_path):
 
 def decoy_file(path: Path, n: int = 10) -> Path:
     """Stream 0: flat grey 640x360, not default; stream 1: the face clip at 320x180, the default stream."""
-    from fractions import Fraction
-
     import av
-    import numpy as np
 
-    from tests.helpers import FACE_CLIP
+    from tests.helpers import two_stream_video
 
-    with av.open(str(FACE_CLIP)) as inp, av.open(str(path), "w") as out:
-        grey_s = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
-        grey_s.width, grey_s.height, grey_s.pix_fmt = 640, 360, "yuv420p"
-        face_s = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
-        face_s.width, face_s.height, face_s.pix_fmt = 320, 180, "yuv420p"
-        grey_s.disposition, face_s.disposition = 0, av.stream.Disposition.default
-        flat = np.full((360, 640, 3), 128, np.uint8)
-        for i, f in enumerate(inp.decode(video=0)):
-            if i == n:
-                break
-            for picture, stream in ((av.VideoFrame.from_ndarray(flat, format="rgb24"), grey_s),
-                                    (f.reformat(width=320, height=180, format="yuv420p"), face_s)):
-                picture.pts, picture.time_base = i, Fraction(1, 30)
-                for p in stream.encode(picture):
-                    out.mux(p)
-        for s in (grey_s, face_s):
-            for p in s.encode():
-                out.mux(p)
+    two_stream_video(path, decoy_size=(640, 360), face_size=(320, 180), frames=n, decoy_grey=lambda i: 128,
+                     face_default=True)
     with av.open(str(path)) as c:  # the situation this guards against
         assert [(int(s.disposition), s.codec_context.width) for s in c.streams.video] == [(0, 640), (1, 320)]
     return path
