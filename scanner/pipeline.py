@@ -57,7 +57,7 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
     the report's lock (a second scan of the same report is refused). On Ctrl-C the finished
     items are returned with `summary.interrupted` true.
     """
-    return _scan(paths, options or ScanOptions(), progress, write_as=None)
+    return _scan(paths, options or ScanOptions(), progress, write=False)
 
 
 def scan_to_report(paths: list[str | Path], options: ScanOptions, fmt: str | None = None,
@@ -70,12 +70,17 @@ def scan_to_report(paths: list[str | Path], options: ScanOptions, fmt: str | Non
     """
     if options.report is None:
         raise InputError("scan_to_report needs options.report")
-    return _scan(paths, options, progress, write_as=rp.format_for(options.report, fmt))
+    return _scan(paths, options, progress, write=True, fmt=fmt)
 
 
-def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | None, write_as: str | None,
-          scan_files: Callable[..., dict] | None = None, collect: Callable[[list], tuple[list, list]] | None = None) -> dict:
-    """Check the output, collect the inputs, then scan them with the report locked (and write it when `write_as`).
+def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | None, write: bool,
+          fmt: str | None = None, scan_files: Callable[..., dict] | None = None,
+          collect: Callable[[list], tuple[list, list]] | None = None) -> dict:
+    """Check the output, collect the inputs, then scan them with the report locked (and with `write`
+    write it to options.report, in `fmt` or the one its name implies).
+
+    A report that is one of the inputs is refused before its name's format is looked at: that is
+    the mistake worth naming (`--report clip.mp4`).
 
     `scan_files` and `collect` replace _scan_files and media.collect_inputs for another way of
     running the same stages (scanner.ray_scan): the lock, Ctrl-C and the write stay here.
@@ -97,6 +102,7 @@ def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | 
     if options.report is not None:  # the report, its stream and its lock are never one of the inputs
         check_outputs_apart([options.report, rp.stream_path_for(options.report), rp.lock_path_for(options.report)],
                             [*files, options.weights])
+    write_as = rp.format_for(options.report, fmt) if write else None
     lock = rp.ReportLock(options.report) if options.report is not None else contextlib.nullcontext()
     with lock, CtrlC() as ctrl_c:
         result = (scan_files or _scan_files)(files, skipped, skipped_list, options, progress, started, created)

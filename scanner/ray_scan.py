@@ -408,12 +408,11 @@ def scan_ray(paths: list[str | Path], options: Any, ray_options: RayOptions, fmt
     ray_options.check()
     from scanner.pipeline import _scan
 
-    write_as = rp.format_for(options.report, fmt) if options.report is not None else None
-
     def scan_files(*args: Any) -> dict:
         return _scan_files_ray(ray_options, *args)
 
-    return _scan(paths, options, progress, write_as, scan_files=scan_files, collect=collect_inputs)
+    return _scan(paths, options, progress, write=options.report is not None, fmt=fmt, scan_files=scan_files,
+                 collect=collect_inputs)
 
 
 def _scan_files_ray(ray_options: RayOptions, files: list, skipped: list, skipped_list: list[dict], options: Any,

@@ -82,10 +82,16 @@ def test_validation_rates_are_quoted_only_at_their_threshold(tmp_path, tiny_chec
     assert "validation" not in overridden["model"]  # not the threshold these verdicts used
 
 
-def test_an_unknown_report_extension_is_refused():
+def test_an_unknown_report_extension_is_refused(tmp_path, tiny_checkpoint):
+    from scanner.pipeline import scan_to_report
+
     with pytest.raises(InputError, match=r"\.xml is not a report format"):
         rp.format_for("out.xml")
     assert rp.format_for("out.xml", "json") == "json"
+    shutil.copy(IMAGES / "single_face.jpg", tmp_path / "one.jpg")
+    with pytest.raises(InputError, match=r"\.xml is not a report format"):
+        scan_to_report([tmp_path / "one.jpg"], scan_options(tiny_checkpoint, report=tmp_path / "out.xml"))
+    assert not (tmp_path / "out.xml").exists() and not (tmp_path / "out.stream.jsonl").exists()
 
 
 def test_urls_and_empty_folders_say_what_to_do(tmp_path, tiny_checkpoint):

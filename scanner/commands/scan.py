@@ -86,7 +86,7 @@ def scan(
         strategy=strategy.value, timeout=timeout or None, resume=resume,
         report=report,
     )
-    fmt_name = rp.format_for(report, fmt.value if fmt else None) if report else (fmt.value if fmt else "json")
+    fmt_name = fmt.value if fmt else (None if report else "json")  # a report's name is read by the scan
 
     with FileProgress("scanning", enabled=not quiet, status=_faces_per_second) as progress:
         if ray or ray_address:
