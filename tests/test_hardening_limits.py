@@ -74,3 +74,121 @@ def test_scan_lowers_workers_to_the_files_and_says_so(tmp_path, tiny_checkpoint,
     assert result["summary"]["workers"] == 1 and result["summary"]["files"] == 1
     err = capfd.readouterr().err
     assert "note: --workers 64 lowered to 1 (1 file to scan)" in err
+
+
+# ---------------------------------------------------------------- 10. checkpoint metadata
+
+def rewrite_metadata(src: Path, dst: Path, *, config_keys: dict | None = None, **fields: str | None) -> Path:
+    """A copy of checkpoint `src` (same tensors) whose metadata has `fields` replaced (None: removed)
+    and, within its config, `config_keys` replaced."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with safe_open(str(src), framework="numpy") as f:
+        meta = dict(f.metadata())
+    if config_keys:
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **config_keys})
+    for key, value in fields.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    save_file(load_file(str(src)), str(dst), metadata=meta)
+    return dst
+
+
+BAD_METADATA = {  # id: (metadata changes, the field the error names)
+    "input-size-huge": ({"config_keys": {"input_size": 20000}}, "input_size"),
+    "input-size-tiny": ({"config_keys": {"input_size": 8}}, "input_size"),
+    "input-size-text": ({"config_keys": {"input_size": "abc"}}, "input_size"),
+    "input-size-float": ({"config_keys": {"input_size": 128.5}}, "input_size"),
+    "input-size-bool": ({"config_keys": {"input_size": True}}, "input_size"),
+    "threshold-5": ({"threshold": "5"}, "threshold"),
+    "threshold-negative": ({"threshold": "-1"}, "threshold"),
+    "threshold-nan": ({"threshold": "nan"}, "threshold"),
+    "threshold-inf": ({"threshold": "inf"}, "threshold"),
+    "threshold-text": ({"threshold": "abc"}, "threshold"),
+    "threshold-missing": ({"threshold": None}, "threshold"),
+    "config-list": ({"config": "[]"}, "config"),
+    "config-not-json": ({"config": "{not json"}, "config"),
+    "config-missing": ({"config": None}, "config"),
+    "config-deep": ({"config": "[" * 100000 + "]" * 100000}, "config"),
+    "config-unknown-key": ({"config_keys": {"bogus": 1}}, "bogus"),
+    "backbone-unknown": ({"config_keys": {"backbone": "resnet50"}}, "backbone"),
+    "backbone-not-text": ({"config_keys": {"backbone": 3}}, "backbone"),
+    "mean-short": ({"config_keys": {"mean": [0.5, 0.5]}}, "mean"),
+    "mean-nan": ({"config_keys": {"mean": [0.5, "nan", 0.5]}}, "mean"),
+    "std-zero": ({"config_keys": {"std": [0.5, 0.0, 0.5]}}, "std"),
+    "heads-negative": ({"config_keys": {"num_fair": -1}}, "num_fair"),
+    "heads-huge": ({"config_keys": {"num_spe": 10 ** 9}}, "num_spe"),
+    "channels-huge": ({"config_keys": {"feature_channels": 10 ** 7}}, "feature_channels"),
+    "group-names-text": ({"config_keys": {"group_names": "abc"}}, "group_names"),
+    "provenance-list": ({"provenance": "[]"}, "provenance"),
+    "kind-unknown": ({"kind": "trainer"}, "kind"),
+    "dtype-unknown": ({"dtype": "int8"}, "dtype"),
+    "deploy-graph-unknown": ({"deploy_graph": "three_pass"}, "deploy_graph"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad-meta")
+    return {name: rewrite_metadata(tiny_checkpoint, root / f"{name}.safetensors", **change)
+            for name, (change, _field) in BAD_METADATA.items()}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_METADATA))
+def test_scan_refuses_bad_checkpoint_metadata(case, bad_checkpoints, tmp_path):
+    from scanner.cli import app
+
+    field = BAD_METADATA[case][1]
+    r = runner.invoke(app, ["scan", str(IMAGES / "single_face.jpg"), "--weights", str(bad_checkpoints[case]),
+                            "--backend", "torch", "--workers", "1", "--quiet", "--report", str(tmp_path / "r.json")])
+    line = one_error_line(r)
+    assert field in line and "metadata" in line, line
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("case", ["input-size-huge", "input-size-text", "threshold-nan", "config-list", "mean-short"])
+def test_doctor_names_the_bad_metadata_field(case, bad_checkpoints):
+    import json
+
+    from scanner.cli import app
+
+    r = runner.invoke(app, ["doctor", "--weights", str(bad_checkpoints[case]), "--json"])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    weights = json.loads(r.stdout)["weights"]
+    assert weights["ok"] is False and BAD_METADATA[case][1] in weights["problem"]
+
+
+def test_every_loader_checks_metadata(bad_checkpoints):
+    """The torch loader, the torch-free reader and the config reader refuse alike (one check at read)."""
+    from train.checkpoint import load_checkpoint
+    from train.checkpoint_info import CheckpointInfo, read_model_config
+    from train.errors import CheckpointError
+
+    bad = bad_checkpoints["input-size-huge"]
+    for load in (load_checkpoint, CheckpointInfo.read, read_model_config):
+        with pytest.raises(CheckpointError, match="input_size"):
+            load(bad)
+
+
+def test_good_metadata_still_loads(tiny_checkpoint, tmp_path):
+    """Optional fields absent, boundary values: still a checkpoint."""
+    from train.checkpoint_info import CheckpointInfo
+
+    ok = rewrite_metadata(tiny_checkpoint, tmp_path / "ok.safetensors", threshold="1.0", provenance=None, dtype=None,
+                          deploy_graph=None, deploy_note=None)
+    info = CheckpointInfo.read(ok)
+    assert info.threshold == 1.0 and info.input_size == 128
+
+
+def test_train_refuses_an_input_size_no_checkpoint_loader_takes(tmp_path):
+    """Training at 2048 px would write a checkpoint that every loader refuses (config.input_size)."""
+    from tests.helpers import train_options
+    from train.errors import InputError
+
+    with pytest.raises(InputError, match="--input-size must be a multiple of 32 from 64 to 1024"):
+        train_options((tmp_path / "t.csv", tmp_path / "v.csv"), tmp_path / "out", input_size=2048).check()

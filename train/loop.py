@@ -31,7 +31,7 @@ from train.balance import balance_groups
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.choices import (BACKBONE_NAMES, BALANCE_MODES, CURRICULA, LR_SCHEDULES, OPTIMIZER_NAMES, PSEUDO_FAKES,
                            THRESHOLD_METHODS)
-from train.config import ModelConfig
+from train.config import INPUT_SIZE_RANGE, ModelConfig
 from train.curriculum import QualityBatchSampler, QualityCurriculum, sample_losses
 from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Key, Manifest, make_loader, read_manifest,
                         validation_keys)
@@ -126,8 +126,8 @@ class TrainOptions:
                              f"got {self.threshold_method!r}")
         if not 0.0 <= self.target_fpr < 1.0:
             raise InputError(f"--target-fpr must be in [0, 1), got {self.target_fpr}")
-        if self.input_size < 64 or self.input_size % 32:
-            raise InputError(f"--input-size must be a multiple of 32 and at least 64, got {self.input_size}")
+        if not 64 <= self.input_size <= INPUT_SIZE_RANGE[1] or self.input_size % 32:  # larger would not load
+            raise InputError(f"--input-size must be a multiple of 32 from 64 to {INPUT_SIZE_RANGE[1]}, got {self.input_size}")
         if self.resume and self.init_from is not None:
             raise InputError("--resume continues a run; --init-from starts a new one from weights: pass one")
         for name in ("scale_jitter", "video_aug"):

@@ -48,7 +48,7 @@ def train_command(
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Cap the steps of each epoch."),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", metavar="", help="Start the backbones from ImageNet weights."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes (default: one per two cores)."),
-    input_size: int = typer.Option(256, "--input-size", min=64, help="Crop side the model trains on (multiple of 32); scans crop to it."),
+    input_size: int = typer.Option(256, "--input-size", min=64, max=1024, help="Crop side the model trains on (multiple of 32); scans crop to it."),
     threshold_method: ThresholdMethod = typer.Option(ThresholdMethod.fpr, "--threshold-method", help="fpr (lowest threshold with FPR <= --target-fpr on validation reals), eer or youden."),
     target_fpr: float = typer.Option(0.05, "--target-fpr", min=0.0, max=0.999, help="The false-positive rate the fpr threshold allows."),
     fairness: bool = typer.Option(True, "--fairness/--no-fairness", metavar="", help="PG-FDD's fairness terms (LDAM demographic head, bi-level CVaR); --no-fairness is the ablation."),
