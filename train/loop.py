@@ -33,8 +33,8 @@ from train.choices import (BACKBONE_NAMES, BALANCE_MODES, CURRICULA, LR_SCHEDULE
                            THRESHOLD_METHODS)
 from train.config import INPUT_SIZE_RANGE, ModelConfig
 from train.curriculum import QualityBatchSampler, QualityCurriculum, sample_losses
-from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Key, Manifest, make_loader, read_manifest,
-                        validation_keys)
+from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Key, Manifest, check_apart, make_loader,
+                        read_manifest, validation_keys)
 from train.errors import InputError
 from train.files import atomic_write_bytes
 from train.labels import align_group_names
@@ -105,6 +105,7 @@ class TrainOptions:
     quality_aug: float = 0.5  # frequency-mix probability of the lowest-rated fake (falls to 0 at rating 0.5)
     balance_groups: str = "none"  # none | synthetic (train.balance: fill label x group cells to a target)
     balance_target: int | None = None  # rows per label x group cell; None: the largest cell
+    allow_overlap: bool = False  # validate on rows that are also training images (train.data.check_apart refuses them)
 
     def check(self) -> None:
         if self.backbone not in BACKBONE_NAMES:
@@ -400,6 +401,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     val_m = read_manifest(opts.val)
     if not (val_m.labels == 0).any() or not ((val_m.labels == 1).any() or sbi):
         raise InputError(f"{opts.val}: validation needs real and fake rows (or --pseudo-fakes sbi and real rows)")
+    if not opts.allow_overlap:
+        check_apart(train_m, val_m)
 
     out = Path(opts.out)
     last_ckpt, last_optim = out / "last.safetensors", out / "last_optim.safetensors"
