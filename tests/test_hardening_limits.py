@@ -192,3 +192,125 @@ def test_train_refuses_an_input_size_no_checkpoint_loader_takes(tmp_path):
 
     with pytest.raises(InputError, match="--input-size must be a multiple of 32 from 64 to 1024"):
         train_options((tmp_path / "t.csv", tmp_path / "v.csv"), tmp_path / "out", input_size=2048).check()
+
+
+# ---------------------------------------------------------------- 15. train/val overlap
+
+@pytest.fixture(scope="module")
+def small_sets(tmp_path_factory) -> tuple[Path, Path]:
+    """Two disjoint generated manifests (6 and 4 crops, half fakes)."""
+    from tests.helpers import make_crops
+
+    root = tmp_path_factory.mktemp("sets")
+    return make_crops(root / "train", 6, seed=0), make_crops(root / "val", 4, seed=1)
+
+
+def train_cli(train: Path, val: Path, out: Path, *extra: str):
+    from scanner.cli import app
+
+    return runner.invoke(app, ["train", "--train", str(train), "--val", str(val), "--out", str(out), "--no-pretrained",
+                               "--epochs", "1", "--batch-size", "2", "--max-steps-per-epoch", "1", "--input-size", "64",
+                               "--device", "cpu", "--workers", "0", "--quiet", *extra])
+
+
+def test_train_refuses_the_same_manifest_for_val(small_sets, tmp_path):
+    r = train_cli(small_sets[0], small_sets[0], tmp_path / "run")
+    line = one_error_line(r)
+    assert "6 validation row(s) are training images" in line and "same file" in line and "--allow-overlap" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_val_rows_that_are_copies_of_training_images(small_sets, tmp_path):
+    """Other names, other folder, same bytes: still the training images."""
+    import csv
+
+    train, _ = small_sets
+    rows = list(csv.DictReader(train.open()))
+    (tmp_path / "copies").mkdir()
+    for i, row in enumerate(rows[:2] + rows[3:5]):  # two reals, two fakes
+        shutil.copy(train.parent / row["path"], tmp_path / "copies" / f"v{i}.png")
+        row["path"] = f"copies/v{i}.png"
+    val = tmp_path / "val.csv"
+    with val.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows[:2] + rows[3:5])
+    line = one_error_line(train_cli(train, val, tmp_path / "run"))
+    assert "4 validation row(s) are training images" in line and "same content" in line and "v0.png" in line
+
+
+def test_allow_overlap_gets_past_the_check(small_sets, tmp_path):
+    """--allow-overlap: the run goes on (here to the next check: --out already holds a run)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("epoch\n")
+    line = one_error_line(train_cli(small_sets[0], small_sets[0], out, "--allow-overlap"))
+    assert "already holds a training run" in line
+
+
+def test_disjoint_manifests_pass(small_sets):
+    from train.data import check_apart, read_manifest
+
+    check_apart(read_manifest(small_sets[0]), read_manifest(small_sets[1]))  # no overlap: no error
+
+
+# ---------------------------------------------------------------- 16. audit features, build-engine outputs
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_audit_refuses_non_finite_feature_values(tmp_path, bad):
+    """A nan/inf cell is refused like a non-number (one line, exit 2), never dropped: dropping would
+    audit another set than the one given, and inf may well be what separates the fakes."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from scanner.cli import app
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(3):
+        for label in ("real", "fake"):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{label}{i}.png")
+            rows.append([f"{label}{i}.png", label, str(100 + i)])
+    rows[3][2] = bad
+    with (tmp_path / "labels.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "label", "original_width"], *rows])
+    r = runner.invoke(app, ["audit", str(tmp_path / "labels.csv"), "--feature", "original_width", "--bootstrap", "0",
+                            "--workers", "1"])
+    line = one_error_line(r)
+    assert "original_width" in line and "line 5" in line and "finite" in line and bad in line
+
+
+@pytest.mark.parametrize("fmt, out, why", [
+    ("onnx", "dir.onnx", "is a folder"),  # an existing folder where the .onnx file would go
+    ("onnx", "file.txt/model.onnx", "is a file"),  # a path under an existing file
+    ("onnx", "file.txt", "is a file"),  # a folder argument (model.onnx inside) that is a file
+    ("onnx", "weights.safetensors", "is a file"),  # would go inside the checkpoint itself
+    ("tensorrt", "file.txt", "is a file"),  # the engine folder is a file (checked before TensorRT is needed)
+    ("tensorrt", "file.txt/engine", "is a file"),
+], ids=["onnx-existing-folder", "onnx-under-a-file", "onnx-folder-is-a-file", "onnx-inside-the-weights",
+        "tensorrt-folder-is-a-file", "tensorrt-under-a-file"])
+def test_build_engine_checks_out_before_exporting(tiny_checkpoint, tmp_path, fmt, out, why):
+    from scanner.cli import app
+
+    (tmp_path / "dir.onnx").mkdir()
+    (tmp_path / "file.txt").write_text("keep me\n")
+    weights = tmp_path / "weights.safetensors"
+    shutil.copy(tiny_checkpoint, weights)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    r = runner.invoke(app, ["build-engine", "--format", fmt, "--weights", str(weights), "--out", str(tmp_path / out)])
+    line = one_error_line(r)
+    assert "--out" in line and why in line, line
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing exported, no temporary file left
+    assert (tmp_path / "file.txt").read_text() == "keep me\n"
+
+
+def test_build_engine_refuses_to_export_over_its_weights(tiny_checkpoint, tmp_path):
+    from scanner.cli import app
+
+    weights = tmp_path / "model.onnx"  # a checkpoint under an .onnx name: --out would replace it
+    shutil.copy(tiny_checkpoint, weights)
+    r = runner.invoke(app, ["build-engine", "--format", "onnx", "--weights", str(weights), "--out", str(weights)])
+    assert "it is an input" in one_error_line(r)
+    assert weights.read_bytes() == tiny_checkpoint.read_bytes()
