@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -245,6 +246,7 @@ def _run_pool(jobs: list[_Job], cfg: StageConfig, finished: Finished, *, workers
     """
     from engines.base import cpu_threads
     from scanner.pipeline import kind_of
+    from scanner.resources import WORKER_MEMORY, available_memory, cap_workers
 
     store = _CropStore()
     ready: dict[int, tuple[FilePayload, np.ndarray]] = {}
@@ -264,7 +266,11 @@ def _run_pool(jobs: list[_Job], cfg: StageConfig, finished: Finished, *, workers
         done(task, {"error": {"code": code, "message": message}}, store.take(task.id))
 
     todo = deque(Task(i, str(job.path), kind_of(job.path, cfg.crops)) for i, job in enumerate(jobs))
-    pool = Pool(max(1, min(workers or cpu_threads(), len(jobs))), WorkerConfig(cfg, None, faults))
+    count, note = cap_workers(workers or cpu_threads(), len(jobs), requested=workers is not None,
+                              per_worker=WORKER_MEMORY["decode"], available=available_memory())
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    pool = Pool(count, WorkerConfig(cfg, None, faults))
     graceful = False
     try:
         pool.run(todo, store, on_result, on_lost, timeout)

@@ -50,6 +50,38 @@ def check_outputs_apart(outputs: Iterable[str | Path | None], inputs: Iterable[s
                              "choose a folder apart from the inputs")
 
 
+def _blocking_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is not a folder (nothing can be made under it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_file(path: str | Path, option: str) -> None:
+    """Refuse (one line, exit 2) a file output that cannot be written, before any slow work.
+
+    Why: `build-engine --out x.onnx` where x.onnx is a folder, or `--out some.txt/x.onnx`,
+    ended in a traceback after the whole export. Missing folders on the way are fine (made).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{option} {p} is a folder; give the file to write (e.g. {p / 'model.onnx'})")
+    blocker = _blocking_ancestor(p)
+    if blocker is not None:
+        raise InputError(f"{option} {p}: {blocker} is a file, not a folder")
+
+
+def check_output_folder(path: str | Path, option: str) -> None:
+    """Refuse (one line, exit 2) a folder output that is a file or lies under one, before any slow work."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{option} {p} is a file, not a folder")
+    blocker = _blocking_ancestor(p)
+    if blocker is not None:
+        raise InputError(f"{option} {p}: {blocker} is a file, not a folder")
+
+
 def write_texts(outputs: Iterable[tuple[str | Path | None, Callable[[], str]]]) -> list[Path]:
     """Write each (path, render) whose path was given, atomically; returns the paths written.
 

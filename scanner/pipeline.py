@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -220,7 +221,10 @@ def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], opti
         progress(ScanProgress(total=len(files), done=0, faces=0, elapsed=0.0, note=prepare_note(options, model)))
     backend, _ = select_backend(weights, options.backend, options.engine, checkpoint=checkpoint)
     t_prepare = time.time() - t_prepare
-    plan = resource_plan(options, sum(os.path.abspath(f) not in prior for f in files), backend.device)
+    plan = resource_plan(options, sum(os.path.abspath(f) not in prior for f in files), backend.device,
+                         backend=backend.name)
+    if plan.note:  # --workers was lowered: say so before the scan starts (the summary records the count run)
+        print(plan.note, file=sys.stderr, flush=True)
     scorer = None
     if plan.in_workers:
         scorer = ScorerSpec(backend.name, str(weights), str(getattr(backend, "onnx_path", "")) or None, plan.threads,

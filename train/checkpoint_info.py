@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from train.errors import CheckpointError
 
 FORMAT = "dfscan.checkpoint/1"
+KINDS = ("full", "deploy")
+DTYPES = ("float32", "float16")
+DEPLOY_GRAPHS = ("single_pass", "two_pass")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -42,7 +46,48 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"{path}: not a safetensors file (dfscan reads .safetensors checkpoints only)") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dfscan checkpoint (safetensors without dfscan metadata)")
+    check_metadata(path, meta)
     return meta
+
+
+def _json_field(meta: dict[str, str], name: str) -> Any:
+    """A JSON-valued metadata field; CheckpointError naming it when it does not parse."""
+    try:
+        return json.loads(meta[name])
+    except (ValueError, RecursionError):  # RecursionError: a deeply nested value
+        raise CheckpointError(f"{name} is not valid JSON") from None
+
+
+def check_metadata(path: Path, meta: dict[str, str]) -> None:
+    """Every field of a checkpoint's metadata, checked once where any reader gets it (read_metadata).
+
+    Why here: the metadata is user input that scans, doctor, build-engine and training all trust
+    (a 20000-px input_size allocated >10 GB before any error; a threshold of 5 or nan was taken
+    as calibrated). One line, exit 2, naming the field.
+    """
+    from train.config import ModelConfig
+
+    try:
+        if meta.get("kind") not in KINDS:
+            raise CheckpointError(f"kind must be {' or '.join(KINDS)}, got {meta.get('kind')!r:.40}")
+        if "config" not in meta:
+            raise CheckpointError("config is missing")
+        ModelConfig.from_dict(_json_field(meta, "config"))  # every field's type and range (check_config_dict)
+        if "threshold" not in meta:
+            raise CheckpointError("threshold is missing")
+        try:
+            threshold = float(meta["threshold"])
+        except ValueError:
+            threshold = math.nan
+        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            raise CheckpointError(f"threshold must be a number from 0 to 1, got {meta['threshold']!r:.40}")
+        if "provenance" in meta and not isinstance(_json_field(meta, "provenance"), dict):
+            raise CheckpointError("provenance must be a JSON object")
+        for name, allowed in (("dtype", DTYPES), ("deploy_graph", DEPLOY_GRAPHS)):
+            if name in meta and meta[name] not in allowed:
+                raise CheckpointError(f"{name} must be {' or '.join(allowed)}, got {meta[name]!r:.40}")
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: bad checkpoint metadata: {exc}") from None
 
 
 @dataclass(frozen=True)

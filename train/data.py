@@ -203,6 +203,41 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     return Manifest(path, samples, "official" if official else "dfscan", attributes, file_sha256(path))
 
 
+def check_apart(train: Manifest, val: Manifest) -> None:
+    """Refuse validation rows that are training images: the same file, or the same bytes elsewhere.
+
+    Why: validation picks the best epoch and calibrates the threshold; on training images both
+    read as better than they are, silently (`--train m.csv --val m.csv` trained and calibrated
+    on the same rows). Content is compared with the sha256 the recipe's prepare step dedups
+    by (train.checkpoint_info.file_sha256), hashing only files whose size occurs on both sides:
+    crops of different images rarely share a size, so this reads a fraction of the data once.
+    `--allow-overlap` skips this check.
+    """
+    def real(s: Sample) -> str:
+        return os.path.realpath(s.path)
+
+    train_paths = {real(s) for s in train.samples}
+    same_file = [s for s in val.samples if real(s) in train_paths]
+    rest = [s for s in val.samples if real(s) not in train_paths]
+    same_content: list[Sample] = []
+    if rest:
+        train_sizes = {p: os.path.getsize(p) for p in train_paths}
+        sizes = set(train_sizes.values())
+        candidates = [(s, size) for s in rest if (size := os.path.getsize(s.path)) in sizes]
+        wanted = {size for _, size in candidates}
+        digests = {file_sha256(p) for p, size in train_sizes.items() if size in wanted}
+        same_content = [s for s, _ in candidates if file_sha256(s.path) in digests]
+    shared = same_file + same_content
+    if shared:
+        how = " and ".join(f"{len(rows)} {what}" for rows, what in ((same_file, "same file"),
+                                                                      (same_content, "same content")) if rows)
+        first = sorted(shared, key=lambda s: s.row)[0]
+        raise InputError(f"{val.path}: {len(shared)} validation row(s) are training images of {train.path.name} "
+                         f"({how}; first: row {first.row}, {first.path}): validating and calibrating on them "
+                         "overstates accuracy and biases the threshold; use disjoint manifests, "
+                         "or pass --allow-overlap to train anyway")
+
+
 # ---------------------------------------------------------------- tensors
 
 

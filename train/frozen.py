@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from train.checkpoint import save_checkpoint
 from train.config import ModelConfig
-from train.data import SBI_METHOD, FaceDataset, Manifest, make_loader, read_manifest, validation_keys
+from train.data import SBI_METHOD, FaceDataset, Manifest, check_apart, make_loader, read_manifest, validation_keys
 from train.errors import InputError
 from train.losses import PGFDDLoss
 from train.metrics import binary_metrics, calibrate_threshold
@@ -57,6 +57,7 @@ class FrozenOptions:
     seed: int = 0
     fairness: bool = True
     target_fpr: float = 0.05
+    allow_overlap: bool = False  # validate on rows that are also training images (train.data.check_apart)
 
 
 @dataclass
@@ -157,6 +158,8 @@ def train_frozen(opts: FrozenOptions, log: Callable[[str], None] = print) -> dic
     if hint:
         raise InputError(f"no pretrained weights for {opts.backbone} on this machine: {hint}")
     train_m, val_m = read_manifest(opts.train), read_manifest(opts.val)
+    if not opts.allow_overlap:
+        check_apart(train_m, val_m)
     methods = train_m.method_names + ([SBI_METHOD] if SBI_METHOD not in train_m.method_names else [])
     groups = train_m.group_names
     config = ModelConfig(backbone=opts.backbone, input_size=opts.input_size, num_spe=len(methods),

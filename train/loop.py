@@ -31,10 +31,10 @@ from train.balance import balance_groups
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.choices import (BACKBONE_NAMES, BALANCE_MODES, CURRICULA, LR_SCHEDULES, OPTIMIZER_NAMES, PSEUDO_FAKES,
                            THRESHOLD_METHODS)
-from train.config import ModelConfig
+from train.config import INPUT_SIZE_RANGE, ModelConfig
 from train.curriculum import QualityBatchSampler, QualityCurriculum, sample_losses
-from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Key, Manifest, make_loader, read_manifest,
-                        validation_keys)
+from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Key, Manifest, check_apart, make_loader,
+                        read_manifest, validation_keys)
 from train.errors import InputError
 from train.files import atomic_write_bytes
 from train.labels import align_group_names
@@ -108,6 +108,7 @@ class TrainOptions:
     quality_aug: float = 0.5  # frequency-mix probability of the lowest-rated fake (falls to 0 at rating 0.5)
     balance_groups: str = "none"  # none | synthetic (train.balance: fill label x group cells to a target)
     balance_target: int | None = None  # rows per label x group cell; None: the largest cell
+    allow_overlap: bool = False  # validate on rows that are also training images (train.data.check_apart refuses them)
 
     def check(self) -> None:
         if self.backbone not in BACKBONE_NAMES:
@@ -129,8 +130,8 @@ class TrainOptions:
                              f"got {self.threshold_method!r}")
         if not 0.0 <= self.target_fpr < 1.0:
             raise InputError(f"--target-fpr must be in [0, 1), got {self.target_fpr}")
-        if self.input_size < 64 or self.input_size % 32:
-            raise InputError(f"--input-size must be a multiple of 32 and at least 64, got {self.input_size}")
+        if not 64 <= self.input_size <= INPUT_SIZE_RANGE[1] or self.input_size % 32:  # larger would not load
+            raise InputError(f"--input-size must be a multiple of 32 from 64 to {INPUT_SIZE_RANGE[1]}, got {self.input_size}")
         if self.resume and self.init_from is not None:
             raise InputError("--resume continues a run; --init-from starts a new one from weights: pass one")
         for name in ("scale_jitter", "video_aug"):
@@ -404,6 +405,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     val_m = read_manifest(opts.val)
     if not (val_m.labels == 0).any() or not ((val_m.labels == 1).any() or sbi):
         raise InputError(f"{opts.val}: validation needs real and fake rows (or --pseudo-fakes sbi and real rows)")
+    if not opts.allow_overlap:
+        check_apart(train_m, val_m)
 
     out = Path(opts.out)
     last_ckpt, last_optim = out / "last.safetensors", out / "last_optim.safetensors"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -113,13 +114,21 @@ def read_features(paths: list[Path], silence_db: float, workers: int | None,
 
 
 def _csv_feature(labelled: Any, column: str) -> list[float]:
+    """A --feature column's values: finite numbers, or one line naming the first cell that is not.
+
+    nan/inf are refused like any non-number rather than dropped: dropping rows would audit
+    another set than the one given (and an inf that only fakes have is itself a shortcut).
+    """
     values = []
     for line, raw in zip(labelled.lines, labelled.columns[column]):
         try:
-            values.append(float(raw))
+            value = float(raw)
         except ValueError:
-            raise InputError(f"{Path(labelled.source).name} line {line}: --feature {column!r} needs numbers, "
-                             f"found {raw!r}") from None
+            value = None
+        if value is None or not math.isfinite(value):
+            raise InputError(f"{Path(labelled.source).name} line {line}: --feature {column!r} needs finite numbers, "
+                             f"found {raw!r}")
+        values.append(value)
     return values
 
 

@@ -44,6 +44,11 @@ def _parity_crops(faces: list[Path], size: int):
     return crops, "8 synthetic crops (pass --faces PATH for real faces)"
 
 
+def _onnx_target(out: Path) -> Path:
+    """The file `--format onnx --out` names: the path itself when it ends in .onnx, else model.onnx in it."""
+    return out if out.suffix == ".onnx" else out / "model.onnx"
+
+
 def _print_parity(parity: dict, source: str) -> None:
     console.print(f"parity vs torch FP32 on {source}: max |Δp| {parity['max_abs_diff']:.2e}, "
                   f"mean {parity['mean_abs_diff']:.2e}")
@@ -61,15 +66,20 @@ def build_engine(
 ) -> None:
     """Build a TensorRT FP16 engine (or an ONNX file) of the detector for fast scans."""
     from engines.base import checkpoint_config
+    from scanner.outputs import check_output_file, check_output_folder, check_outputs_apart
 
-    if fmt is Format.tensorrt:
-        from engines.tensorrt import import_tensorrt
-
-        import_tensorrt()  # fail first, with the install hint, before any slow work
     if weights is None:
         from scanner.assets import default_weights
 
         weights = default_weights()
+    if out is not None:  # before the slow export: an unwritable --out used to fail after it
+        written = _onnx_target(out) if fmt is Format.onnx else out
+        (check_output_file if fmt is Format.onnx else check_output_folder)(written, "--out")
+        check_outputs_apart([written], [weights, *(faces or [])])
+    if fmt is Format.tensorrt:
+        from engines.tensorrt import import_tensorrt
+
+        import_tensorrt()  # fail first, with the install hint, before any slow work
     config = checkpoint_config(weights)
     crops, source = _parity_crops(list(faces or []), config.input_size)
 
@@ -78,12 +88,7 @@ def build_engine(
         from engines.onnx_cache import cached_onnx_path, record_export
         from train.checkpoint_info import file_sha256
 
-        if out is None:
-            target = cached_onnx_path(file_sha256(weights))
-        elif out.suffix == ".onnx":
-            target = out
-        else:
-            target = out / "model.onnx"
+        target = cached_onnx_path(file_sha256(weights)) if out is None else _onnx_target(out)
         with console.status("exporting to ONNX and checking it against torch"):
             path, parity = export_with_parity(weights, target, crops=crops)
         if out is None:  # the cache entry scans use: bound to this file (engines.onnx_cache)

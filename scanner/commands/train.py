@@ -48,7 +48,7 @@ def train_command(
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Cap the steps of each epoch."),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", metavar="", help="Start the backbones from ImageNet weights."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes (default: one per two cores)."),
-    input_size: int = typer.Option(256, "--input-size", min=64, help="Crop side the model trains on (multiple of 32); scans crop to it."),
+    input_size: int = typer.Option(256, "--input-size", min=64, max=1024, help="Crop side the model trains on (multiple of 32); scans crop to it."),
     threshold_method: ThresholdMethod = typer.Option(ThresholdMethod.fpr, "--threshold-method", help="fpr (lowest threshold with FPR <= --target-fpr on validation reals), eer or youden."),
     target_fpr: float = typer.Option(0.05, "--target-fpr", min=0.0, max=0.999, help="The false-positive rate the fpr threshold allows."),
     fairness: bool = typer.Option(True, "--fairness/--no-fairness", metavar="", help="PG-FDD's fairness terms (LDAM demographic head, bi-level CVaR); --no-fairness is the ablation."),
@@ -63,6 +63,7 @@ def train_command(
     quality_aug: float = typer.Option(0.5, "--quality-aug", min=0.0, max=1.0, help="Frequency-mix probability of the lowest-rated fakes (0 from rating 0.5 up)."),
     balance_groups: BalanceGroups = typer.Option(BalanceGroups.none, "--balance-groups", help="none, or synthetic: fill every label x demographic group cell to --balance-target with SBI pseudo-fakes / augmented reals of that group; counts in balance.json."),
     balance_target: Optional[int] = typer.Option(None, "--balance-target", min=1, help="Rows per label x group cell for --balance-groups synthetic (default: the largest cell)."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", metavar="", help="Train even when validation rows are training images (same file or same bytes): the best epoch and the threshold are then chosen on seen images."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars or epoch lines."),
 ) -> None:
     """Train the PG-FDD deepfake detector on face crops, validating and calibrating every epoch."""
@@ -78,7 +79,8 @@ def train_command(
                         keep_epochs=keep_epochs,
                         curriculum=curriculum.value, pacing_start=pacing_start, pacing_end=pacing_end,
                         quality_dynamic_weight=quality_dynamic_weight, quality_aug=quality_aug,
-                        balance_groups=balance_groups.value, balance_target=balance_target)
+                        balance_groups=balance_groups.value, balance_target=balance_target,
+                        allow_overlap=allow_overlap)
     best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)))
     if not quiet:
         console.print(f"best checkpoint: [bold]{best}[/] (deploy: {best.with_name('best_deploy.safetensors')})")
