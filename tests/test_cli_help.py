@@ -53,3 +53,26 @@ def test_the_console_script_imports_nothing_heavy_at_the_top():
     code = f"import sys, {script.module}; print(sorted(m for m in ('typer', 'rich', 'scanner.cli') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_steps_draw_a_spinner_in_a_terminal_and_lines_elsewhere():
+    import io
+
+    from rich.console import Console
+
+    from scanner.console import Steps
+
+    piped = Console(file=io.StringIO(), width=80)
+    with Steps(out=piped) as step:
+        step("exporting to ONNX [fast]")
+        step("checking")
+    assert piped.file.getvalue() == "exporting to ONNX [fast] ...\nchecking ...\n"  # brackets are text
+    tty = Console(file=io.StringIO(), width=80, force_terminal=True)
+    with Steps(out=tty) as step:
+        step("exporting to ONNX")
+    drawn = tty.file.getvalue()
+    assert "exporting to ONNX" in drawn and " ...\n" not in drawn  # a transient spinner line, then erased
+    quiet = Console(file=io.StringIO(), width=80)
+    with Steps(out=quiet, enabled=False) as step:
+        step("exporting to ONNX")
+    assert quiet.file.getvalue() == ""
