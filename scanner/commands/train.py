@@ -9,7 +9,9 @@ import typer
 
 from scanner.commands.choices import (Backbone, BalanceGroups, Curriculum, LrSchedule, Optimizer, PseudoFakes,
                                       ThresholdMethod)
-from scanner.console import console, friendly_errors, reflow
+from rich.markup import escape
+
+from scanner.console import console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
 Examples (real crops only, pseudo-fakes made on the fly; then the recipe that built the shipped model):
@@ -79,7 +81,8 @@ def train_command(
                         curriculum=curriculum.value, pacing_start=pacing_start, pacing_end=pacing_end,
                         quality_dynamic_weight=quality_dynamic_weight, quality_aug=quality_aug,
                         balance_groups=balance_groups.value, balance_target=balance_target)
-    best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)))
+    best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)),
+                        warn=lambda m: err_console.print(f"[yellow]warning:[/] {escape(m)}", soft_wrap=True))
     if not quiet:
         console.print(f"best checkpoint: [bold]{best}[/] (deploy: {best.with_name('best_deploy.safetensors')})")
 
