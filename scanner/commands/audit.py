@@ -9,6 +9,8 @@ import typer
 
 from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
+GATE, READ, OUTPUT = "Gate", "What is read", "Output"
+
 EXAMPLE = """
 Examples:
 
@@ -32,19 +34,19 @@ Exit codes: 0 no shortcut; 1 a feature (or the metadata model) separates real fr
 
 @friendly_errors
 def audit(
-    labels: Path = typer.Argument(..., help="Labelled set: labels.csv (path,label[,attributes])."),
-    max_shortcut_auc: float = typer.Option(0.70, "--max-shortcut-auc", min=0.5, max=1.0, help="Gate: a feature (or the metadata model) whose AUC exceeds this is a shortcut (exit 1)."),
-    min_items: Optional[int] = typer.Option(None, "--min-items", min=2, help="Gate: fewest readable reals, and as many fakes, an audit needs (default 30; fewer: fails as too few)."),
-    feature: Optional[List[str]] = typer.Option(None, "--feature", help="A numeric CSV column to audit as well (repeatable), e.g. original_width."),
-    attrs: Optional[str] = typer.Option(None, "--attrs", help="Attribute columns for the per-group table, comma-separated (default: every column but path, label and --feature)."),
-    silence_db: float = typer.Option(-60.0, "--silence-db", max=-0.01, help="Leading silence ends where the audio first rises above this level (dBFS)."),
-    bootstrap: int = typer.Option(200, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals (0: off)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the model's folds."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Processes reading metadata (default: one per core)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY)."),
-    plots: Optional[Path] = typer.Option(None, "--plots", help="Write the worst features' distributions by label (PNG) to this folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="Only the verdict line (and errors)."),
+    labels: Path = typer.Argument(..., metavar="LABELS.CSV", help="Labelled set: labels.csv (path,label[,attributes])."),
+    max_shortcut_auc: float = typer.Option(0.70, "--max-shortcut-auc", min=0.5, max=1.0, help="Gate: a feature (or the metadata model) whose AUC exceeds this is a shortcut (exit 1).", rich_help_panel=GATE),
+    min_items: Optional[int] = typer.Option(None, "--min-items", min=2, help="Gate: fewest readable reals, and as many fakes, an audit needs (default 30; fewer: fails as too few).", rich_help_panel=GATE),
+    feature: Optional[List[str]] = typer.Option(None, "--feature", help="A numeric CSV column to audit as well (repeatable), e.g. original_width.", rich_help_panel=READ),
+    attrs: Optional[str] = typer.Option(None, "--attrs", help="Attribute columns for the per-group table, comma-separated (default: every column but path, label and --feature).", rich_help_panel=READ),
+    silence_db: float = typer.Option(-60.0, "--silence-db", max=-0.01, help="Leading silence ends where the audio first rises above this level (dBFS).", rich_help_panel=READ),
+    bootstrap: int = typer.Option(200, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals (0: off).", rich_help_panel=GATE),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the model's folds.", rich_help_panel=GATE),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Processes reading metadata (default: one per core).", rich_help_panel=READ),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON.", rich_help_panel=OUTPUT),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY).", rich_help_panel=OUTPUT),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write the worst features' distributions by label (PNG) to this folder.", rich_help_panel=OUTPUT),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="Only the verdict line (and errors).", rich_help_panel=OUTPUT),
 ) -> None:
     """Find metadata that separates real from fake in a labelled set (a shortcut a detector would learn)."""
     from scanner.audit import output
