@@ -20,7 +20,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -120,14 +120,22 @@ def onnx_parity(path: str | Path, model: nn.Module, config, crops: np.ndarray) -
 
 
 def export_with_parity(weights: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, fp16: bool = False,
-                       crops: np.ndarray | None = None) -> tuple[Path, dict[str, Any]]:
-    """Export a checkpoint and prove the file scores like torch; InputError if it does not."""
+                       crops: np.ndarray | None = None, step: Callable[[str], None] | None = None
+                       ) -> tuple[Path, dict[str, Any]]:
+    """Export a checkpoint and prove the file scores like torch; InputError if it does not.
+
+    `step(text)` is told each phase as it starts (the export takes tens of seconds on a CPU).
+    """
     from train.checkpoint import load_checkpoint
 
+    step = step or (lambda _text: None)
+    step("loading the checkpoint into torch")
     model, config, info = load_checkpoint(weights, deploy=True, device="cpu")
+    step("exporting to ONNX with torch.export (the slow part: about 30 s on a CPU)")
     path = export_module(model, out, input_size=config.input_size, opset=opset, fp16=fp16)
     if crops is None or len(crops) == 0:
         crops = parity_crops(4, config.input_size)
+    step(f"checking the ONNX file against torch on {len(crops)} crops")
     parity = onnx_parity(path, model, config, crops)
     parity.update(precision="fp16" if fp16 else "fp32", weights_sha256=info["sha256"], opset=opset)
     tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE

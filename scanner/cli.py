@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import typer
+from typer.core import TyperCommand
 
 from scanner import __version__
 from scanner.commands import audit, checkpoint, doctor, engine, extract, fairness, scan, train
 from scanner.console import console, quiet_env
+from scanner.help import HelpCommand, HelpGroup
 
 quiet_env()
 
@@ -32,6 +34,7 @@ _plain_usage_errors()
 
 app = typer.Typer(
     name="dfscan",
+    cls=HelpGroup,  # --help laid out for 80 columns (scanner.help)
     help="Scan video and images for deepfakes with a fairness-aware (PG-FDD) detector.",
     no_args_is_help=True,
     add_completion=False,
@@ -48,10 +51,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="", help="Show the version."),
 ) -> None:
     """dfscan: deepfake scanning with per-person reports and fairness gates."""
 
 
 for _module in (scan, extract, fairness, audit, engine, train, checkpoint, doctor):
     _module.register(app)
+for _info in app.registered_commands:  # every command's --help: option names whole, values in words
+    if _info.cls in (None, TyperCommand):  # Typer fills in its own class
+        _info.cls = HelpCommand

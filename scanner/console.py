@@ -148,6 +148,46 @@ class FileProgress:
             self.bar.__exit__(*exc)
 
 
+class Steps:
+    """What a long, bar-less command is doing now, on stderr, so it is never silent for long.
+
+    In a terminal a transient spinner shows the current step and the time spent; elsewhere (CI
+    logs, a pipe) each step is one line, since a spinner is not drawn there. Disabled: nothing.
+    """
+
+    def __init__(self, *, enabled: bool = True, out: Console | None = None):
+        self.enabled, self.out = enabled, out or err_console
+        self.live = None
+        self.task = None
+
+    def __enter__(self) -> "Steps":
+        if self.enabled and self.out.is_terminal:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.live = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                 console=self.out, transient=True)
+            self.live.__enter__()
+            self.task = self.live.add_task("", total=None)
+        return self
+
+    def __call__(self, text: str) -> None:
+        """Start the step `text` (a few words: what is being done, and how long it may take)."""
+        if self.live is not None:
+            self.live.update(self.task, description=escape(text))
+        elif self.enabled:
+            self.out.print(f"{escape(text)} ...", soft_wrap=True, highlight=False)
+
+    def done(self) -> None:
+        """Clear the spinner before the results are printed (a no-op without one)."""
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+            self.live = None
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+
 def reflow(text: str) -> str:
     """Join each prose paragraph of a help epilog into one line and keep indented example lines.
 

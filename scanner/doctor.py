@@ -34,7 +34,8 @@ def weights_info(path: Path | None) -> dict[str, Any]:
         meta = read_metadata(path)
         config = ModelConfig.from_dict(json.loads(meta["config"]))
         single, why = single_pass_exact(config)
-        info.update(ok=True, sha256=file_sha256(path), kind=meta.get("kind"), backbone=config.backbone,
+        info.update(ok=True, name=Path(path).name, caveat=meta.get("caveat") or None,
+                    sha256=file_sha256(path), kind=meta.get("kind"), backbone=config.backbone,
                     input_size=config.input_size, threshold=float(meta["threshold"]),
                     size_mb=round(Path(path).stat().st_size / 1e6, 1),
                     inference_graph="single pass" if single else "two passes", inference_graph_reason=why)

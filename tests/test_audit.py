@@ -103,7 +103,7 @@ def test_leading_silence_is_measured_in_ms(tmp_path):
 def test_leading_silence_shortcut_fails_the_gate(silence_set, tmp_path):
     r = runner.invoke(app, ["audit", str(silence_set[0]), "--json", str(tmp_path / "a.json"),
                             "--markdown", str(tmp_path / "a.md"), "--plots", str(tmp_path / "plots"),
-                            "--bootstrap", "50"])
+                            "--bootstrap", "50", "--min-items", "12"])
     assert r.exit_code == 1, r.output
     doc = json.loads((tmp_path / "a.json").read_text())
     feats = {f["feature"]: f for f in doc["features"]}
@@ -125,13 +125,13 @@ def test_leading_silence_shortcut_fails_the_gate(silence_set, tmp_path):
 
 
 def test_the_same_set_with_the_silence_trimmed_passes(silence_set):
-    result = run_audit(silence_set[1], AuditOptions(bootstrap=0))
+    result = run_audit(silence_set[1], AuditOptions(bootstrap=0, min_items=12))
     assert result.passed, result.report["shortcuts"]
     feats = {f["feature"]: f for f in result.report["features"]}
     assert feats["leading_silence_ms"]["auc"] == 0.5
     assert result.report["model"]["auc"] <= 0.7
     assert set(result.report["by_group"]["gender"]) == {"f", "m"}
-    r = runner.invoke(app, ["audit", str(silence_set[1]), "--bootstrap", "0", "--quiet"])
+    r = runner.invoke(app, ["audit", str(silence_set[1]), "--bootstrap", "0", "--quiet", "--min-items", "12"])
     assert r.exit_code == 0 and r.output.startswith("PASSED"), r.output
 
 
@@ -140,7 +140,7 @@ def test_resolution_shortcut_is_flagged(tmp_path):
     for i in range(8):
         rows += [(make_clip(tmp_path / f"r{i}.mp4", i, seconds=0.4).name, "real", "x"),
                  (make_clip(tmp_path / f"f{i}.mp4", i, seconds=0.4, size=(96, 64)).name, "fake", "x")]
-    result = run_audit(write_labels(tmp_path, rows), AuditOptions(bootstrap=0, attrs=[]))
+    result = run_audit(write_labels(tmp_path, rows), AuditOptions(bootstrap=0, attrs=[], min_items=8))
     feats = {f["feature"]: f for f in result.report["features"]}
     assert feats["width"]["auc"] == 1.0 and feats["height"]["auc"] == 1.0
     assert {"width", "height"} <= set(result.report["shortcuts"])
@@ -158,7 +158,7 @@ def test_jpeg_quality_shortcut_and_csv_feature(tmp_path):
         img.save(tmp_path / f"f{i}.jpg", quality=60)
         rows += [(f"r{i}.jpg", "real", 200 + i), (f"f{i}.jpg", "fake", 200 + i)]
     labels = write_labels(tmp_path, rows, header=("path", "label", "original_width"))
-    result = run_audit(labels, AuditOptions(bootstrap=0, features=["original_width"]))
+    result = run_audit(labels, AuditOptions(bootstrap=0, features=["original_width"], min_items=10))
     feats = {f["feature"]: f for f in result.report["features"]}
     assert feats["jpeg_quality"]["auc"] == 1.0 and "lower in fakes" in feats["jpeg_quality"]["detail"]
     assert feats["csv:original_width"]["auc"] == 0.5 and not feats["csv:original_width"]["shortcut"]
@@ -190,7 +190,7 @@ def test_unreadable_items_are_excluded_with_exit_3(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     rows.append(("broken.mp4", "fake", "x"))
     r = runner.invoke(app, ["audit", str(write_labels(tmp_path, rows)), "--bootstrap", "0", "--json",
-                            str(tmp_path / "a.json")])
+                            str(tmp_path / "a.json"), "--min-items", "4"])
     assert r.exit_code == 3, r.output
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["excluded"][0]["path"] == "broken.mp4" and doc["scored"]["rows"] == 8
@@ -210,3 +210,50 @@ def test_bad_csv_gets_fairness_checks_error(tmp_path, rows, header):
     line = audit.output.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line
     assert line == fair.output.strip()
+
+
+def _size_set(tmp_path: Path, n: int) -> Path:
+    """n real 48x48 and n fake 96x64 JPEGs: width and height separate them perfectly."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(tmp_path / f"r{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(tmp_path / f"f{i}.jpg")
+        rows += [(f"r{i}.jpg", "real", "x"), (f"f{i}.jpg", "fake", "x")]
+    return write_labels(tmp_path, rows)
+
+
+def test_two_items_per_label_are_too_few_not_a_shortcut(tmp_path):
+    """Two items always separate perfectly: that is no finding, and it must not read as one, nor pass."""
+    labels = _size_set(tmp_path, 2)
+    r = runner.invoke(app, ["audit", str(labels), "--bootstrap", "0", "--json", str(tmp_path / "a.json")])
+    assert r.exit_code == 1, r.output  # a gate failed, as fairness-check's min-group gate does
+    assert "too few items to audit: 2 real and 2 fake read" in r.output and "--min-items" in r.output
+    assert "SHORTCUT" not in r.output and "PASSED" not in r.output
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["too_few"] and not doc["passed"] and doc["shortcuts"] == []
+    assert doc["settings"]["min_items"] == 30
+    quiet = runner.invoke(app, ["audit", str(labels), "--bootstrap", "0", "-q"])
+    assert quiet.exit_code == 1 and quiet.output.startswith("FAILED: too few items"), quiet.output
+
+
+def test_suggestions_print_as_text_and_the_model_auc_is_explained(tmp_path):
+    r = runner.invoke(app, ["audit", str(_size_set(tmp_path, 3)), "--bootstrap", "0", "--min-items", "3"])
+    assert r.exit_code == 1 and "SHORTCUT" in r.output, r.output
+    assert "[bold]" not in r.output and "[/]" not in r.output  # markup is rendered, never printed
+    assert "width: resize every item" in " ".join(r.output.split())
+    assert "scale=W:H" in r.output  # the command the suggestion quotes survives
+    assert "model's is out-of-fold and not folded" in " ".join(r.output.split())
+
+
+def test_the_metadata_models_auc_under_half_reads_as_chance():
+    from scanner.audit.output import model_auc_text
+
+    assert model_auc_text({"auc": 0.255}) == "0.255 (< 0.5: chance)"
+    assert model_auc_text({"auc": 0.8}) == "0.800" and model_auc_text({"auc": None}) == "n/a"
+
+
+def test_workers_short_option_is_not_w():
+    """-w is --weights in scan, doctor and build-engine; audit's --workers is -j."""
+    r = runner.invoke(app, ["audit", "x.csv", "-w", "2"])
+    assert r.exit_code == 2 and "No such option" in r.output, r.output

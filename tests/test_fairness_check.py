@@ -726,3 +726,33 @@ def test_method_and_domain_columns_are_reported_per_value_not_gated(labelled, tm
     assert invoke(csv_path, "--scores", report, "--attrs", "domain", "--json", doc2, "--bootstrap", 0).exit_code in (0, 1)
     d2 = json.loads(doc2.read_text())
     assert d2["labels"]["attributes"] == ["domain"] and list(d2["breakdown"]) == ["method"]
+
+
+def _render(result, width: int) -> str:
+    import io
+
+    from rich.console import Console
+
+    from scanner.fairness import print_result
+
+    console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None, highlight=False)
+    print_result(result, console)
+    return console.file.getvalue()
+
+
+def test_terminal_tables_fit_80_columns_and_cut_nothing(tmp_path, monkeypatch):
+    """At 80 columns: the core metrics, the gaps one per row, folded names, nothing cut with an ellipsis."""
+    monkeypatch.chdir(tmp_path)
+    labels, report = make_set(tmp_path, sizes={("female", "asian"): 8})  # one insufficient group
+    result = run_check(labels, CheckOptions(min_group=10, allow_small_groups=True, bootstrap=10, max_ffpr=5,
+                                            max_fpr=0.2, min_auc=0.8), scores_report=report)
+    out = _render(result, 80)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    for name in ("female|asian", "female|black", "male|asian", "male|black", "insufficient"):
+        assert name in out
+    assert "F_FPR" in out and "EO diff" in out and "FAILED" in out
+    assert "EER" not in out.split("Overall")[1].split("\n")[2]  # the header row of the core columns
+    assert "in --json and --markdown" in out
+    wide = _render(result, 160)  # a wide terminal (and CI logs) get every column
+    assert "EER" in wide and "pos.rate" in wide and "in --json and --markdown" not in wide

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -190,16 +191,47 @@ def test_doctor_command(tiny_checkpoint, tmp_path, monkeypatch):
     assert "a scan here uses" in table.output
 
 
-def test_doctor_without_weights(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_doctor_with_missing_weights_is_one_line_exit_2(tmp_path, extra):
+    """Asked to check this file, doctor says it is missing; it does not check another or ask for --weights."""
     from typer.testing import CliRunner
 
     from scanner.cli import app
 
-    result = CliRunner().invoke(app, ["doctor", "--weights", str(tmp_path / "none.safetensors"), "--json"])
-    assert result.exit_code == 0
-    report = json.loads(result.output)
+    missing = tmp_path / "none.safetensors"
+    result = CliRunner().invoke(app, ["doctor", "--weights", str(missing), *extra])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"error: --weights {missing}: file not found"]
+
+
+def test_doctor_report_of_missing_weights_says_missing(tmp_path):
+    """The library report (the shipped model's absence, say) still records the problem instead of raising."""
+    from scanner.doctor import doctor_report
+
+    report = doctor_report(tmp_path / "none.safetensors")
     assert not report["weights"]["ok"] and report["weights"]["problem"] == "missing"
     assert report["candidates"] == [] and report["chosen"] is None
+
+
+def test_doctor_model_row_is_a_short_line_and_internals_are_verbose(tiny_checkpoint):
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    runner = CliRunner()
+    short = runner.invoke(app, ["doctor", "--weights", str(tiny_checkpoint)], env={"COLUMNS": "80"})
+    assert short.exit_code == 0, short.output
+    assert f"{tiny_checkpoint.name}: " in short.output and "fake when p_fake >= 0.5" in short.output
+    assert all(len(line) <= 80 for line in short.output.splitlines())
+    assert "…" not in short.output  # nothing cut: long values fold
+    sha = json.loads(runner.invoke(app, ["doctor", "--weights", str(tiny_checkpoint), "--json"]).output)["weights"]
+    def flat(text: str) -> str:  # folded table cells joined again
+        return re.sub(r"[\s│]", "", text)
+
+    assert sha["sha256"] not in flat(short.output) and "single pass" not in short.output and "two passes" not in short.output
+    verbose = runner.invoke(app, ["doctor", "--weights", str(tiny_checkpoint), "--verbose"], env={"COLUMNS": "80"})
+    assert verbose.exit_code == 0, verbose.output
+    assert sha["sha256"] in flat(verbose.output) and sha["inference_graph"] in verbose.output
 
 
 def test_one_backend_table_feeds_choices_schema_and_loading():

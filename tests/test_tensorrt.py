@@ -135,6 +135,10 @@ def test_build_engine_cli_onnx_writes_a_working_model(tiny_checkpoint, tmp_path)
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "parity vs torch FP32" in result.output
+    # never silent for the ~30 s export: each step is a line where no spinner can be drawn (a pipe, CI)
+    steps = [line for line in result.output.splitlines() if line.endswith(" ...")]
+    assert [s.split()[0] for s in steps] == ["reading", "making", "loading", "exporting", "checking"], steps
+    assert result.output.index("exporting to ONNX") < result.output.index("wrote ")
     assert "standalone model" in result.output and "not the .onnx file" in result.output  # how to use it
     path = out / "model.onnx"
     model, config, _ = load_checkpoint(tiny_checkpoint)

@@ -284,3 +284,43 @@ def test_validation_breakdown_by_method_and_domain(tmp_path):
     assert sum(r["pseudo_fake"] == "1" for r in preds) == 6 and {r["method"] for r in preds if r["pseudo_fake"] == "1"} == {"sbi"}
     assert all(0.0 <= float(r["p_fake"]) <= 1.0 for r in preds)
     assert [r["label"] for r in preds if r["pseudo_fake"] == "0"] == ["0" if r["label"] == "real" else "1" for r in rows]
+
+
+def _photos(root: Path, n: int = 8) -> Path:
+    """A manifest of n 320x180 pictures (whole frames, not face crops), half fakes."""
+    import cv2
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        cv2.imwrite(str(root / f"photo{i}.png"), rng.integers(0, 255, (180, 320, 3), dtype=np.uint8))
+        rows.append({"path": f"photo{i}.png", "label": "fake" if i % 2 else "real"})
+    with open(root / "photos.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return root / "photos.csv"
+
+
+def test_whole_photos_instead_of_crops_get_a_one_line_warning(crop_sets, tmp_path):
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+    from train.data import read_manifest
+    from train.loop import crops_warning
+
+    photos = _photos(tmp_path / "photos")
+    line = crops_warning("--train", read_manifest(photos))
+    assert line.startswith("--train: 8 of 8 sampled images do not look like face crops (e.g. photo0.png, 320x180)")
+    assert "dfscan extract-faces" in line
+    assert crops_warning("--train", read_manifest(crop_sets[0])) is None  # extract-faces-like crops: silent
+    # the CLI says it before any slow work (here the run stops at once: --out already holds a run)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("epoch\n")
+    r = CliRunner().invoke(app, ["train", "--train", str(photos), "--val", str(crop_sets[1]), "--out", str(out),
+                                 "--no-pretrained", "--quiet"])
+    assert r.exit_code == 2, r.output
+    warnings = [ln for ln in r.output.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and "--train: 8 of 8 sampled images do not look like face crops" in warnings[0]

@@ -50,3 +50,33 @@ def fit_keypoints(kp: np.ndarray, shape: tuple[int, ...], size: int) -> np.ndarr
 def load_image(path: Path, size: int) -> np.ndarray:
     """The crop at the model's input size (where its own size does not matter, e.g. no keypoints)."""
     return fit(read_rgb(path), size)
+
+
+# What `dfscan scan --crops` and `dfscan train` take for "not a face crop": far from square (a
+# crop is its face's square) or larger than any crop extract-faces writes (--size <= 1024).
+CROP_MAX_ASPECT, CROP_MAX_SIDE = 1.25, 1024
+
+
+def unlike_crop(width: int, height: int) -> bool:
+    """True for a picture that is not a face crop: far from square, or much larger than a crop."""
+    return bool(width and height) and (max(width, height) > CROP_MAX_ASPECT * min(width, height)
+                                       or min(width, height) > CROP_MAX_SIDE)
+
+
+def unlike_crops_sampled(paths: list[Path], limit: int = 32) -> tuple[int, list[tuple[Path, int, int]]]:
+    """(images checked, those that do not look like face crops with their size), of up to `limit`
+    paths spread evenly over `paths`; only headers are read, so it costs milliseconds."""
+    from PIL import Image
+
+    picked = paths if len(paths) <= limit else [paths[round(i * (len(paths) - 1) / (limit - 1))] for i in range(limit)]
+    checked, odd = 0, []
+    for path in picked:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except (OSError, ValueError):  # unreadable: the data loader says so, with its row number
+            continue
+        checked += 1
+        if unlike_crop(w, h):
+            odd.append((path, w, h))
+    return checked, odd

@@ -377,10 +377,26 @@ def _sanitize_worker_error(exc: Exception) -> InputError:
     return InputError(last.split("InputError: ", 1)[-1])
 
 
-def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] | None = None) -> Path:
+def crops_warning(option: str, manifest: Manifest) -> str | None:
+    """One line when a manifest's images (sampled) are not face crops, e.g. whole photos: training
+    fits each to its centre square, so the model would learn photos, not faces."""
+    from train.images import unlike_crops_sampled
+
+    checked, odd = unlike_crops_sampled([s.path for s in manifest.samples if not s.synthetic])
+    if not odd:
+        return None
+    path, w, h = odd[0]
+    return (f"{option}: {len(odd)} of {checked} sampled images do not look like face crops (e.g. {path.name}, "
+            f"{w}x{h}); each is centre-cropped and trained on as one face. Cut crops with "
+            "`dfscan extract-faces` first.")
+
+
+def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] | None = None,
+          warn: Callable[[str], None] | None = None) -> Path:
     """Train PG-FDD as `opts` says; returns the best full checkpoint's path.
 
-    `log` receives one line per epoch (the CLI prints it); `progress` shows rich bars on stderr.
+    `log` receives one line per epoch (the CLI prints it); `progress` shows rich bars on stderr;
+    `warn` gets the warnings about the data (e.g. whole photos where face crops belong).
     """
     opts.check()
     if opts.pretrained and not opts.resume and opts.init_from is None:
@@ -394,6 +410,9 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     device = resolve_device(opts.device)
     sbi = opts.pseudo_fakes == "sbi"
     train_m = read_manifest(opts.train)
+    warn = warn or (lambda _msg: None)
+    for line in filter(None, [crops_warning("--train", train_m)]):
+        warn(line)
     train_counts = train_m.counts()
     balance = None
     if opts.balance_groups == "synthetic":
@@ -403,6 +422,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                                    max_steps=opts.max_steps_per_epoch,
                                    groups=[s.group for s in train_m.samples] if train_m.has_groups else None)
     val_m = read_manifest(opts.val)
+    for line in filter(None, [crops_warning("--val", val_m)]):
+        warn(line)
     if not (val_m.labels == 0).any() or not ((val_m.labels == 1).any() or sbi):
         raise InputError(f"{opts.val}: validation needs real and fake rows (or --pseudo-fakes sbi and real rows)")
     if not opts.allow_overlap:

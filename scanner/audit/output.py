@@ -23,10 +23,26 @@ def _auc_text(f: dict[str, Any]) -> str:
 
 
 def verdict(doc: dict[str, Any]) -> str:
+    if doc.get("too_few"):
+        sc, need = doc["scored"], doc["settings"]["min_items"]
+        return (f"FAILED: too few items to audit: {sc['real']} real and {sc['fake']} fake read, the gate needs "
+                f"{need} of each (--min-items); no AUC on so few items is a finding")
     if doc["shortcuts"]:
         return f"FAILED: {len(doc['shortcuts'])} shortcut(s) over AUC {doc['settings']['max_shortcut_auc']:g}: " \
                + ", ".join(doc["shortcuts"])
     return f"PASSED: no feature separates real from fake above AUC {doc['settings']['max_shortcut_auc']:g}"
+
+
+def model_auc_text(m: dict[str, Any]) -> str:
+    """The metadata model's out-of-fold AUC, which is not folded: under 0.5 it learned nothing."""
+    if m["auc"] is None:
+        return "n/a"
+    return f"{m['auc']:.3f}" + (" (< 0.5: chance)" if m["auc"] < 0.5 else "")
+
+
+MODEL_AUC_NOTE = ("a feature's AUC is folded to >= 0.5 (lower in fakes separates as well as higher); the metadata "
+                  "model's is out-of-fold and not folded: under 0.5 it learned nothing (chance), not a reversed "
+                  "shortcut")
 
 
 def print_result(result: AuditResult, console: Any) -> None:
@@ -44,10 +60,11 @@ def print_result(result: AuditResult, console: Any) -> None:
         mark = "[bold red]SHORTCUT[/]" if f["shortcut"] else ""
         table.add_row(escape(f["feature"]), f["kind"], str(f["n"]), _auc_text(f), escape(f["detail"]), mark)
     m = doc["model"]
-    table.add_row(m["name"], "all", str(doc["scored"]["rows"]), "n/a" if m["auc"] is None else f"{m['auc']:.3f}",
+    table.add_row(m["name"], "all", str(doc["scored"]["rows"]), model_auc_text(m),
                   escape(", ".join(t["feature"] for t in m["top_features"][:3]) or m["note"]),
                   "[bold red]SHORTCUT[/]" if m["shortcut"] else "", end_section=True)
     console.print(table)
+    console.print(f"[dim]{MODEL_AUC_NOTE}[/]")
     for attr, groups in doc["by_group"].items():
         worst = [(g, e) for g, e in groups.items() if e["auc"] is not None]
         if worst:
@@ -57,11 +74,12 @@ def print_result(result: AuditResult, console: Any) -> None:
                           soft_wrap=True)
     for f in doc["features"]:
         if f["suggestion"]:
+            # the suggestions quote commands (`-vf scale=W:H`, `[...]`): text, not markup
             console.print(f"[bold]{escape(f['feature'])}[/]: {escape(f['suggestion'])}", soft_wrap=True)
     if doc["excluded"]:
         console.print(f"[yellow]{len(doc['excluded'])} item(s) could not be read[/] (first: "
                       f"{escape(doc['excluded'][0]['path'])}: {doc['excluded'][0]['code']})", soft_wrap=True)
-    colour = "red" if doc["shortcuts"] else "green"
+    colour = "green" if doc["passed"] else "red"
     console.print(f"[bold {colour}]{escape(verdict(doc))}[/]", soft_wrap=True)
 
 
@@ -71,18 +89,18 @@ def to_json(result: AuditResult) -> str:
 
 def to_markdown(result: AuditResult) -> str:
     doc = result.report
-    mark = "❌" if doc["shortcuts"] else "✅"
+    mark = "✅" if doc["passed"] else "❌"
     out = ["## dfscan audit", "", f"{mark} **{md_escape(verdict(doc))}**", "",
            f"Labelled set `{md_escape(Path(doc['labels']['path']).name)}`: {doc['scored']['real']} real and "
-           f"{doc['scored']['fake']} fake items read, {len(doc['excluded'])} unreadable. AUC folded to ≥ 0.5 "
-           f"(0.5: no shortcut), 95 % bootstrap interval.", "",
+           f"{doc['scored']['fake']} fake items read, {len(doc['excluded'])} unreadable. 0.5: no shortcut, 95 % bootstrap "
+           f"interval; {md_escape(MODEL_AUC_NOTE)}.", "",
            "| feature | kind | n | AUC [95% CI] | how it separates | shortcut |", "|---|---|---:|---:|---|---|"]
     for f in doc["features"]:
         out.append(f"| {md_escape(f['feature'])} | {f['kind']} | {f['n']} | {_auc_text(f)} | "
                    f"{md_escape(f['detail'])} | {'❌' if f['shortcut'] else ''} |")
     m = doc["model"]
     out.append(f"| **{m['name']}** | all | {doc['scored']['rows']} | "
-               f"{'n/a' if m['auc'] is None else format(m['auc'], '.3f')} | "
+               f"{md_escape(model_auc_text(m))} | "
                f"{md_escape(', '.join(t['feature'] for t in m['top_features'][:3]) or m['note'])} | "
                f"{'❌' if m['shortcut'] else ''} |")
     out += ["", f"Metadata model: {md_escape(m['method'])}.", ""]

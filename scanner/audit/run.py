@@ -5,6 +5,8 @@ A shortcut is a feature that alone separates real from fake with a folded AUC ab
 instead of the forgery. The cross-validated metadata model is gated the same way, since a
 combination of features can be a shortcut when no single one is. Per attribute group (when the
 CSV has attribute columns) the worst feature is reported, not gated: groups are often small.
+A set with fewer than `min_items` readable reals or fakes fails the gate as too small, like
+fairness-check's min-group gate: two items always "separate" perfectly, which is no finding.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from train.errors import InputError
 
 SCHEMA = "dfscan.audit/1"
 MIN_GROUP_CLASS = 5  # a group's worst feature is reported only with this many reals and fakes
+MIN_ITEMS = 30  # the gate needs this many readable reals and as many fakes (fairness-check's min-group)
 
 # One mechanical clean-up per feature family: printed, never run on the user's files.
 SUGGESTIONS: dict[str, str] = {
@@ -63,6 +66,7 @@ class AuditOptions:
     bootstrap: int = 200
     seed: int = 0
     workers: int | None = None
+    min_items: int = MIN_ITEMS  # fewer readable reals or fakes: the gate fails as too small
 
     def check(self) -> None:
         if not 0.5 <= self.max_shortcut_auc <= 1.0:
@@ -71,6 +75,8 @@ class AuditOptions:
             raise InputError(f"--silence-db must be in [-120, 0), got {self.silence_db}")
         if self.bootstrap < 0:
             raise InputError("--bootstrap must be 0 (off) or more")
+        if self.min_items < 2:
+            raise InputError(f"--min-items must be at least 2, got {self.min_items}")
 
 
 @dataclass
@@ -81,7 +87,7 @@ class AuditResult:
 
     @property
     def passed(self) -> bool:
-        return not self.report["shortcuts"]
+        return self.report["passed"]
 
 
 def _features_of(job: tuple[str, float]) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
@@ -166,6 +172,8 @@ def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any
         raise InputError(f"{Path(labels).name}: only {'fake' if y[0] else 'real'} items could be read; "
                          "an audit compares reals with fakes")
 
+    scored = {"rows": len(rows), "real": int((y == 0).sum()), "fake": int((y == 1).sum())}
+    too_few = min(scored["real"], scored["fake"]) < options.min_items  # no AUC here is a finding
     kinds = {**{k: v for k, v in FEATURES.items() if any(k in r for r in rows)},
              **{f"csv:{c}": "num" for c in options.features}}
     values = {name: [r.get(name) for r in rows] for name in kinds}
@@ -174,14 +182,14 @@ def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any
         s = separation(values[name], y, kind)
         ci = (interval(values[name], y, kind, options.bootstrap, options.seed + i)
               if options.bootstrap and s.auc is not None else None)
-        shortcut = s.auc is not None and s.auc > options.max_shortcut_auc
+        shortcut = not too_few and s.auc is not None and s.auc > options.max_shortcut_auc
         features.append({"feature": name, "kind": "numeric" if kind == "num" else "categorical", "n": s.n,
                          "auc": None if s.auc is None else round(s.auc, 4), "ci95": ci, "detail": s.detail,
                          "shortcut": shortcut,
                          "suggestion": SUGGESTIONS.get(name, "") if shortcut else ""})
     features.sort(key=lambda f: -(f["auc"] or 0.0))
     model = model_separation(rows, list(kinds), y, options.seed)
-    model_shortcut = model["auc"] is not None and model["auc"] > options.max_shortcut_auc
+    model_shortcut = not too_few and model["auc"] is not None and model["auc"] > options.max_shortcut_auc
 
     by_group: dict[str, dict[str, Any]] = {}
     for attr, groups in labelled.attributes.items():
@@ -198,7 +206,7 @@ def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any
                 if seps:
                     auc, k, detail = max(seps)
                     entry.update(worst_feature=k, auc=round(auc, 4), detail=detail,
-                                 shortcut=auc > options.max_shortcut_auc)
+                                 shortcut=not too_few and auc > options.max_shortcut_auc)
             by_group[attr][name] = entry
 
     shortcuts = [f["feature"] for f in features if f["shortcut"]] + ([MODEL_NAME] if model_shortcut else [])
@@ -210,15 +218,17 @@ def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any
                    "fake": int((labelled.labels == 1).sum())},
         "settings": {"max_shortcut_auc": options.max_shortcut_auc, "silence_db": options.silence_db,
                      "silence_scan_s": SILENCE_SCAN_S, "bootstrap": options.bootstrap, "seed": options.seed,
-                     "min_group_class": MIN_GROUP_CLASS, "csv_features": options.features},
-        "scored": {"rows": len(rows), "real": int((y == 0).sum()), "fake": int((y == 1).sum())},
+                     "min_group_class": MIN_GROUP_CLASS, "min_items": options.min_items,
+                     "csv_features": options.features},
+        "scored": scored,
+        "too_few": too_few,
         "excluded": excluded,
         "features": features,
         "model": {"name": MODEL_NAME, "method": MODEL_DESCRIPTION, **model, "shortcut": model_shortcut},
         "by_group": by_group,
         "shortcuts": shortcuts,
         "trim": trim,
-        "passed": not shortcuts,
+        "passed": not shortcuts and not too_few,
         "warnings": list(labelled.warnings),  # group names merged or looking alike
     }
     return AuditResult(report, values, y)

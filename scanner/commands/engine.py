@@ -8,7 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from scanner.console import console, err_console, friendly_errors, reflow
+from rich.markup import escape
+
+from scanner.console import Steps, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
 Examples:
@@ -63,8 +65,15 @@ def build_engine(
     via: Via = typer.Option(Via.trt, "--via", help="trt: ONNX + TensorRT builder; torch-tensorrt: torch_tensorrt dynamo."),
     workspace_gb: float = typer.Option(4.0, "--workspace-gb", min=0.25, help="TensorRT builder workspace limit (GiB)."),
     faces: Optional[List[Path]] = typer.Option(None, "--faces", help="Images/videos/crop folders whose faces measure parity (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress lines, only the result."),
 ) -> None:
     """Build a TensorRT FP16 engine (or an ONNX file) of the detector for fast scans."""
+    with Steps(enabled=not quiet) as step:  # never silent: the ONNX export alone takes ~30 s on a CPU
+        _build(weights, fmt, max_batch, out, via, workspace_gb, list(faces or []), step)
+
+
+def _build(weights: Optional[Path], fmt: Format, max_batch: int, out: Optional[Path], via: Via, workspace_gb: float,
+           faces: list[Path], step: Steps) -> None:
     from engines.base import checkpoint_config
     from scanner.outputs import check_output_file, check_output_folder, check_outputs_apart
 
@@ -75,13 +84,15 @@ def build_engine(
     if out is not None:  # before the slow export: an unwritable --out used to fail after it
         written = _onnx_target(out) if fmt is Format.onnx else out
         (check_output_file if fmt is Format.onnx else check_output_folder)(written, "--out")
-        check_outputs_apart([written], [weights, *(faces or [])])
+        check_outputs_apart([written], [weights, *faces])
     if fmt is Format.tensorrt:
         from engines.tensorrt import import_tensorrt
 
         import_tensorrt()  # fail first, with the install hint, before any slow work
+    step(f"reading {weights.name}")
     config = checkpoint_config(weights)
-    crops, source = _parity_crops(list(faces or []), config.input_size)
+    step("finding faces for the parity check" if faces else "making crops for the parity check")
+    crops, source = _parity_crops(faces, config.input_size)
 
     if fmt is Format.onnx:
         from engines.export import export_with_parity
@@ -89,34 +100,35 @@ def build_engine(
         from train.checkpoint_info import file_sha256
 
         target = cached_onnx_path(file_sha256(weights)) if out is None else _onnx_target(out)
-        with console.status("exporting to ONNX and checking it against torch"):
-            path, parity = export_with_parity(weights, target, crops=crops)
+        path, parity = export_with_parity(weights, target, crops=crops, step=step)
         if out is None:  # the cache entry scans use: bound to this file (engines.onnx_cache)
             record_export(path, parity["weights_sha256"])
-        console.print(f"wrote [bold]{path}[/] (opset {parity['opset']}, dynamic batch, input crops "
+        step.done()
+        console.print(f"wrote [bold]{escape(str(path))}[/] (opset {parity['opset']}, dynamic batch, input crops "
                       f"float32 Nx3x{config.input_size}x{config.input_size}, output p_fake)")
         _print_parity(parity, source)
         if out is None:
-            console.print(f"scans of {weights.name} use this file (it is their cache entry): "
-                          f"dfscan scan PATH --backend onnxruntime --weights {weights}")
+            console.print(f"scans of {escape(weights.name)} use this file (it is their cache entry): "
+                          f"dfscan scan PATH --backend onnxruntime --weights {escape(str(weights))}")
         else:
-            console.print(f"{path} is a standalone model for ONNX Runtime or any ONNX runtime; dfscan scan keeps "
-                          f"its own cached export of {weights.name} and takes --weights {weights}, not the .onnx file")
+            console.print(f"{escape(str(path))} is a standalone model for ONNX Runtime or any ONNX runtime; dfscan "
+                          f"scan keeps its own cached export of {escape(weights.name)} and takes --weights "
+                          f"{escape(str(weights))}, not the .onnx file")
         return
 
     from engines.tensorrt import SIDECAR_FILE, build_engine as build, read_sidecar
 
-    with console.status("building the TensorRT engine"):
-        engine_dir = build(weights, out, crops=crops, max_batch=max_batch, workspace_gb=workspace_gb,
-                           via=via.value, log=lambda msg: console.log(msg))
+    step(f"building the TensorRT engine (FP16, batch 1..{max_batch}; minutes on a large model)")
+    engine_dir = build(weights, out, crops=crops, max_batch=max_batch, workspace_gb=workspace_gb,
+                       via=via.value, log=lambda msg: console.log(msg))
+    step.done()
     sidecar = read_sidecar(engine_dir)
-    console.print(f"wrote [bold]{engine_dir}[/] (TensorRT {sidecar['tensorrt_version']}, {sidecar['gpu_name']}, "
-                  f"FP16, batch 1..{max_batch}, built in {sidecar['build_seconds']:.0f} s; details in {SIDECAR_FILE})")
+    console.print(f"wrote [bold]{escape(str(engine_dir))}[/] (TensorRT {sidecar['tensorrt_version']}, "
+                  f"{sidecar['gpu_name']}, FP16, batch 1..{max_batch}, built in {sidecar['build_seconds']:.0f} s; "
+                  f"details in {SIDECAR_FILE})")
     _print_parity(sidecar["parity"], source)
-    hint = "" if out is None else f" --engine {engine_dir}"
+    hint = "" if out is None else f" --engine {escape(str(engine_dir))}"
     console.print(f"scans pick it up with --backend auto{hint}")
-
-
 
 
 def register(app: typer.Typer) -> None:

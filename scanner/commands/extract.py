@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 
 from scanner.commands.choices import FaceModel
-from scanner.commands.shared import face_model_option, fps_option, frames_option, timeout_option, workers_option
+from scanner.commands.shared import (INPUT, OUTPUT, face_model_option, fps_option, frames_option, timeout_option,
+                                     workers_option)
 from scanner.console import EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """
@@ -40,17 +41,17 @@ class LabelChoice(str, Enum):
 @friendly_errors
 def extract_faces(
     inputs: Optional[List[str]] = typer.Argument(None, metavar="[PATH...]", help="Video/image files and folders (searched recursively)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNG crops (one subfolder per input)."),
-    manifest: Path = typer.Option(..., "--manifest", "-m", help="Training manifest CSV to write."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="labels.csv with path,label[,attributes] per input."),
-    label: LabelChoice = typer.Option(LabelChoice.real, "--label", help="Label for every input when there is no --labels."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="labels.csv with path,label[,attributes] per input.", rich_help_panel=INPUT),
+    label: LabelChoice = typer.Option(LabelChoice.real, "--label", help="Label for every input when there is no --labels.", rich_help_panel=INPUT),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNG crops (one subfolder per input).", rich_help_panel=OUTPUT),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Training manifest CSV to write.", rich_help_panel=OUTPUT),
     frames: int = frames_option(),
     fps: Optional[float] = fps_option(),
     face_model: FaceModel = face_model_option(),
-    size: int = typer.Option(256, "--size", min=32, max=1024, help="Crop side in pixels: the --input-size you will train at."),
+    size: int = typer.Option(256, "--size", min=32, max=1024, help="Crop side in pixels: the --input-size you will train at.", rich_help_panel=OUTPUT),
     workers: Optional[int] = workers_option(),
     timeout: float = timeout_option("a sampled frame decoded", "a skipped input with code `timeout`"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary.", rich_help_panel=OUTPUT),
 ) -> None:
     """Extract aligned face crops (256x256 unless --size) and a training manifest from videos and images."""
     from scanner.extract import extract_faces as run

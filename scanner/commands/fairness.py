@@ -11,6 +11,8 @@ from rich.markup import escape
 from scanner.commands.choices import BackendChoice
 from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
+SET, GATES, OUTPUT, SCANNING = "Labelled set and scores", "Gates", "Output", "Scanning (when there is no --scores)"
+
 EXAMPLE = """
 Examples:
 
@@ -34,35 +36,35 @@ Exit codes: 0 all gates passed; 1 a gate failed; 2 bad labelled set, report or o
 
 @friendly_errors
 def fairness_check(
-    labels: Path = typer.Argument(..., help="Labelled set: labels.csv (or the official PG-FDD CSV)."),
-    scores: Optional[Path] = typer.Option(None, "--scores", help="Use the scores of an earlier `dfscan scan` report (json/jsonl) instead of scanning."),
-    attrs: Optional[str] = typer.Option(None, "--attrs", help="Attribute columns to check, comma-separated (default: all)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's threshold)."),
-    min_group: Optional[int] = typer.Option(None, "--min-group", min=1, help="Smallest group size that counts (default 30)."),
-    allow_small_groups: Optional[bool] = typer.Option(None, "--allow-small-groups/--no-allow-small-groups", metavar="", help="Warn instead of failing when a group is under --min-group or has only real or only fake items (gates use the other groups)."),
-    max_ffpr: Optional[float] = typer.Option(None, "--max-ffpr", help="Gate: F_FPR at most this (percent)."),
-    max_fmeo: Optional[float] = typer.Option(None, "--max-fmeo", help="Gate: F_MEO at most this (percent)."),
-    max_fdp: Optional[float] = typer.Option(None, "--max-fdp", help="Gate: F_DP at most this (percent)."),
-    max_foae: Optional[float] = typer.Option(None, "--max-foae", help="Gate: F_OAE at most this (percent)."),
-    min_auc: Optional[float] = typer.Option(None, "--min-auc", help="Gate: overall AUC and every group's AUC at least this."),
-    max_fpr: Optional[float] = typer.Option(None, "--max-fpr", help="Gate: overall FPR and every group's FPR at most this (fraction of reals called fake)."),
-    min_tpr: Optional[float] = typer.Option(None, "--min-tpr", help="Gate: overall TPR and every group's TPR at least this (fraction of fakes caught)."),
-    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", min=0, help="Bootstrap resamples for 95% intervals of the gaps (default 200; 0: off)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 0)."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Refuse labelled paths that do not resolve (symlinks followed) inside this folder. Default: no confinement, ../ and absolute paths are read."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the settings (default: \\[tool.dfscan.fairness] of ./pyproject.toml)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY)."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML, one test case per gate."),
-    plots: Optional[Path] = typer.Option(None, "--plots", help="Write per-group ROC and FPR/TPR charts (PNG) to this folder."),
-    crops: bool = typer.Option(False, "--crops", metavar="", help="Scanning: the media are already-aligned face crops."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Scanning: detector checkpoint (default: the shipped model)."),
-    backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Scanning: inference backend."),
-    engine: Optional[Path] = typer.Option(None, "--engine", help="Scanning: TensorRT engine folder."),
-    frames: int = typer.Option(32, "--frames", min=1, help="Scanning: frames sampled per video."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Scanning: crops per inference batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Scanning: decode/detect processes."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="Only the verdict line (and errors)."),
+    labels: Path = typer.Argument(..., metavar="LABELS.CSV", help="Labelled set: labels.csv (or the official PG-FDD CSV)."),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="Use the scores of an earlier `dfscan scan` report (json/jsonl) instead of scanning.", rich_help_panel=SET),
+    attrs: Optional[str] = typer.Option(None, "--attrs", help="Attribute columns to check, comma-separated (default: all).", rich_help_panel=SET),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's threshold).", rich_help_panel=SET),
+    min_group: Optional[int] = typer.Option(None, "--min-group", min=1, help="Smallest group size that counts (default 30).", rich_help_panel=GATES),
+    allow_small_groups: Optional[bool] = typer.Option(None, "--allow-small-groups/--no-allow-small-groups", metavar="", help="Warn instead of failing on a group under --min-group or of one class (gates use the other groups).", rich_help_panel=GATES),
+    max_ffpr: Optional[float] = typer.Option(None, "--max-ffpr", help="Gate: F_FPR at most this (percent).", rich_help_panel=GATES),
+    max_fmeo: Optional[float] = typer.Option(None, "--max-fmeo", help="Gate: F_MEO at most this (percent).", rich_help_panel=GATES),
+    max_fdp: Optional[float] = typer.Option(None, "--max-fdp", help="Gate: F_DP at most this (percent).", rich_help_panel=GATES),
+    max_foae: Optional[float] = typer.Option(None, "--max-foae", help="Gate: F_OAE at most this (percent).", rich_help_panel=GATES),
+    min_auc: Optional[float] = typer.Option(None, "--min-auc", help="Gate: overall AUC and every group's AUC at least this.", rich_help_panel=GATES),
+    max_fpr: Optional[float] = typer.Option(None, "--max-fpr", help="Gate: overall FPR and every group's FPR at most this (fraction of reals called fake).", rich_help_panel=GATES),
+    min_tpr: Optional[float] = typer.Option(None, "--min-tpr", help="Gate: overall TPR and every group's TPR at least this (fraction of fakes caught).", rich_help_panel=GATES),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", min=0, help="Bootstrap resamples for 95% intervals of the gaps (default 200; 0: off).", rich_help_panel=GATES),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 0).", rich_help_panel=GATES),
+    root: Optional[Path] = typer.Option(None, "--root", help="Refuse labelled paths that resolve (symlinks followed) outside this folder (default: none refused).", rich_help_panel=SET),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the settings (default: \\[tool.dfscan.fairness] of ./pyproject.toml).", rich_help_panel=SET),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON.", rich_help_panel=OUTPUT),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY).", rich_help_panel=OUTPUT),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML, one test case per gate.", rich_help_panel=OUTPUT),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write per-group ROC and FPR/TPR charts (PNG) to this folder.", rich_help_panel=OUTPUT),
+    crops: bool = typer.Option(False, "--crops", metavar="", help="The media are already-aligned face crops.", rich_help_panel=SCANNING),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Detector checkpoint (default: the shipped model).", rich_help_panel=SCANNING),
+    backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Inference backend.", rich_help_panel=SCANNING),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine folder.", rich_help_panel=SCANNING),
+    frames: int = typer.Option(32, "--frames", min=1, help="Frames sampled per video.", rich_help_panel=SCANNING),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Crops per inference batch.", rich_help_panel=SCANNING),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decode/detect processes.", rich_help_panel=SCANNING),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="Only the verdict line (and errors).", rich_help_panel=OUTPUT),
 ) -> None:
     """Check that the detector is equally accurate across demographic groups; exit 1 when a gate fails."""
     from scanner import fairness as fc

@@ -9,62 +9,68 @@ import typer
 
 from scanner.commands.choices import (Backbone, BalanceGroups, Curriculum, LrSchedule, Optimizer, PseudoFakes,
                                       ThresholdMethod)
-from scanner.console import console, friendly_errors, reflow
+from rich.markup import escape
+
+from scanner.console import console, err_console, friendly_errors, reflow
+
+DATA, MODEL, OPTIMISER, RUN = "Data and run folder", "Model and threshold", "Optimisation", "Machine and output"
+DATA_AUG, CURRICULUM = "Fakes and augmentation", "Curriculum and group balance (docs/training.md)"
 
 EXAMPLE = """
 Examples (real crops only, pseudo-fakes made on the fly; then the recipe that built the shipped model):
 
     dfscan extract-faces videos/ --out crops/ --manifest crops.csv
-    dfscan train --train train.csv --val val.csv --backbone efficientnet_lite0 \\
-        --epochs 10 --batch-size 16 --out runs/starter --pseudo-fakes sbi
+    dfscan train --train train.csv --val val.csv --out runs/starter \\
+        --backbone efficientnet_lite0 --epochs 10 --batch-size 16 \\
+        --pseudo-fakes sbi
 
-    python recipes/build_detector.py train --work runs/detector --cosine --lr 1.5e-4
+    python recipes/build_detector.py train --work runs/detector \\
+        --cosine --lr 1.5e-4
 
 Writes runs/starter/best.safetensors (full), best_deploy.safetensors (use with
 `dfscan scan --weights`), last*.safetensors (for --resume), metrics.csv and breakdown.jsonl
-(AUC per forgery method and per domain, each epoch); with --curriculum quality also
-quality.csv (every fake's ratings per epoch), with --balance-groups synthetic balance.json
-(label x group counts before and after); with --keep-epochs epochN.safetensors of every epoch.
+(AUC per forgery method and per domain, each epoch). Every option at length, with what each
+writes: docs/training.md.
 """
 
 
 @friendly_errors
 def train_command(
-    train: Path = typer.Option(..., "--train", help="Training manifest CSV (path,label[,group][,method]... or the official PG-FDD CSV)."),
-    val: Path = typer.Option(..., "--val", help="Validation manifest CSV (threshold calibration, best-epoch choice)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints and metrics.csv."),
-    backbone: Backbone = typer.Option(Backbone.efficientnet_lite0, "--backbone", help="efficientnet_lite0 (edge), xception (official PG-FDD) or dinov2_vits14 (self-supervised ViT)."),
-    epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", min=2, help="Batch size, half real and half fake (even)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the run in --out after its last finished epoch."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from a full checkpoint's weights (fresh optimizer), e.g. a committed training state; --input-size may differ from its own."),
-    seed: int = typer.Option(0, "--seed", help="Seed for sampling, augmentation and pseudo-fakes."),
-    no_sam: bool = typer.Option(False, "--no-sam", metavar="", help="The base optimizer alone, without SAM (half the cost per step)."),
-    optimizer: Optimizer = typer.Option(Optimizer.sgd, "--optimizer", help="Base optimizer: sgd (PG-FDD) or adam (fast on a small budget)."),
-    lr: float = typer.Option(5e-4, "--lr", help="Learning rate (PG-FDD's SGD: 5e-4; adam: try 3e-4)."),
-    lr_schedule: LrSchedule = typer.Option(LrSchedule.constant, "--lr-schedule", help="constant, or cosine: decay from --lr to 1% of it over all epochs' steps."),
-    pseudo_fakes: PseudoFakes = typer.Option(PseudoFakes.none, "--pseudo-fakes", help="none, or sbi: self-blended fakes from the real rows."),
-    max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Cap the steps of each epoch."),
-    pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", metavar="", help="Start the backbones from ImageNet weights."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes (default: one per two cores)."),
-    input_size: int = typer.Option(256, "--input-size", min=64, max=1024, help="Crop side the model trains on (multiple of 32); scans crop to it."),
-    threshold_method: ThresholdMethod = typer.Option(ThresholdMethod.fpr, "--threshold-method", help="fpr (lowest threshold with FPR <= --target-fpr on validation reals), eer or youden."),
-    target_fpr: float = typer.Option(0.05, "--target-fpr", min=0.0, max=0.999, help="The false-positive rate the fpr threshold allows."),
-    fairness: bool = typer.Option(True, "--fairness/--no-fairness", metavar="", help="PG-FDD's fairness terms (LDAM demographic head, bi-level CVaR); --no-fairness is the ablation."),
-    scale_jitter: float = typer.Option(0.0, "--scale-jitter", min=0.0, max=1.0, help="Probability of a random 0.9-1.2x zoom (for crops cut from tight source crops)."),
-    video_aug: float = typer.Option(0.0, "--video-aug", min=0.0, max=1.0, help="Probability of a downscale + H.264 (CRF 23-38) round trip in place of JPEG: reals re-encoded as uploads are must not read fake."),
-    fp16_deploy: bool = typer.Option(False, "--fp16-deploy", metavar="", help="Store the deploy checkpoint's weights as float16."),
-    keep_epochs: bool = typer.Option(False, "--keep-epochs", metavar="", help="Also keep every epoch's full weights (epochN.safetensors), e.g. to weight-average the last epochs."),
-    curriculum: Curriculum = typer.Option(Curriculum.none, "--curriculum", help="none, or quality: rate every fake (closeness to its source real + the model's loss, refreshed each epoch), draw easy fakes first and realistic ones last, frequency-mix the low-quality ones; ratings in quality.csv."),
-    pacing_start: float = typer.Option(-3.0, "--pacing-start", help="Curriculum tilt at the first step: fakes drawn with weight exp(k(rating - 0.5)); negative favours easy fakes."),
-    pacing_end: float = typer.Option(3.0, "--pacing-end", help="Curriculum tilt at the last step (linear in between); positive favours realistic fakes."),
-    quality_dynamic_weight: float = typer.Option(0.5, "--quality-dynamic-weight", min=0.0, max=1.0, help="Share of the model's loss in a fake's rating (the rest: the static score)."),
-    quality_aug: float = typer.Option(0.5, "--quality-aug", min=0.0, max=1.0, help="Frequency-mix probability of the lowest-rated fakes (0 from rating 0.5 up)."),
-    balance_groups: BalanceGroups = typer.Option(BalanceGroups.none, "--balance-groups", help="none, or synthetic: fill every label x demographic group cell to --balance-target with SBI pseudo-fakes / augmented reals of that group; counts in balance.json."),
-    balance_target: Optional[int] = typer.Option(None, "--balance-target", min=1, help="Rows per label x group cell for --balance-groups synthetic (default: the largest cell)."),
-    allow_overlap: bool = typer.Option(False, "--allow-overlap", metavar="", help="Train even when validation rows are training images (same file or same bytes): the best epoch and the threshold are then chosen on seen images."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars or epoch lines."),
+    train: Path = typer.Option(..., "--train", help="Training manifest CSV (path,label[,group]...; or the official PG-FDD CSV).", rich_help_panel=DATA),
+    val: Path = typer.Option(..., "--val", help="Validation manifest CSV: calibrates the threshold, picks the best epoch.", rich_help_panel=DATA),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints and metrics.", rich_help_panel=DATA),
+    resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the run in --out after its last epoch.", rich_help_panel=DATA),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from a full checkpoint's weights (fresh optimizer).", rich_help_panel=DATA),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", metavar="", help="Train even when validation rows are training images (the same file or bytes).", rich_help_panel=DATA),
+    backbone: Backbone = typer.Option(Backbone.efficientnet_lite0, "--backbone", help="Backbone: efficientnet_lite0 (edge), xception (PG-FDD's) or dinov2_vits14.", rich_help_panel=MODEL),
+    input_size: int = typer.Option(256, "--input-size", min=64, max=1024, help="Crop side the model trains on (a multiple of 32).", rich_help_panel=MODEL),
+    pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", metavar="", help="Start the backbone from ImageNet weights.", rich_help_panel=MODEL),
+    fairness: bool = typer.Option(True, "--fairness/--no-fairness", metavar="", help="PG-FDD's fairness terms (off: the ablation).", rich_help_panel=MODEL),
+    threshold_method: ThresholdMethod = typer.Option(ThresholdMethod.fpr, "--threshold-method", help="Threshold: fpr (FPR <= --target-fpr on validation reals), eer or youden.", rich_help_panel=MODEL),
+    target_fpr: float = typer.Option(0.05, "--target-fpr", min=0.0, max=0.999, help="The false-positive rate the fpr threshold allows.", rich_help_panel=MODEL),
+    fp16_deploy: bool = typer.Option(False, "--fp16-deploy", metavar="", help="Store the deploy checkpoint in float16.", rich_help_panel=MODEL),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs.", rich_help_panel=OPTIMISER),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", min=2, help="Batch size, half real, half fake (even).", rich_help_panel=OPTIMISER),
+    max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", min=1, help="Cap the steps of each epoch.", rich_help_panel=OPTIMISER),
+    optimizer: Optimizer = typer.Option(Optimizer.sgd, "--optimizer", help="sgd (PG-FDD's) or adam (fast on a small budget).", rich_help_panel=OPTIMISER),
+    lr: float = typer.Option(5e-4, "--lr", help="Learning rate (adam: try 3e-4).", rich_help_panel=OPTIMISER),
+    lr_schedule: LrSchedule = typer.Option(LrSchedule.constant, "--lr-schedule", help="cosine: decay to 1% of --lr over the run.", rich_help_panel=OPTIMISER),
+    no_sam: bool = typer.Option(False, "--no-sam", metavar="", help="Without SAM (half the cost per step).", rich_help_panel=OPTIMISER),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling, augmentation and pseudo-fakes.", rich_help_panel=OPTIMISER),
+    pseudo_fakes: PseudoFakes = typer.Option(PseudoFakes.none, "--pseudo-fakes", help="sbi: self-blended fakes made from the real rows.", rich_help_panel=DATA_AUG),
+    scale_jitter: float = typer.Option(0.0, "--scale-jitter", min=0.0, max=1.0, help="Probability of a random 0.9-1.2x zoom.", rich_help_panel=DATA_AUG),
+    video_aug: float = typer.Option(0.0, "--video-aug", min=0.0, max=1.0, help="Probability of an H.264 round trip in place of JPEG.", rich_help_panel=DATA_AUG),
+    curriculum: Curriculum = typer.Option(Curriculum.none, "--curriculum", help="quality: rate the fakes, draw easy ones first.", rich_help_panel=CURRICULUM),
+    pacing_start: float = typer.Option(-3.0, "--pacing-start", help="Curriculum tilt at the first step (< 0: easy fakes).", rich_help_panel=CURRICULUM),
+    pacing_end: float = typer.Option(3.0, "--pacing-end", help="Curriculum tilt at the last step (> 0: realistic fakes).", rich_help_panel=CURRICULUM),
+    quality_dynamic_weight: float = typer.Option(0.5, "--quality-dynamic-weight", min=0.0, max=1.0, help="Share of the model's loss in a fake's rating.", rich_help_panel=CURRICULUM),
+    quality_aug: float = typer.Option(0.5, "--quality-aug", min=0.0, max=1.0, help="Frequency-mix probability of the easiest fakes.", rich_help_panel=CURRICULUM),
+    balance_groups: BalanceGroups = typer.Option(BalanceGroups.none, "--balance-groups", help="synthetic: fill every label x group cell.", rich_help_panel=CURRICULUM),
+    balance_target: Optional[int] = typer.Option(None, "--balance-target", min=1, help="Rows per cell (default: the largest cell).", rich_help_panel=CURRICULUM),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader processes (default: one per two cores).", rich_help_panel=RUN),
+    keep_epochs: bool = typer.Option(False, "--keep-epochs", metavar="", help="Keep every epoch's weights (epochN.safetensors).", rich_help_panel=RUN),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars or epoch lines.", rich_help_panel=RUN),
 ) -> None:
     """Train the PG-FDD deepfake detector on face crops, validating and calibrating every epoch."""
     from train.loop import TrainOptions
@@ -81,7 +87,8 @@ def train_command(
                         quality_dynamic_weight=quality_dynamic_weight, quality_aug=quality_aug,
                         balance_groups=balance_groups.value, balance_target=balance_target,
                         allow_overlap=allow_overlap)
-    best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)))
+    best = run_training(opts, progress=not quiet, log=None if quiet else (lambda m: console.print(m, soft_wrap=True)),
+                        warn=lambda m: err_console.print(f"[yellow]warning:[/] {escape(m)}", soft_wrap=True))
     if not quiet:
         console.print(f"best checkpoint: [bold]{best}[/] (deploy: {best.with_name('best_deploy.safetensors')})")
 

@@ -68,39 +68,53 @@ def excluded_line(doc: dict) -> str:
             f"{first}")
 
 
+# A terminal narrower than this gets the tables' core columns; the rest are in --json/--markdown.
+WIDE_TABLES = 140
+NARROW_KEYS = ("n", "n_real", "n_fake", "auc", "tpr", "fpr")
+
+
 def print_result(result: CheckResult, console: Any) -> None:
-    """Rich tables: overall, per group of each scope, fairness gaps, gates, verdict."""
+    """Rich tables: overall, per group of each scope, fairness gaps, gates, verdict.
+
+    At 140 columns and up every metric is a column; narrower (an 80-column terminal) the tables
+    keep n, real, fake, AUC, TPR and FPR, the gaps are one row per scope and gap, and nothing is
+    cut: names fold. CI logs are not terminals and get the wide tables (at 160 columns).
+    """
     from rich.markup import escape
     from rich.table import Table
 
     doc = result.report
-    # CI logs are not terminals: rich would squeeze the 14-column tables into 80 columns.
     if not console.is_terminal and console.width < 160:
         from scanner.console import make_console
 
         console = make_console(file=console.file, width=160, no_color=console.no_color)
+    wide = console.width >= WIDE_TABLES
     # group, attribute and file names are the user's: shown as written, never read as rich markup
     console.print(f"[bold]fairness-check[/] {escape(doc['labels']['path'])} ({doc['labels']['format']}, "
                   f"{doc['labels']['rows']} rows) · scores from {escape(doc['scores']['source'])} · "
                   f"threshold {doc['threshold']:.4g} ({doc['threshold_source']}) · "
-                  f"min-group {doc['settings']['min_group']}")
+                  f"min-group {doc['settings']['min_group']}", overflow="fold")
     style = "yellow" if doc["excluded"]["count"] else "dim"
-    console.print(f"[{style}]{escape(excluded_line(doc))}[/]")
+    console.print(f"[{style}]{escape(excluded_line(doc))}[/]", overflow="fold")
 
-    keys = [k for k, _ in GROUP_COLUMNS]
-    titles = [t for _, t in GROUP_COLUMNS]
+    columns = [(k, t) for k, t in GROUP_COLUMNS if wide or k in NARROW_KEYS]
+    keys = [k for k, _ in columns]
+    titles = [t for _, t in columns]
     table = Table(title="Overall", title_justify="left")
     for t in titles:
         table.add_column(t, justify="right")
     table.add_row(*[fmt(doc["overall"][k]) for k in keys])
     console.print(table)
+    if not wide:
+        rest = [t for k, t in GROUP_COLUMNS if k not in NARROW_KEYS]
+        console.print(f"[dim]{', '.join(rest)}: in --json and --markdown (or at {WIDE_TABLES}+ columns)[/]")
 
     for scope in scope_order(doc):
         table = Table(title=f"By group: {escape(scope)}", title_justify="left")
-        table.add_column("group")
+        table.add_column("group", overflow="fold")
         for t in titles:
             table.add_column(t, justify="right")
-        table.add_column("status")
+        table.add_column("status", overflow="fold")
         for name, row in doc["by_group"][scope].items():
             status = "ok" if row["sufficient"] else f"[yellow]insufficient ({row['insufficient_reason']})[/]"
             table.add_row(escape(name), *[fmt(row[k]) for k in keys], status)
@@ -108,8 +122,8 @@ def print_result(result: CheckResult, console: Any) -> None:
 
     for col, rows in doc["breakdown"].items():
         what = "each method's fakes against every real" if col == "method" else "rows of each value"
-        table = Table(title=f"By {col} ({what}; not a fairness gate)", title_justify="left")
-        table.add_column(col)
+        table = Table(title=f"By {escape(col)} ({what}; not a fairness gate)", title_justify="left")
+        table.add_column(escape(col), overflow="fold")
         for t in titles:
             table.add_column(t, justify="right")
         for name, row in rows.items():
@@ -120,21 +134,35 @@ def print_result(result: CheckResult, console: Any) -> None:
           " most resamples (small groups)") if doc["intervals"] else ""
     table = Table(title=f"Fairness gaps (F_* in percent{ci}; over groups with n >= min-group)",
                   title_justify="left")
-    table.add_column("scope")
-    for k in FAIRNESS_KEYS:
-        table.add_column({"demographic_parity_difference": "DP diff",
-                          "equalized_odds_difference": "EO diff"}.get(k, k), justify="right")
-    for scope in scope_order(doc):
-        table.add_row(escape(scope), *[_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS])
+    names = {"demographic_parity_difference": "DP diff", "equalized_odds_difference": "EO diff"}
+    if wide:
+        table.add_column("scope")
+        for k in FAIRNESS_KEYS:
+            table.add_column(names.get(k, k), justify="right")
+        for scope in scope_order(doc):
+            table.add_row(escape(scope), *[_fair_cell(doc, scope, k) for k in FAIRNESS_KEYS])
+    else:  # one row per scope and gap: six columns of "value [low, high] unstable" do not fit
+        table.add_column("scope", overflow="fold")
+        table.add_column("gap")
+        table.add_column("value", overflow="fold")
+        for scope in scope_order(doc):
+            for i, k in enumerate(FAIRNESS_KEYS):
+                table.add_row(escape(scope) if i == 0 else "", names.get(k, k), _fair_cell(doc, scope, k),
+                              end_section=i == len(FAIRNESS_KEYS) - 1)
     console.print(table)
 
     table = Table(title="Gates", title_justify="left")
-    for col in ("gate", "scope", "metric", "value", "limit", "result", "note"):
-        table.add_column(col, justify="right" if col in ("value", "limit") else "left")
+    gate_columns = ("gate", "scope", "metric", "value", "limit", "result", "note") if wide else \
+        ("gate", "scope", "value", "limit", "result", "note")  # the gate's name says its metric
+    for col in gate_columns:
+        table.add_column(col, justify="right" if col in ("value", "limit") else "left",
+                         overflow="fold", no_wrap=col in ("gate", "result"))
     colour = {"pass": "green", "fail": "bold red", "warn": "yellow"}
     for g in doc["gates"]:
-        table.add_row(g["gate"], escape(g["scope"]), g["metric"], _gate_value(g), _limit(g),
-                      f"[{colour[g['status']]}]{g['status'].upper()}[/]", escape(g["note"]))
+        cells = {"gate": g["gate"], "scope": escape(g["scope"]), "metric": g["metric"], "value": _gate_value(g),
+                 "limit": _limit(g), "result": f"[{colour[g['status']]}]{g['status'].upper()}[/]",
+                 "note": escape(g["note"])}
+        table.add_row(*[cells[c] for c in gate_columns])
     console.print(table)
     failed = [g for g in doc["gates"] if g["status"] == "fail"]
     if failed:
