@@ -40,7 +40,7 @@ class LabelChoice(str, Enum):
 
 @friendly_errors
 def extract_faces(
-    inputs: Optional[List[str]] = typer.Argument(None, metavar="[PATH...]", help="Video/image files and folders (searched recursively)."),
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="PATH", help="Video/image files and folders (searched recursively)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels.csv with path,label[,attributes] per input.", rich_help_panel=INPUT),
     label: LabelChoice = typer.Option(LabelChoice.real, "--label", help="Label for every input when there is no --labels.", rich_help_panel=INPUT),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNG crops (one subfolder per input).", rich_help_panel=OUTPUT),

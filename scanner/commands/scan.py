@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from scanner.commands.choices import BackendChoice, FaceModel, Format
-from scanner.commands.shared import face_model_option, fps_option, frames_option, timeout_option, workers_option
+from scanner.commands.shared import MODEL, OUTPUT, RAY, SAMPLING, face_model_option, fps_option, frames_option, timeout_option, workers_option
 from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 from scanner.options import MAX_DETECT_EVERY, ScanOptions
 
@@ -24,9 +24,9 @@ Examples:
 
     dfscan scan faces/ --crops --backend onnxruntime --report crops.jsonl
 
-    dfscan scan ./uploads --report out.json --resume    # after an interrupted run
+    dfscan scan ./uploads --report out.json --resume   # after a Ctrl-C
 
-    dfscan scan /shared/uploads s3://bucket/clips/ --ray-address auto --report out.json  # needs dfscan\\[ray]
+    dfscan scan s3://bucket/clips/ --ray-address auto --report out.json
 
 Exit codes: 0 done; 1 --fail-on-fake found a fake; 2 bad usage or weights, or the report
 cannot be written (one scan at a time per report); 3 the scan finished but some files could
@@ -47,33 +47,33 @@ class Strategy(str, Enum):
 
 @friendly_errors
 def scan(
-    paths: List[str] = typer.Argument(..., metavar="PATH...", help="Video/image files and folders (searched recursively); s3:// or gs:// URIs with --ray."),
-    report: Optional[Path] = typer.Option(None, "--report", "-o", help="Write the report here (default: to stdout)."),
-    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Report format (default: from the report's extension, else json)."),
+    paths: List[str] = typer.Argument(..., metavar="PATH", help="Video/image files and folders (searched recursively); s3:// or gs:// URIs with --ray."),
+    report: Optional[Path] = typer.Option(None, "--report", "-o", help="Write the report here (default: to stdout).", rich_help_panel=OUTPUT),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Report format (default: from the report's extension, else json).", rich_help_panel=OUTPUT),
     frames: int = frames_option(),
     fps: Optional[float] = fps_option(),
-    keyframes: bool = typer.Option(False, "--keyframes", metavar="", help="Sample only keyframes (fast on long videos)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Face crops per inference batch (default: the backend's)."),
+    keyframes: bool = typer.Option(False, "--keyframes", metavar="", help="Sample only keyframes (fast on long videos).", rich_help_panel=SAMPLING),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Face crops per inference batch (default: the backend's).", rich_help_panel=MODEL),
     workers: Optional[int] = workers_option(),
-    backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Inference backend."),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Detector checkpoint (.safetensors; default: the shipped model)."),
-    engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine folder built by `dfscan build-engine`."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's calibrated threshold)."),
-    crops: bool = typer.Option(False, "--crops", metavar="", help="Inputs are already-aligned face crops: no face detection."),
+    backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend", help="Inference backend.", rich_help_panel=MODEL),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Detector checkpoint (.safetensors; default: the shipped model).", rich_help_panel=MODEL),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="TensorRT engine folder built by `dfscan build-engine`.", rich_help_panel=MODEL),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Fake if p_fake >= this (default: the model's calibrated threshold).", rich_help_panel=MODEL),
+    crops: bool = typer.Option(False, "--crops", metavar="", help="Inputs are already-aligned face crops: no face detection.", rich_help_panel=SAMPLING),
     face_model: FaceModel = face_model_option(),
-    tile_every: int = typer.Option(ScanOptions.tile_every, "--tile-every", min=0, help="Search every K-th sampled frame (and every image) of 1280 px and up in overlapping tiles for small faces (0: never)."),
-    detect_every: int = typer.Option(ScanOptions.detect_every, "--detect-every", min=1, max=MAX_DETECT_EVERY, help="Detect faces on every K-th sampled frame; faces seen on the detected frames on both sides are interpolated onto the frames between (1: detect on every frame)."),
-    strategy: Strategy = typer.Option(Strategy.mean, "--strategy", help="Frame → person score: mean, or the DFDC winner's confident rule."),
+    tile_every: int = typer.Option(ScanOptions.tile_every, "--tile-every", min=0, help="Also search every K-th frame of 1280 px and up in tiles, for small faces (0: never).", rich_help_panel=SAMPLING),
+    detect_every: int = typer.Option(ScanOptions.detect_every, "--detect-every", min=1, max=MAX_DETECT_EVERY, help="Detect faces on every K-th sampled frame, interpolating between (1: every frame).", rich_help_panel=SAMPLING),
+    strategy: Strategy = typer.Option(Strategy.mean, "--strategy", help="Frame → person score: mean, or the DFDC winner's confident rule.", rich_help_panel=MODEL),
     timeout: float = timeout_option("a sampled frame decoded, its crops scored", "an error item `timeout`"),
-    resume: bool = typer.Option(False, "--resume", metavar="", help="Keep items of an earlier run of this report for files that did not change."),
-    fail_on_fake: bool = typer.Option(False, "--fail-on-fake", metavar="", help="Exit 1 if any file is judged fake."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary table."),
-    show: Show = typer.Option(Show.all, "--show", help="Files listed in the summary: all (fakes first) or only those judged fake."),
-    ray: bool = typer.Option(False, "--ray", metavar="", help="Run the stages on Ray (pip install \"dfscan\\[ray]\"): a local Ray instance unless --ray-address."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (implies --ray): auto (RAY_ADDRESS or this node's cluster), host:port or ray://host:10001."),
-    ray_cpu_tasks: Optional[int] = typer.Option(None, "--ray-cpu-tasks-per-node", min=1, help="Decode/detect/crop actors per node (default: the node's CPUs, less the CPU inference actors)."),
-    ray_actors_per_gpu: int = typer.Option(1, "--ray-actors-per-gpu", min=1, help="Inference actors sharing each GPU."),
-    ray_max_in_flight: Optional[int] = typer.Option(None, "--ray-max-in-flight", min=1, help="Files being decoded at once across the cluster, which bounds memory (default: 2 per CPU actor)."),
+    resume: bool = typer.Option(False, "--resume", metavar="", help="Keep items of an earlier run of this report for files that did not change.", rich_help_panel=OUTPUT),
+    fail_on_fake: bool = typer.Option(False, "--fail-on-fake", metavar="", help="Exit 1 if any file is judged fake.", rich_help_panel=OUTPUT),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar and no summary table.", rich_help_panel=OUTPUT),
+    show: Show = typer.Option(Show.all, "--show", help="Files listed in the summary: all (fakes first) or only those judged fake.", rich_help_panel=OUTPUT),
+    ray: bool = typer.Option(False, "--ray", metavar="", help="Run the stages on Ray (pip install \"dfscan\\[ray]\"): a local Ray instance unless --ray-address.", rich_help_panel=RAY),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (implies --ray): auto (RAY_ADDRESS or this node's cluster), host:port or ray://host:10001.", rich_help_panel=RAY),
+    ray_cpu_tasks: Optional[int] = typer.Option(None, "--ray-cpu-tasks-per-node", min=1, help="Decode/detect/crop actors per node (default: the node's CPUs, less the CPU inference actors).", rich_help_panel=RAY),
+    ray_actors_per_gpu: int = typer.Option(1, "--ray-actors-per-gpu", min=1, help="Inference actors sharing each GPU.", rich_help_panel=RAY),
+    ray_max_in_flight: Optional[int] = typer.Option(None, "--ray-max-in-flight", min=1, help="Files being decoded at once across the cluster, which bounds memory (default: 2 per CPU actor).", rich_help_panel=RAY),
 ) -> None:
     """Scan videos and images for deepfakes: a score per person, per file."""
     from scanner import report as rp
@@ -126,17 +126,12 @@ def scan(
     raise typer.Exit(EXIT_OK)
 
 
-
-
 def unlike_crops(result: dict) -> list[dict]:
     """--crops items that do not look like face crops: far from square, or much larger than a crop."""
-    odd = []
-    for item in result["items"]:
-        m = item.get("media") or {}
-        w, h = m.get("width") or 0, m.get("height") or 0
-        if item.get("kind") == "crop" and w and h and (max(w, h) > 1.25 * min(w, h) or min(w, h) > 1024):
-            odd.append(item)
-    return odd
+    from train.images import unlike_crop
+
+    return [item for item in result["items"] if item.get("kind") == "crop"
+            and unlike_crop((item.get("media") or {}).get("width") or 0, (item.get("media") or {}).get("height") or 0)]
 
 
 def _warn_unlike_crops(result: dict) -> None:
