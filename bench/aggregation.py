@@ -133,9 +133,15 @@ def counts(rows: list[dict], rule: str, t: float) -> tuple[int, int, int, int]:
     return tp, nf, fp, nr
 
 
+def _names(paths: list[str]) -> str:
+    return ", ".join(Path(p).name for p in paths) or "-"
+
+
 def table(rows: list[dict], model_t: float, reference: str = "mean") -> list[dict]:
     """Per rule: pooled thresholds, then figures for 'all' and each set."""
-    real_all = lambda rule: np.array([r["scores"][rule] for r in rows if r["label"] == "real"])
+    def real_all(rule: str) -> np.ndarray:
+        return np.array([r["scores"][rule] for r in rows if r["label"] == "real"])
+
     ref_fp = counts(rows, reference, model_t)[2]
     sets = ["all"] + sorted({r["set"] for r in rows})
     out = []
@@ -194,7 +200,9 @@ def auc_gap(rows: list[dict], rule: str, reference: str, *, draws: int = 2000, s
 def paired(rows: list[dict], model_t: float, reference: str = "mean") -> None:
     """Which fakes each rule gains and loses against the reference at the matched false-positive count; the AUC gap's interval."""
     ref_fp = counts(rows, reference, model_t)[2]
-    real = lambda rule: np.array([r["scores"][rule] for r in rows if r["label"] == "real"])
+    def real(rule: str) -> np.ndarray:
+        return np.array([r["scores"][rule] for r in rows if r["label"] == "real"])
+
     t_ref = threshold_for_fp(real(reference), ref_fp)
     caught_ref = {r["path"] for r in rows if r["label"] == "fake" and r["scores"][reference] >= t_ref}
     print(f"\npaired against '{reference}' at {ref_fp} pooled false positive(s): fakes gained / lost; "
@@ -205,9 +213,8 @@ def paired(rows: list[dict], model_t: float, reference: str = "mean") -> None:
         t = threshold_for_fp(real(rule), ref_fp)
         caught = {r["path"] for r in rows if r["label"] == "fake" and r["scores"][rule] >= t}
         gained, lost = sorted(caught - caught_ref), sorted(caught_ref - caught)
-        names = lambda ps: ", ".join(Path(p).name for p in ps) or "-"
         lo, hi = auc_gap(rows, rule, reference)
-        print(f"  {rule:<9} +{len(gained)} -{len(lost)}   AUC gap 95% [{lo:+.3f}, {hi:+.3f}]   gained: {names(gained)}   lost: {names(lost)}")
+        print(f"  {rule:<9} +{len(gained)} -{len(lost)}   AUC gap 95% [{lo:+.3f}, {hi:+.3f}]   gained: {_names(gained)}   lost: {_names(lost)}")
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from scanner.aggregate import STRATEGIES
 from scanner.faults import FaultPlan
 from train.errors import InputError
 
-
 # --fps above any real frame rate samples every frame; far above it, t * fps overflows a float.
 MAX_FPS = 1000.0
 MAX_DETECT_EVERY = 4  # detection skipping holds up to K-1 frames until the next detection; drift grows with K

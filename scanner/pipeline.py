@@ -31,8 +31,8 @@ from scanner.faults import FaultPlan
 from scanner.inferer import Inferer
 from scanner.interrupt import CtrlC
 from scanner.items import LocalItems, file_item, ordered, scored_item
-from scanner.outputs import check_outputs_apart
 from scanner.options import ProgressFn, ScanError, ScanOptions, ScanProgress
+from scanner.outputs import check_outputs_apart
 from scanner.pool import Pool, Task, ack
 from scanner.resources import ResourcePlan, fit_cpu_threads, resource_plan
 from scanner.stage import CropSink, FilePayload, StageConfig, error_payload, process_file

@@ -95,7 +95,8 @@ def is_uri(path: str | Path) -> bool:
 
 def collect_inputs(paths: list[str | Path]) -> tuple[list[str | Path], list[tuple[str | Path, str]]]:
     """Local files and folders as the local scan lists them, plus object-store URIs listed with pyarrow.fs."""
-    from scanner.media import MEDIA_EXTS, collect_inputs as collect_local
+    from scanner.media import MEDIA_EXTS
+    from scanner.media import collect_inputs as collect_local
 
     local = [p for p in paths if not is_uri(p)]
     files: list[str | Path] = []

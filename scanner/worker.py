@@ -26,8 +26,17 @@ import numpy as np
 
 from scanner import report as rp
 from scanner.faults import FaultPlan
-from scanner.stage import (CropSink, FilePayload, StageConfig, close_detector, error_payload, heartbeat, open_detector,
-                           process_file, setup_process)
+from scanner.stage import (
+    CropSink,
+    FilePayload,
+    StageConfig,
+    close_detector,
+    error_payload,
+    heartbeat,
+    open_detector,
+    process_file,
+    setup_process,
+)
 
 CHUNKS_IN_FLIGHT = 2  # chunks of crops a worker may have sent and not yet had scored (see _Link)
 ACK = ("ack",)  # main → worker: one chunk of its crops has been scored

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import make_crops, read_rows, train_options as _opts
+from tests.helpers import make_crops, read_rows
+from tests.helpers import train_options as _opts
 from train.average import average_checkpoints, average_run
 from train.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from train.errors import CheckpointError, InputError

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from train import ModelConfig, PGFDD, PGFDDDeploy, load_checkpoint, save_checkpoint
+from train import PGFDD, ModelConfig, PGFDDDeploy, load_checkpoint, save_checkpoint
 from train.checkpoint import FORMAT, file_sha256, read_metadata
 from train.errors import CheckpointError
 

@@ -16,13 +16,20 @@ import torch
 from tests.helpers import face_like, make_crops, read_rows, train_options, write_csv
 from train.balance import balance_groups, cell_counts
 from train.checkpoint import load_checkpoint
-from train.curriculum import (QualityBatchSampler, QualityCurriculum, augment_probability, combine_ratings,
-                              expected_rating, pacing_kappa, percentile_rank, static_scores)
+from train.curriculum import (
+    QualityBatchSampler,
+    QualityCurriculum,
+    augment_probability,
+    combine_ratings,
+    expected_rating,
+    pacing_kappa,
+    percentile_rank,
+    static_scores,
+)
 from train.data import BalancedBatchSampler, FaceDataset, read_manifest
 from train.errors import InputError
 from train.loop import train
 from train.sbi import amplitude_mix
-
 
 # ---------------------------------------------------------------- ratings
 

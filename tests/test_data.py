@@ -11,11 +11,9 @@ import torch
 
 from tests.helpers import face_like, make_crops, write_csv
 from train.augment import Augment, color_jitter, gaussian_blur, hflip, jpeg
-from train.data import (BalancedBatchSampler, FaceDataset, make_loader, read_manifest, to_tensor,
-                        validation_keys)
+from train.data import BalancedBatchSampler, FaceDataset, make_loader, read_manifest, to_tensor, validation_keys
 from train.errors import InputError
 from train.images import fit, fit_keypoints
-
 
 # ---------------------------------------------------------------- manifests
 

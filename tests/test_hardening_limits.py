@@ -57,9 +57,9 @@ def test_worker_plan_caps_at_files_and_memory():
 
 
 def test_available_memory_reads_this_machine():
-    from scanner.resources import available_memory
-
     import os
+
+    from scanner.resources import available_memory
 
     free = available_memory()
     assert free is not None and 16 * MiB < free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

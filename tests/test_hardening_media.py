@@ -217,7 +217,6 @@ def test_broken_timestamps_are_sampled_by_frame_order(tmp_path, kind):
 
 def test_good_timestamps_are_not_repaired(tmp_path):
     from scanner.media import SampleStats, iter_frames
-
     from tests.helpers import FACE_CLIP
 
     for path in (grey_clip(tmp_path / "ok.ts", 0, 30, "mpegts"), FACE_CLIP):

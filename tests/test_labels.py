@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from train.errors import InputError
-from train.labels import (OFFICIAL_GROUPS, align_group_names, group_name, labelled_rows, legacy_group_names,
-                          official_attributes, read_csv_table)
+from train.labels import (
+    OFFICIAL_GROUPS,
+    align_group_names,
+    group_name,
+    labelled_rows,
+    legacy_group_names,
+    official_attributes,
+    read_csv_table,
+)
 
 
 def test_one_rule_names_attribute_and_official_groups():

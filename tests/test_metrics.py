@@ -248,7 +248,6 @@ def test_bias_corrected_interval_contains_its_estimate_and_flags_bias():
     rng = np.random.default_rng(1)  # large groups: a well-behaved estimate, not flagged
     yy = rng.integers(0, 2, 2000)
     pp = np.clip(yy * 0.3 + rng.random(2000) * 0.7, 0, 1)
-    gg = np.where(rng.random(2000) < 0.5, "a", "b")
     auc = lambda a, b: binary_metrics(a, b)["auc"]  # noqa: E731
     lo, hi, unstable = bootstrap_ci(auc, yy, pp, n=200, seed=0, bias_corrected=True)
     assert lo < auc(yy, pp) < hi and not unstable

@@ -15,8 +15,7 @@ from train.backbones.efficientnet_lite0 import efficientnet_lite0, imagenet_weig
 from train.choices import BACKBONE_NAMES
 from train.config import ModelConfig
 from train.errors import CheckpointError, InputError
-from train.model import (DEPLOY_PARTS, SINGLE_PASS_PARTS, PGFDD, PGFDDDeploy, adain, count_parameters,
-                         single_pass_exact)
+from train.model import DEPLOY_PARTS, PGFDD, SINGLE_PASS_PARTS, PGFDDDeploy, adain, count_parameters, single_pass_exact
 
 IMAGES = Path(__file__).parent / "data" / "media" / "images"
 

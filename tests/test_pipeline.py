@@ -126,7 +126,7 @@ def test_stream_and_progress(mixed):
 
 def test_first_run_says_it_exports_the_model(tiny_checkpoint, tmp_path, monkeypatch):
     from engines.onnx_cache import cached_onnx_path
-    from scanner.pipeline import prepare_note, model_info
+    from scanner.pipeline import model_info, prepare_note
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
     model, _ = model_info(tiny_checkpoint)
@@ -347,7 +347,8 @@ def test_crops_stream_in_chunks_with_few_in_flight_and_the_same_scores(tmp_path,
     import time
 
     from engines.torch import TorchBackend
-    from scanner import batcher, pipeline as pl
+    from scanner import batcher
+    from scanner import pipeline as pl
 
     shutil.copy(VIDEOS / "WolfgangLanger_Pexels.mp4", tmp_path / "long.mp4")
     events: list[tuple[str, int, int]] = []  # ("chunk" | "ack", worker pid, crops)

@@ -273,9 +273,8 @@ def test_cpu_scan_backend_loads_without_torch(tiny_checkpoint, shared_cache):
     import sys
 
     from engines.onnx_cache import cached_onnx
-    from engines.torch import cuda_device
-
     from engines.select import gpu_driver_absent, torch_build
+    from engines.torch import cuda_device
 
     if cuda_device() is not None:
         pytest.skip("a GPU is visible: auto would take CUDA")

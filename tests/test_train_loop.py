@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import make_crops, read_rows, train_options as _opts
+from tests.helpers import make_crops, read_rows
+from tests.helpers import train_options as _opts
 from train.checkpoint import load_checkpoint, read_metadata
-from train.errors import InputError
 from train.choices import OPTIMIZER_NAMES
+from train.errors import InputError
 from train.loop import COSINE_FLOOR, OPTIMIZERS, scheduled_lr, train
 from train.model import PGFDD, PGFDDDeploy
 

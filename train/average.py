@@ -18,8 +18,7 @@ from train.checkpoint import load_checkpoint
 from train.config import ModelConfig
 from train.data import read_manifest
 from train.errors import CheckpointError, InputError
-from train.loop import (resolve_device, save_best, threshold_policy, validate, validation_loader,
-                        validation_provenance)
+from train.loop import resolve_device, save_best, threshold_policy, validate, validation_loader, validation_provenance
 from train.model import PGFDD
 
 # provenance fields that tell runs apart: files whose values differ are not epochs of one run

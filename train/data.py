@@ -39,7 +39,15 @@ from train.augment import Augment
 from train.checkpoint_info import file_sha256
 from train.errors import InputError
 from train.images import fit, fit_keypoints, load_image, read_rgb
-from train.labels import LABELS, OFFICIAL_GROUPS, PGFDD_REQUIRED, group_name, read_csv_table, require_columns, require_rows
+from train.labels import (
+    LABELS,
+    OFFICIAL_GROUPS,
+    PGFDD_REQUIRED,
+    group_name,
+    read_csv_table,
+    require_columns,
+    require_rows,
+)
 from train.sbi import amplitude_mix, self_blend
 
 CORE_COLUMNS = ("path", "label", "group", "method", "domain")

@@ -80,7 +80,7 @@ def open_output_fd(path: str | Path, mode: OpenMode = "w") -> int:
     flags = _OPEN_FLAGS[mode] | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o666)
-    except OSError as exc:
+    except OSError:
         if os.path.islink(path):
             raise LinkedOutputError(errno.ELOOP, "it is a symbolic link, and dfscan never writes through one "
                                                  "(remove it, or write elsewhere)", str(path)) from None

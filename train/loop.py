@@ -29,12 +29,28 @@ from torch.utils.data import DataLoader
 from train.augment import Augment
 from train.balance import balance_groups
 from train.checkpoint import load_checkpoint, save_checkpoint
-from train.choices import (BACKBONE_NAMES, BALANCE_MODES, CURRICULA, LR_SCHEDULES, OPTIMIZER_NAMES, PSEUDO_FAKES,
-                           THRESHOLD_METHODS)
+from train.choices import (
+    BACKBONE_NAMES,
+    BALANCE_MODES,
+    CURRICULA,
+    LR_SCHEDULES,
+    OPTIMIZER_NAMES,
+    PSEUDO_FAKES,
+    THRESHOLD_METHODS,
+)
 from train.config import INPUT_SIZE_RANGE, ModelConfig
 from train.curriculum import QualityBatchSampler, QualityCurriculum, sample_losses
-from train.data import (SBI_METHOD, BalancedBatchSampler, FaceDataset, Key, Manifest, check_apart, make_loader,
-                        read_manifest, validation_keys)
+from train.data import (
+    SBI_METHOD,
+    BalancedBatchSampler,
+    FaceDataset,
+    Key,
+    Manifest,
+    check_apart,
+    make_loader,
+    read_manifest,
+    validation_keys,
+)
 from train.errors import InputError
 from train.files import atomic_write_bytes
 from train.labels import align_group_names
@@ -362,8 +378,14 @@ def _append_csv(path: Path, row: dict) -> None:
 
 def _progress(enabled: bool):
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),

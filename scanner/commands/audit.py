@@ -8,7 +8,16 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
+from scanner.console import (
+    EXIT_GATE,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    FileProgress,
+    console,
+    err_console,
+    friendly_errors,
+    reflow,
+)
 
 GATE, READ, OUTPUT = "Gate", "What is read", "Output"
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-
 from rich.markup import escape
 
 from scanner.console import Steps, console, err_console, friendly_errors, reflow
@@ -116,7 +115,8 @@ def _build(weights: Optional[Path], fmt: Format, max_batch: int, out: Optional[P
                           f"{escape(str(weights))}, not the .onnx file")
         return
 
-    from engines.tensorrt import SIDECAR_FILE, build_engine as build, read_sidecar
+    from engines.tensorrt import SIDECAR_FILE, read_sidecar
+    from engines.tensorrt import build_engine as build
 
     step(f"building the TensorRT engine (FP16, batch 1..{max_batch}; minutes on a large model)")
     engine_dir = build(weights, out, crops=crops, max_batch=max_batch, workspace_gb=workspace_gb,

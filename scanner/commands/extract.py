@@ -9,8 +9,15 @@ from typing import List, Optional
 import typer
 
 from scanner.commands.choices import FaceModel
-from scanner.commands.shared import (INPUT, OUTPUT, face_model_option, fps_option, frames_option, timeout_option,
-                                     workers_option)
+from scanner.commands.shared import (
+    INPUT,
+    OUTPUT,
+    face_model_option,
+    fps_option,
+    frames_option,
+    timeout_option,
+    workers_option,
+)
 from scanner.console import EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
 
 EXAMPLE = """

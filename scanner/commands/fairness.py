@@ -9,7 +9,16 @@ import typer
 from rich.markup import escape
 
 from scanner.commands.choices import BackendChoice
-from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
+from scanner.console import (
+    EXIT_GATE,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    FileProgress,
+    console,
+    err_console,
+    friendly_errors,
+    reflow,
+)
 
 SET, GATES, OUTPUT, SCANNING = "Labelled set and scores", "Gates", "Output", "Scanning (when there is no --scores)"
 

@@ -11,8 +11,27 @@ from typing import List, Optional
 import typer
 
 from scanner.commands.choices import BackendChoice, FaceModel, Format
-from scanner.commands.shared import MODEL, OUTPUT, RAY, SAMPLING, face_model_option, fps_option, frames_option, timeout_option, workers_option
-from scanner.console import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, FileProgress, console, err_console, friendly_errors, reflow
+from scanner.commands.shared import (
+    MODEL,
+    OUTPUT,
+    RAY,
+    SAMPLING,
+    face_model_option,
+    fps_option,
+    frames_option,
+    timeout_option,
+    workers_option,
+)
+from scanner.console import (
+    EXIT_GATE,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    FileProgress,
+    console,
+    err_console,
+    friendly_errors,
+    reflow,
+)
 from scanner.options import MAX_DETECT_EVERY, ScanOptions
 
 EXAMPLE = """
@@ -77,7 +96,8 @@ def scan(
 ) -> None:
     """Scan videos and images for deepfakes: a score per person, per file."""
     from scanner import report as rp
-    from scanner.pipeline import scan as run_scan, scan_to_report
+    from scanner.pipeline import scan as run_scan
+    from scanner.pipeline import scan_to_report
 
     options = ScanOptions(
         frames=frames, fps=fps, keyframes=keyframes, batch_size=batch_size, workers=workers,

@@ -6,11 +6,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-
-from scanner.commands.choices import (Backbone, BalanceGroups, Curriculum, LrSchedule, Optimizer, PseudoFakes,
-                                      ThresholdMethod)
 from rich.markup import escape
 
+from scanner.commands.choices import (
+    Backbone,
+    BalanceGroups,
+    Curriculum,
+    LrSchedule,
+    Optimizer,
+    PseudoFakes,
+    ThresholdMethod,
+)
 from scanner.console import console, err_console, friendly_errors, reflow
 
 DATA, MODEL, OPTIMISER, RUN = "Data and run folder", "Model and threshold", "Optimisation", "Machine and output"

@@ -17,14 +17,20 @@ silently. Group names are compared ignoring case and Unicode normalisation, and 
 look-alike scripts or look like another group are warned about (`labels.group_spellings`).
 """
 
-from scanner.fairness.analysis import (BREAKDOWN_COLUMNS, FAIRNESS_KEYS, INTERSECTION, SCHEMA, CheckResult,
-                                       analyse)
+from scanner.fairness.analysis import BREAKDOWN_COLUMNS, FAIRNESS_KEYS, INTERSECTION, SCHEMA, CheckResult, analyse
 from scanner.fairness.check import run_check
 from scanner.fairness.config import merge_options, read_config
 from scanner.fairness.gates import ABSOLUTE, GATES, CheckOptions, evaluate_gates
 from scanner.fairness.labels import LabelledSet, read_labels
-from scanner.fairness.outputs import (GROUP_COLUMNS, excluded_line, print_result, to_json, to_junit, to_markdown,
-                                      write_outputs)
+from scanner.fairness.outputs import (
+                                       GROUP_COLUMNS,
+                                       excluded_line,
+                                       print_result,
+                                       to_json,
+                                       to_junit,
+                                       to_markdown,
+                                       write_outputs,
+)
 from scanner.fairness.plots import write_plots
 from scanner.fairness.scores import Scores, load_report, score_with_pipeline, scores_from_report
 from train.labels import PGFDD_OPTIONAL, PGFDD_REQUIRED

@@ -16,8 +16,18 @@ from typing import Iterable
 import numpy as np
 
 from train.errors import InputError
-from train.labels import (PGFDD_ATTRIBUTES, PGFDD_REQUIRED, check_attribute_value, control_char, group_name,
-                          labelled_rows, official_attributes, read_csv_table, require_columns, require_rows)
+from train.labels import (
+    PGFDD_ATTRIBUTES,
+    PGFDD_REQUIRED,
+    check_attribute_value,
+    control_char,
+    group_name,
+    labelled_rows,
+    official_attributes,
+    read_csv_table,
+    require_columns,
+    require_rows,
+)
 
 LISTED = 3  # bad rows named in the one-line error before "and N more"
 

@@ -8,7 +8,9 @@ from torch import nn
 
 from train.errors import InputError
 
-from . import dinov2_vits14 as _dino, efficientnet_lite0 as _lite0, xception as _xception
+from . import dinov2_vits14 as _dino
+from . import efficientnet_lite0 as _lite0
+from . import xception as _xception
 from .dinov2_vits14 import DinoV2ViTS14, dinov2_vits14
 from .efficientnet_lite0 import EfficientNetLite0, efficientnet_lite0
 from .xception import Xception, xception
