@@ -27,8 +27,7 @@ import torch
 from torch import nn
 
 from engines.base import check_crops, normalise
-from engines.onnx_cache import DEFAULT_OPSET, check_onnx
-from engines.onnxruntime import INPUT_NAME, OUTPUT_NAME, ort_session
+from engines.onnx_model import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, check_onnx, ort_session
 from train.errors import InputError
 from train.files import make_public
 

@@ -18,32 +18,11 @@ import json
 from pathlib import Path
 
 from engines.base import cache_dir, checkpoint_config
-from engines.onnxruntime import INPUT_NAME, OUTPUT_NAME
+from engines.onnx_model import DEFAULT_OPSET, check_onnx
 from train.errors import InputError
 from train.files import atomic_write_bytes
 
-DEFAULT_OPSET = 18
 EXPORT_VERSION = "2"  # bump when the exported graph changes, so cached exports are redone
-
-
-def check_onnx(path: str | Path, *, input_size: int = 256) -> None:
-    """onnx.checker plus the I/O contract (names, float32, dynamic batch, fixed 3xSxS)."""
-    import onnx
-
-    path = Path(path)
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises ValidationError and protobuf DecodeError alike
-        raise InputError(f"{path}: not a valid ONNX model ({str(exc).strip().splitlines()[0]})") from None
-    if [i.name for i in model.graph.input] != [INPUT_NAME] or [o.name for o in model.graph.output] != [OUTPUT_NAME]:
-        raise InputError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}")
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    fixed = [d.dim_value for d in dims[1:]]
-    if len(dims) != 4 or dims[0].dim_value != 0 or fixed != [3, input_size, input_size]:
-        raise InputError(f"{path}: input must be (batch, 3, {input_size}, {input_size}) with a dynamic batch")
-    if model.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise InputError(f"{path}: input must be float32")
 
 
 def cached_onnx_path(weights_sha: str, *, fp16: bool = False, opset: int = DEFAULT_OPSET) -> Path:

@@ -13,24 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import check_crops, checkpoint_config, chunks, cpu_threads, normalise
+from engines.onnx_model import INPUT_NAME, OUTPUT_NAME, ort_session
 from train.errors import InputError
 
-INPUT_NAME = "crops"
-OUTPUT_NAME = "p_fake"
 CPU_BATCH = 8  # bench/backends.py: throughput is flat past 8 on CPU, latency keeps growing
-
-
-def ort_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session with an explicit thread count (the default grabs every core)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, threads or min(cpu_threads(), 8))
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxRuntimeBackend:

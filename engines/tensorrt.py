@@ -260,7 +260,8 @@ def build_engine(weights: str | Path, out: str | Path | None = None, *, crops: n
     scored by the new engine and by the FP32 torch model; the parity goes in the sidecar and a
     build that disagrees by more than FP16_PARITY_TOLERANCE is refused.
     """
-    from engines.export import INPUT_NAME, export_module
+    from engines.export import export_module
+    from engines.onnx_model import INPUT_NAME
     from train.checkpoint import load_checkpoint
 
     if via not in VIAS:

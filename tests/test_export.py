@@ -55,7 +55,8 @@ def test_export_passes_checker_and_io_contract(exported):
 @pytest.mark.parametrize("batch", [1, 3, 17])
 def test_dynamic_batch_parity_in_onnxruntime(exported, sharp_checkpoint, batch):
     from engines.base import normalise
-    from engines.export import ort_session, torch_reference
+    from engines.export import torch_reference
+    from engines.onnx_model import ort_session
     from train.checkpoint import load_checkpoint
 
     model, config, _ = load_checkpoint(sharp_checkpoint)
@@ -95,7 +96,7 @@ def test_fp16_adain_statistics_do_not_overflow():
 
 
 def test_check_onnx_rejects_other_files(tmp_path):
-    from engines.onnx_cache import check_onnx
+    from engines.onnx_model import check_onnx
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")

@@ -209,7 +209,7 @@ def constant_onnx(path: Path, p_fake: float, size: int = TEST_SIZE) -> Path:
 
 def test_cached_onnx_replaced_by_another_valid_model_is_exported_again(tiny_checkpoint, tmp_path, monkeypatch):
     from engines import export, onnx_cache
-    from engines.onnx_cache import check_onnx
+    from engines.onnx_model import check_onnx
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
     calls = []

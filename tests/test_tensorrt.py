@@ -126,7 +126,8 @@ def test_build_engine_cli_onnx_writes_a_working_model(tiny_checkpoint, tmp_path)
     from typer.testing import CliRunner
 
     from engines.base import normalise
-    from engines.export import ort_session, torch_reference
+    from engines.export import torch_reference
+    from engines.onnx_model import ort_session
     from scanner.cli import app
     from train.checkpoint import load_checkpoint
 

@@ -27,6 +27,22 @@ FAIRNESS_KEYS = ("F_FPR", "F_MEO", "F_DP", "F_OAE",
                  "demographic_parity_difference", "equalized_odds_difference")
 
 
+def scope_order(doc: dict) -> list[str]:
+    """The intersection first, then each attribute: the order of every table and chart."""
+    return [INTERSECTION] + [a for a in doc["labels"]["attributes"]]
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A metric as table text: "–" for none, yes/no, integers as they are."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
 def _clean(value: Any) -> Any:
     """NaN/inf → None and numpy scalars → Python, so the JSON is valid and comparable."""
     if isinstance(value, dict):

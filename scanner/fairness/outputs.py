@@ -7,12 +7,11 @@ Markdown.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from scanner.fairness.analysis import FAIRNESS_KEYS, INTERSECTION, CheckResult
+from scanner.fairness.analysis import FAIRNESS_KEYS, CheckResult, fmt, scope_order
 from scanner.markdown import md_escape
 from scanner.outputs import write_texts
 
@@ -22,17 +21,6 @@ GROUP_COLUMNS = (
     ("tpr", "TPR"), ("fpr", "FPR"), ("tnr", "TNR"), ("fnr", "FNR"),
     ("positive_rate", "pos.rate"), ("eer", "EER"), ("ap", "AP"),
 )
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A metric as table text: "–" for none, yes/no, integers as they are."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.{digits}f}"
 
 
 def _fair_cell(doc: dict, scope: str, key: str) -> str:
@@ -51,11 +39,6 @@ def _limit(g: dict) -> str:
 
 def _gate_value(g: dict) -> str:
     return fmt(g["value"], 0 if g["gate"] == "min-group" else 3)
-
-
-def scope_order(doc: dict) -> list[str]:
-    """The intersection first, then each attribute: the order of every table and chart."""
-    return [INTERSECTION] + [a for a in doc["labels"]["attributes"]]
 
 
 def excluded_line(doc: dict) -> str:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.fairness.analysis import CheckResult
-from scanner.fairness.outputs import fmt, scope_order
+from scanner.fairness.analysis import CheckResult, fmt, scope_order
 from scanner.outputs import save_figure, slug
 
 
