@@ -148,13 +148,9 @@ def _official_state(path: Path) -> dict[str, torch.Tensor]:
 
 def detect_backbone(state: dict[str, torch.Tensor]) -> str | None:
     """Which registered backbone a PG-FDD state_dict was built on, from its encoder_f key names."""
-    if any(k.startswith("encoder_f.block1.rep.") for k in state):
-        return "xception"
-    if "encoder_f.conv_stem.weight" in state:
-        return "efficientnet_lite0"
-    if "encoder_f.patch_embed.weight" in state:
-        return "dinov2_vits14"
-    return None
+    from train.backbones import BACKBONES
+
+    return next((name for name, entry in BACKBONES.items() if entry.state_key in state), None)
 
 
 def _config_from_state(path: Path, state: dict[str, torch.Tensor], base: ModelConfig | None) -> ModelConfig:

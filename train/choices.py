@@ -2,12 +2,31 @@
 
 train.loop checks TrainOptions against these and `dfscan train` builds its Typer choices from
 them (scanner/commands/train.py), so a new value is added here once. Importing train.loop, the
-backbones or the curriculum would load torch at CLI start: keep this module free of imports.
+backbones or the curriculum would load torch at CLI start: keep this module free of heavy imports.
 The tables that act on a name (train.backbones.BACKBONES, train.loop.OPTIMIZERS) are keyed by
 these names and checked against them.
 """
 
-BACKBONE_NAMES = ("efficientnet_lite0", "xception", "dinov2_vits14")
+import pkgutil as _pkgutil
+import sys as _sys
+from pathlib import Path as _Path
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+# A backbone is a module of train/backbones (train.backbones.registry): its file name is its name,
+# read here from the folder so that the CLI knows the names without importing torch.
+BACKBONE_FILES = tuple(sorted((m.name for m in _pkgutil.iter_modules([str(_Path(__file__).parent / "backbones")])
+                               if m.name != "registry" and not m.name.startswith("_")),
+                              key=lambda name: (name != DEFAULT_BACKBONE, name)))
+
+
+def backbone_names() -> tuple[str, ...]:
+    """The files' backbones, and any registered in this process from elsewhere (a plugin, a test)."""
+    registry = _sys.modules.get("train.backbones.registry")
+    extra = [n for n in getattr(registry, "BACKBONES", {}) if n not in BACKBONE_FILES]
+    return BACKBONE_FILES + tuple(extra)
+
+
+BACKBONE_NAMES = BACKBONE_FILES  # the CLI's --backbone choices
 OPTIMIZER_NAMES = ("sgd", "adam")  # the base optimizer, under SAM unless --no-sam
 LR_SCHEDULES = ("constant", "cosine")
 PSEUDO_FAKES = ("none", "sbi")

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from train.choices import BACKBONE_NAMES
+from train.choices import backbone_names
 from train.errors import CheckpointError
 from train.labels import OFFICIAL_GROUPS
 
@@ -41,9 +41,9 @@ def check_config_dict(d: Any) -> None:
     unknown = sorted(set(d) - known)
     if unknown:
         raise CheckpointError(f"config: unknown keys {', '.join(_show(k) for k in unknown)}")
-    if "backbone" in d and d["backbone"] not in BACKBONE_NAMES:
+    if "backbone" in d and d["backbone"] not in backbone_names():
         raise CheckpointError(f"config.backbone: unknown backbone {_show(d['backbone'])} "
-                              f"(choose from {', '.join(BACKBONE_NAMES)})")
+                              f"(choose from {', '.join(backbone_names())})")
     for name, (low, high) in _INT_RANGES.items():
         if name in d:
             v = d[name]

