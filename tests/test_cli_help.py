@@ -34,7 +34,7 @@ def test_reflow_joins_prose_and_keeps_example_lines():
 def test_train_choices_are_train_choices():
     r = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"})  # no choice list cut short
     assert r.exit_code == 0, r.output
-    for names in (choices.BACKBONE_NAMES, choices.OPTIMIZER_NAMES, choices.LR_SCHEDULES, choices.PSEUDO_FAKES,
+    for names in (choices.BACKBONE_FILES, choices.OPTIMIZER_NAMES, choices.LR_SCHEDULES, choices.PSEUDO_FAKES,
                   choices.THRESHOLD_METHODS, choices.CURRICULA, choices.BALANCE_MODES):
         # short lists as the option's value (--optimizer sgd|adam), long ones named in its help
         assert "|".join(names) in r.output or all(n in r.output for n in names), names

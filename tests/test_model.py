@@ -12,7 +12,7 @@ import torch
 
 from train.backbones import BACKBONES, create_backbone
 from train.backbones.efficientnet_lite0 import efficientnet_lite0, imagenet_weights_path, load_imagenet_weights
-from train.choices import BACKBONE_NAMES
+from train.choices import BACKBONE_FILES
 from train.config import ModelConfig
 from train.errors import CheckpointError, InputError
 from train.model import DEPLOY_PARTS, PGFDD, SINGLE_PASS_PARTS, PGFDDDeploy, adain, count_parameters, single_pass_exact
@@ -86,7 +86,7 @@ def test_pooled_adain_is_the_style_mean():
 
 
 def test_registry_and_unknown_backbone():
-    assert tuple(BACKBONES) == BACKBONE_NAMES  # the names `dfscan train --backbone` offers
+    assert tuple(BACKBONES) == BACKBONE_FILES  # the names `dfscan train --backbone` offers
     with pytest.raises(InputError, match="unknown backbone"):
         create_backbone("resnet9000")
 

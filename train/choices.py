@@ -25,8 +25,6 @@ def backbone_names() -> tuple[str, ...]:
     extra = [n for n in getattr(registry, "BACKBONES", {}) if n not in BACKBONE_FILES]
     return BACKBONE_FILES + tuple(extra)
 
-
-BACKBONE_NAMES = BACKBONE_FILES  # the CLI's --backbone choices
 OPTIMIZER_NAMES = ("sgd", "adam")  # the base optimizer, under SAM unless --no-sam
 LR_SCHEDULES = ("constant", "cosine")
 PSEUDO_FAKES = ("none", "sbi")

@@ -221,12 +221,10 @@ def check_apart(train: Manifest, val: Manifest) -> None:
     crops of different images rarely share a size, so this reads a fraction of the data once.
     `--allow-overlap` skips this check.
     """
-    def real(s: Sample) -> str:
-        return os.path.realpath(s.path)
-
-    train_paths = {real(s) for s in train.samples}
-    same_file = [s for s in val.samples if real(s) in train_paths]
-    rest = [s for s in val.samples if real(s) not in train_paths]
+    train_paths = {os.path.realpath(s.path) for s in train.samples}
+    same_file, rest = [], []
+    for s in val.samples:
+        (same_file if os.path.realpath(s.path) in train_paths else rest).append(s)
     same_content: list[Sample] = []
     if rest:
         train_sizes = {p: os.path.getsize(p) for p in train_paths}

@@ -433,7 +433,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     sbi = opts.pseudo_fakes == "sbi"
     train_m = read_manifest(opts.train)
     warn = warn or (lambda _msg: None)
-    for line in filter(None, [crops_warning("--train", train_m)]):
+    if line := crops_warning("--train", train_m):
         warn(line)
     train_counts = train_m.counts()
     balance = None
@@ -444,7 +444,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                                    max_steps=opts.max_steps_per_epoch,
                                    groups=[s.group for s in train_m.samples] if train_m.has_groups else None)
     val_m = read_manifest(opts.val)
-    for line in filter(None, [crops_warning("--val", val_m)]):
+    if line := crops_warning("--val", val_m):
         warn(line)
     if not (val_m.labels == 0).any() or not ((val_m.labels == 1).any() or sbi):
         raise InputError(f"{opts.val}: validation needs real and fake rows (or --pseudo-fakes sbi and real rows)")

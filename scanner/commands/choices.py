@@ -22,7 +22,7 @@ Format = choice_enum("Format", FORMATS)
 FaceModel = choice_enum("FaceModel", MODEL_INPUT)
 
 # `dfscan train`
-Backbone = choice_enum("Backbone", train_choices.BACKBONE_NAMES)
+Backbone = choice_enum("Backbone", train_choices.BACKBONE_FILES)
 Optimizer = choice_enum("Optimizer", train_choices.OPTIMIZER_NAMES)
 LrSchedule = choice_enum("LrSchedule", train_choices.LR_SCHEDULES)
 PseudoFakes = choice_enum("PseudoFakes", train_choices.PSEUDO_FAKES)

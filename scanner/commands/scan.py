@@ -150,8 +150,12 @@ def unlike_crops(result: dict) -> list[dict]:
     """--crops items that do not look like face crops: far from square, or much larger than a crop."""
     from train.images import unlike_crop
 
-    return [item for item in result["items"] if item.get("kind") == "crop"
-            and unlike_crop((item.get("media") or {}).get("width") or 0, (item.get("media") or {}).get("height") or 0)]
+    odd = []
+    for item in result["items"]:
+        media = item.get("media") or {}
+        if item.get("kind") == "crop" and unlike_crop(media.get("width") or 0, media.get("height") or 0):
+            odd.append(item)
+    return odd
 
 
 def _warn_unlike_crops(result: dict) -> None:
