@@ -459,7 +459,7 @@ def average(a: argparse.Namespace) -> None:
     from train.loop import auc_line
 
     work = a.work.resolve()
-    m = average_run(a.checkpoints, work / "val.csv", work / a.run)
+    m = average_run(a.checkpoints, a.val or work / "val.csv", work / a.run, weights=a.weights, one_run=not a.soup)
     print(f"{work / a.run}: val AUC {m['val_auc']:.4f} AP {m['val_ap']:.4f} TPR {m['val_tpr']:.3f} at FPR "
           f"{m['val_fpr']:.3f} @ {m['threshold']:.4f} · {auc_line(m)}", flush=True)
 
@@ -883,6 +883,11 @@ def main() -> None:
     p = sub.add_parser("average", help="weight-average checkpoints of one run (e.g. its last epochs) into --run")
     p.add_argument("checkpoints", type=Path, nargs="+", help="full checkpoints (the run's epochN.safetensors)")
     p.add_argument("--run", default="averaged", help="run folder under --work for the averaged model")
+    p.add_argument("--soup", action="store_true",
+                   help="average fine-tunes of one parent from different runs (a model soup), not epochs of one run")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per checkpoint (normalised); default equal")
+    p.add_argument("--val", type=Path, help="the validation manifest the checkpoints were validated on "
+                   "(default: val.csv under --work)")
     p = sub.add_parser("crossdomain", help="issue 31: FaceSwap-style and re-encoded copies of validation rows, "
                        "a domain never trained on (xdomain.csv)")
     p.add_argument("--pairs", type=int, default=1000, help="face swaps per domain (UTKFace, DFDC)")

@@ -148,3 +148,58 @@ def test_recipe_evaluate_scores_the_loops_own_validation_items(sbi_work):
     np.testing.assert_allclose(p, [float(r["p_fake"]) for r in own], atol=1e-5)
     assert group[0] == "male|asian" and info["threshold"] == pytest.approx(
         load_checkpoint(sbi_work / "run" / "best.safetensors", deploy=False)[2]["threshold"])
+
+
+def _fine_tune(path: Path, to: Path, *, data: str, scale: float, seed: int) -> Path:
+    """A copy of `path` as if fine-tuned on other data: weights nudged by `scale` of their own size."""
+    model, cfg, info = load_checkpoint(path, deploy=False)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.add_(torch.randn_like(t) * t.abs().mean() * scale)
+    prov = {**info["provenance"], "train_manifest_sha256": data * 64, "train_manifest": f"{data}.csv",
+            "options": {**info["provenance"]["options"], "out": str(to.parent)}}
+    return save_checkpoint(to, model, cfg, threshold=info["threshold"], provenance=prov)
+
+
+def test_soup_weights_fine_tunes_of_other_runs_and_refuses_strangers(kept_epochs, tmp_path):
+    parent = kept_epochs / "epoch3.safetensors"
+    child = _fine_tune(parent, tmp_path / "child" / "epoch1.safetensors", data="a", scale=0.01, seed=1)
+    with pytest.raises(CheckpointError, match="train_manifest_sha256, run folder .* only checkpoints of one run"):
+        average_checkpoints([parent, child])  # the one-run average still refuses other runs
+    model, _, infos = average_checkpoints([parent, child], weights=[3, 1], one_run=False)
+    a, b = (load_checkpoint(p, deploy=False)[0].state_dict() for p in (parent, child))
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (0.75 * a[k].double() + 0.25 * b[k].double()).float(), msg=k)
+    stranger = _fine_tune(parent, tmp_path / "far" / "epoch1.safetensors", data="b", scale=1.0, seed=2)
+    with pytest.raises(CheckpointError, match=r"apart .* not fine-tunes of one parent"):
+        average_checkpoints([parent, stranger], one_run=False)
+    with pytest.raises(InputError, match="needs 2 positive numbers"):
+        average_checkpoints([parent, child], weights=[1, 0], one_run=False)
+    with pytest.raises(InputError, match="needs 2 positive numbers"):
+        average_checkpoints([parent, child], weights=[1], one_run=False)
+
+
+def test_soup_refuses_ingredients_validated_on_other_items(kept_epochs, tmp_path):
+    parent = kept_epochs / "epoch3.safetensors"
+    model, cfg, info = load_checkpoint(parent, deploy=False)
+    other_val = save_checkpoint(tmp_path / "o" / "e.safetensors", model, cfg,
+                                provenance={**info["provenance"], "val_manifest_sha256": "f" * 64})
+    with pytest.raises(CheckpointError, match="val_manifest_sha256 differ .* souped"):
+        average_checkpoints([parent, other_val], one_run=False)
+
+
+def test_recipe_soup_records_its_ingredients(sbi_work, tmp_path):
+    best = sbi_work / "run" / "best.safetensors"
+    child = _fine_tune(best, sbi_work / "child" / "best.safetensors", data="c", scale=0.01, seed=3)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "build_detector.py"
+    cmd = [sys.executable, str(recipe), "average", "--work", str(sbi_work), "--run", "soup", "--soup",
+           "--weights", "1", "1", "--val", str(sbi_work / "val.csv"), str(best), str(child)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    prov = load_checkpoint(sbi_work / "soup" / "best.safetensors", deploy=False)[2]["provenance"]
+    assert prov["average_kind"] == "soup of fine-tunes of one parent"
+    assert [(f["file"], f["weight"], f["train_manifest"]) for f in prov["averaged_from"]] == [
+        ("run/best.safetensors", 0.5, "manifest.csv"), ("child/best.safetensors", 0.5, "c.csv")]
