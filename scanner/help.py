@@ -214,6 +214,10 @@ class HelpCommand(TyperCommand):
     def format_help(self, ctx: Any, formatter: Any) -> None:
         formatter.write(render_help(self, ctx))
 
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """The usage line of error messages, spelled as --help spells it (`PATH...`, not Typer's `{PATH}...`)."""
+        return ["[OPTIONS]", *_rows(self, ctx)[1]]
+
 
 class HelpGroup(TyperGroup):
     """The app (`dfscan --help`), laid out as its commands are."""

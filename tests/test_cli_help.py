@@ -138,3 +138,14 @@ def test_long_example_lines_continue_indented():
 
     text = _epilog("Examples:\n\n    dfscan scan a b c d e f g h i j k --report out.json  # why", 40).plain
     assert text.splitlines()[2:] == ["    dfscan scan a b c d e f g h i j k", "        --report out.json  # why"]
+
+
+@pytest.mark.parametrize("command,usage", [("scan", "scan [OPTIONS] PATH..."),
+                                           ("extract-faces", "extract-faces [OPTIONS] [PATH...]"),
+                                           ("fairness-check", "fairness-check [OPTIONS] LABELS.CSV")])
+def test_error_usage_line_spells_arguments_as_help_does(command, usage):
+    """Typer 0.29 writes a required argument `{PATH}...` in the usage line of errors."""
+    r = CliRunner().invoke(app, [command, "--no-such-option"], terminal_width=80)
+    assert r.exit_code == 2
+    assert f"Usage: dfscan {usage}\n" in r.output.replace("root ", "dfscan ")
+    assert "{" not in r.output.splitlines()[0]
