@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scanner.aggregate import subject_score  # noqa: E402  the scanner's own rules, one implementation
+from dfscan.scanner.aggregate import subject_score  # noqa: E402  the scanner's own rules, one implementation
 
 SHARED_VIDEOS = ROOT / "tests" / "data" / "media" / "videos"
 VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
@@ -231,8 +231,8 @@ def main() -> None:
     if not labels:
         raise SystemExit("no labelled files: give --labels NAME=CSV and/or --real NAME=PATH")
     if args.scan:
-        from scanner.options import ScanOptions
-        from scanner.pipeline import scan
+        from dfscan.scanner.options import ScanOptions
+        from dfscan.scanner.pipeline import scan
 
         report = scan(sorted(labels), ScanOptions(workers=1, report=args.report))
     else:

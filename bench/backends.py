@@ -2,7 +2,7 @@
 where torch sees a GPU, torch CUDA FP16 faces/s at batch 1, 8, 64 and 256 for both backbones, single-
 and two-pass graphs, with FP16 parity on the scanner's crops of the shared real media.
 
-Uses the shipped default weights when scanner/assets/detector holds them, else a random-init
+Uses the shipped default weights when dfscan/scanner/assets/detector holds them, else a random-init
 EfficientNet-Lite0 checkpoint (throughput does not depend on the weights; it says which it used).
 Prints the machine's load average: on a shared box, figures move with it.
 
@@ -25,7 +25,7 @@ MEDIA = Path(__file__).resolve().parents[1] / "tests" / "data" / "media"  # the 
 
 
 def _crops(n: int, size: int) -> np.ndarray:
-    from engines.export import parity_crops
+    from dfscan.engines.export import parity_crops
 
     return parity_crops(n, size, seed=n)
 
@@ -33,11 +33,11 @@ def _crops(n: int, size: int) -> np.ndarray:
 def _weights(tmp: Path) -> tuple[Path, str]:
     import torch
 
-    from train.checkpoint import save_checkpoint
-    from train.config import ModelConfig
-    from train.model import PGFDDDeploy
+    from dfscan.train.checkpoint import save_checkpoint
+    from dfscan.train.config import ModelConfig
+    from dfscan.train.model import PGFDDDeploy
 
-    shipped = sorted((Path(__file__).resolve().parents[1] / "scanner" / "assets" / "detector").glob("*.safetensors"))
+    shipped = sorted((Path(__file__).resolve().parents[1] / "dfscan" / "scanner" / "assets" / "detector").glob("*.safetensors"))
     if shipped:
         return shipped[0], f"shipped weights {shipped[0].name}"
     torch.manual_seed(0)
@@ -61,8 +61,8 @@ def faces_per_second(backend, batch: int, seconds: float) -> float:
 def cpu_bench(weights: Path, seconds: float, threads: int | None) -> None:
     import torch
 
-    from engines.onnxruntime import OnnxRuntimeBackend
-    from engines.torch import TorchBackend
+    from dfscan.engines.onnxruntime import OnnxRuntimeBackend
+    from dfscan.engines.torch import TorchBackend
 
     threads = threads or min(len(os.sched_getaffinity(0)), 8)
     torch.set_num_threads(threads)
@@ -86,8 +86,8 @@ def graph_rates(backbone: str, size: int, device: str, fp16: bool, batches: tupl
     """faces/s of the single-pass and the two-pass graph of one random-init model (weights do not change speed)."""
     import torch
 
-    from train.config import ModelConfig
-    from train.model import PGFDD
+    from dfscan.train.config import ModelConfig
+    from dfscan.train.model import PGFDD
 
     torch.manual_seed(0)
     full = PGFDD(ModelConfig(backbone=backbone, input_size=size)).eval()
@@ -118,10 +118,10 @@ def cuda_bench(weights: Path, note: str, seconds: float, device: str = "cuda",
 
     `device="cpu"` runs the same code in FP32 (a dry run on a machine without a GPU).
     """
-    from engines.export import torch_reference
-    from engines.torch import TorchBackend
-    from scanner.doctor import crops_from_media
-    from train.checkpoint import load_checkpoint
+    from dfscan.engines.export import torch_reference
+    from dfscan.engines.torch import TorchBackend
+    from dfscan.scanner.doctor import crops_from_media
+    from dfscan.train.checkpoint import load_checkpoint
 
     fp16 = device != "cpu"
     precision = "FP16" if fp16 else "FP32"
@@ -155,7 +155,7 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from engines.torch import cuda_device
+    from dfscan.engines.torch import cuda_device
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -6,7 +6,7 @@ Tight crops are generated from the shared media (tests/data/media): every face o
 the full-range detector finds in the photos (tiled pass) and in 8 sampled frames of each face
 clip; crop i is a square 1.0-1.1x the face box's longer side (uniform), its centre moved by up to
 3 % of the box, resized to 112, 160 or 224 px in turn (edge pixels mirrored where the square
-leaves the picture). The crops are written as PNG and scanned by the real `scanner.pipeline.scan`
+leaves the picture). The crops are written as PNG and scanned by the real `dfscan.scanner.pipeline.scan`
 (bundled model, ONNX Runtime), once as the scanner was (close-up retry off: `detect_closeup`
 patched to find nothing, in the workers too, through the DFSCAN_BENCH_NO_CLOSEUP variable below)
 and once as it is. Prints the `no_face` count of each and the box IoU with the face box the crop
@@ -41,7 +41,7 @@ NO_FACE_CLIPS = ("bigbuckbunny.mp4", "no_face.mp4", "face_noface.mov")
 def retry_switch() -> None:
     """Retry off where DFSCAN_BENCH_NO_CLOSEUP is set (this process and the scan's workers, which import this)."""
     if os.environ.get("DFSCAN_BENCH_NO_CLOSEUP"):
-        from scanner.faces import FaceDetector
+        from dfscan.scanner.faces import FaceDetector
 
         FaceDetector.detect_closeup = lambda self, image: []
 
@@ -55,7 +55,7 @@ def iou(a, b) -> float:
 def faces_of_the_media(det) -> list[tuple[np.ndarray, tuple]]:
     import cv2
 
-    from scanner.media import iter_frames
+    from dfscan.scanner.media import iter_frames
 
     out = []
     for p in sorted((MEDIA / "images").iterdir()):
@@ -70,7 +70,7 @@ def faces_of_the_media(det) -> list[tuple[np.ndarray, tuple]]:
 def tight_crops(n: int, seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
     import cv2
 
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.faces import FaceDetector
 
     rng = np.random.default_rng(seed)
     with FaceDetector() as det:
@@ -93,8 +93,8 @@ def tight_crops(n: int, seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
 def scan_crops(crops, folder: Path) -> None:
     import cv2
 
-    from scanner.options import ScanOptions
-    from scanner.pipeline import scan
+    from dfscan.scanner.options import ScanOptions
+    from dfscan.scanner.pipeline import scan
 
     for i, (crop, _) in enumerate(crops):
         cv2.imwrite(str(folder / f"{i:03d}.png"), crop[:, :, ::-1])
@@ -117,7 +117,7 @@ def scan_crops(crops, folder: Path) -> None:
 def dfdc_crops(dfdc: Path, reserved: Path, n: int) -> None:
     import cv2
 
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.faces import FaceDetector
 
     held = set((reserved / "dfdc_sources.txt").read_text().split())
     paths = []
@@ -138,9 +138,9 @@ def dfdc_crops(dfdc: Path, reserved: Path, n: int) -> None:
 
 
 def cost() -> None:
-    import scanner.faces as faces
-    from scanner.options import ScanOptions
-    from scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
+    import dfscan.scanner.faces as faces
+    from dfscan.scanner.options import ScanOptions
+    from dfscan.scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
 
     real = faces.FaceDetector.detect_closeup
     cfg = StageConfig.of(ScanOptions(), 160)

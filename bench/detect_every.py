@@ -29,9 +29,9 @@ FACE_VIDEOS = ["WolfgangLanger_Pexels.mp4", "carphone_pristine.mp4", "single_fac
 
 def alignment(files: list[Path], every: int, tile_every: int) -> dict:
     """The stage's interpolated faces at K against the faces it detects on the same frames at K=1."""
-    from scanner.faces import FaceDetector
-    from scanner.stage import CropSink, StageConfig, process_file
-    from scanner.track import _iou
+    from dfscan.scanner.faces import FaceDetector
+    from dfscan.scanner.stage import CropSink, StageConfig, process_file
+    from dfscan.scanner.track import _iou
 
     def boxes(payload: dict, interpolated: bool | None = None) -> dict[int, list[tuple]]:
         out: dict[int, list[tuple]] = {}
@@ -91,8 +91,8 @@ def main() -> None:
     everies = [int(k) for k in args.every.split(",") if k]
 
     from bench.scan import ensure_set, make_clip, weights_for
-    from scanner.options import ScanOptions
-    from scanner.pipeline import scan
+    from dfscan.scanner.options import ScanOptions
+    from dfscan.scanner.pipeline import scan
 
     shared = [ROOT / "tests" / "data" / "media" / "videos" / n for n in FACE_VIDEOS]
     clips = ensure_set(args.clips, [f"clip_{i:02d}.mp4" for i in range(10)], make_clip)

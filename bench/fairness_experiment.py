@@ -4,7 +4,7 @@ A synthetic two-group set (not a test; prints figures): group A holds 90% of the
 group B 10%. Fakes look alike in both groups; B's real samples sit closer to the fakes on
 the feature most of the data separates on, and can be told apart only along a second
 feature that matters for B alone. A small MLP is trained with plain cross-entropy, with the
-bi-level CVaR fusion loss of `train.losses` (per-sample CE grouped by group), and with the
+bi-level CVaR fusion loss of `dfscan.train.losses` (per-sample CE grouped by group), and with the
 fusion loss under SAM, over several seeds; on a held-out set we print each group's FPR, the
 FPR gap, F_FPR and AUC, at the threshold calibrated (EER point) on a validation split and at
 0.5.
@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from train.losses import BiLevelCVaRLoss
-from train.metrics import binary_metrics, calibrate_threshold, fairness_metrics, group_metrics
-from train.sam import SAM, bn_stats_frozen
+from dfscan.core.metrics import binary_metrics, calibrate_threshold, fairness_metrics, group_metrics
+from dfscan.train.losses import BiLevelCVaRLoss
+from dfscan.train.sam import SAM, bn_stats_frozen
 
 DIM = 8
 

@@ -12,7 +12,7 @@ of the file keeps, before any copy),
 peak RSS of the tree, and wall time; then the ratio of the largest peak to the smallest
 (target: about 1, i.e. memory independent of length and --fps).
 
---baseline REV also scans with the scanner/pipeline.py of git revision REV (loaded as a module
+--baseline REV also scans with the dfscan/scanner/pipeline.py of git revision REV (loaded as a module
 from a temporary folder, the rest of the tree as it is), to show the figures before a change.
 The videos are made in a temporary folder and deleted at the end.
 """
@@ -114,7 +114,7 @@ def run_one(args: argparse.Namespace) -> None:
         sys.path.insert(0, args.path_extra)  # spawn passes sys.path on to the workers
     sys.path.insert(0, str(ROOT))
     pipeline = importlib.import_module(args.module)
-    from scanner.assets import default_weights
+    from dfscan.scanner.assets import default_weights
 
     weights = Path(args.weights) if args.weights else default_weights()
     options = pipeline.ScanOptions(fps=args.one_fps, workers=args.workers, backend=args.backend, weights=weights,
@@ -130,14 +130,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", default="2,8", help="video lengths, comma-separated")
     ap.add_argument("--fps", default="1,4", help="--fps values to scan with, comma-separated")
-    ap.add_argument("--baseline", help="git revision whose scanner/pipeline.py is measured too (e.g. HEAD)")
+    ap.add_argument("--baseline", help="git revision whose dfscan/scanner/pipeline.py is measured too (e.g. HEAD)")
     ap.add_argument("--workers", type=int, default=1, help="scan workers (default 1: the other core stays free)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--weights")
     ap.add_argument("--infer-in-main", action="store_true", help="score in the main process (the GPU layout) on the CPU")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--one-fps", type=float, help=argparse.SUPPRESS)
-    ap.add_argument("--module", default="scanner.pipeline", help=argparse.SUPPRESS)
+    ap.add_argument("--module", default="dfscan.scanner.pipeline", help=argparse.SUPPRESS)
     ap.add_argument("--path-extra", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -148,9 +148,9 @@ def main() -> None:
     rates = [float(f) for f in args.fps.split(",")]
     with tempfile.TemporaryDirectory(prefix="dfscan-memory-") as tmp:
         tmp_path = Path(tmp)
-        versions = [("now", "scanner.pipeline", "")]
+        versions = [("now", "dfscan.scanner.pipeline", "")]
         if args.baseline:
-            code = subprocess.run(["git", "show", f"{args.baseline}:scanner/pipeline.py"], cwd=ROOT, check=True,
+            code = subprocess.run(["git", "show", f"{args.baseline}:dfscan/scanner/pipeline.py"], cwd=ROOT, check=True,
                                   capture_output=True, text=True).stdout
             (tmp_path / f"{BASELINE_MODULE}.py").write_text(code)
             versions.insert(0, (args.baseline, BASELINE_MODULE, str(tmp_path)))

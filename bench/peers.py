@@ -3,13 +3,13 @@
     python bench/peers.py [--copies 6] [--repeat 3] [--weights W] [--workers N] [VIDEO ...]
 
 The peer pipeline, per video: the same 32 evenly spaced frames decoded by PyAV (dfscan's
-scanner.media.iter_frames), dlib's HOG frontal face detector on each (upsampled once, as
+dfscan.scanner.media.iter_frames), dlib's HOG frontal face detector on each (upsampled once, as
 DeepfakeBench's preprocessing calls it: `face_detector(rgb, 1)`; --upsample 0 is faster and
 misses faces under ~80 px), the largest
 face kept, the FaceForensics++/DeepfakeBench 1.3x square crop (clamped to the frame), resized to
 the model's input size, and every crop scored with the same ONNX model and session settings as a
-dfscan worker (scanner.worker.make_scorer: ONNX Runtime on the CPU, the scan's threads and batch
-size); as many worker processes as the scan uses. Then dfscan's own scan (scanner.pipeline.scan,
+dfscan worker (dfscan.scanner.worker.make_scorer: ONNX Runtime on the CPU, the scan's threads and batch
+size); as many worker processes as the scan uses. Then dfscan's own scan (dfscan.scanner.pipeline.scan,
 what `dfscan scan` runs) of the same files. The two alternate --repeat times after one warm-up
 each; prints the median wall time of each, the faces each scored, the peer's stage split and
 the ratio peer/dfscan (target: >= 4x, issue 12).
@@ -61,8 +61,8 @@ def _init_peer(spec, size: int, upsample: int) -> None:
     """A peer worker: dlib's HOG detector and dfscan's own CPU scorer, for the pool's life."""
     import dlib
 
-    from scanner.stage import setup_process
-    from scanner.worker import make_scorer
+    from dfscan.scanner.stage import setup_process
+    from dfscan.scanner.worker import make_scorer
 
     setup_process()
     _worker.update(detector=dlib.get_frontal_face_detector(), scorer=make_scorer(spec), size=size, upsample=upsample)
@@ -70,8 +70,8 @@ def _init_peer(spec, size: int, upsample: int) -> None:
 
 def peer_video(path: str) -> dict:
     """One video through the peer front end: faces scored and seconds per stage."""
-    from scanner.media import iter_frames
-    from scanner.stage import as_crop
+    from dfscan.scanner.media import iter_frames
+    from dfscan.scanner.stage import as_crop
 
     detector, scorer, size = _worker["detector"], _worker["scorer"], _worker["size"]
     seconds = dict.fromkeys(("decode", "detect+crop", "infer"), 0.0)
@@ -140,9 +140,9 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from scan import weights_for  # bench/scan.py: the default weights, else a random-init stand-in
 
-    from engines.onnx_cache import cached_onnx
-    from scanner.pipeline import WORKER_BATCH, ScanOptions, resolve_model, resource_plan, scan
-    from scanner.worker import ScorerSpec
+    from dfscan.engines.onnx_cache import cached_onnx
+    from dfscan.scanner.pipeline import WORKER_BATCH, ScanOptions, resolve_model, resource_plan, scan
+    from dfscan.scanner.worker import ScorerSpec
 
     files = args.videos or linked_copies([VIDEOS / n for n in FACE_CLIPS], args.copies,
                                          Path(tempfile.gettempdir()) / "dfscan-bench-peers")

@@ -43,7 +43,7 @@ def run_scan(tree: Path, inputs: list[Path], weights: Path, report: Path, cache:
     env = {**os.environ, "PYTHONPATH": str(tree), "DFSCAN_CACHE": str(cache), "NO_COLOR": "1", "COLUMNS": "160"}
     code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import scanner; "
             "assert scanner.__file__.startswith(sys.path[0]), scanner.__file__; "
-            "from scanner.cli import app; sys.argv[0] = 'dfscan'; app()")
+            "from dfscan.scanner.cli import app; sys.argv[0] = 'dfscan'; app()")
     cmd = [sys.executable, "-c", code, str(tree), "scan", *map(str, inputs), "--report", str(report),
            "--weights", str(weights), "--quiet", *extra]
     r = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
@@ -117,7 +117,7 @@ def main() -> int:
 
     inputs = [p.resolve() for p in args.inputs]
     sys.path.insert(0, str(ROOT))
-    from scanner.assets import default_weights
+    from dfscan.scanner.assets import default_weights
 
     weights = (args.weights or default_weights()).resolve()
     with tempfile.TemporaryDirectory(prefix="same_report_") as tmp:

@@ -19,7 +19,7 @@ Prints, per set, per-stage seconds, faces/s, videos/s and the ratios scan/decode
 
     python bench/scan.py --ray [--ray-address auto]
 
-also times the same scan through Ray Data (scanner.ray_scan; a local Ray with every core unless
+also times the same scan through Ray Data (dfscan.scanner.ray_scan; a local Ray with every core unless
 --ray-address), alternating with the local scan, and prints the Ray/local wall ratio (the
 overhead of scheduling the same stages on Ray) and the per-video stage costs that docs/benchmarks.md's
 scaling estimate is computed from. Ray's start-up is timed apart, not in the ratio.
@@ -165,7 +165,7 @@ def decode_all(path: str) -> tuple[int, float]:
 
 def decode_only(path: str) -> tuple[int, float]:
     """Decode with the scan's sampling and touch every sampled frame; nothing else."""
-    from scanner.media import iter_frames, probe
+    from dfscan.scanner.media import iter_frames, probe
 
     t = time.perf_counter()
     probe(path)
@@ -178,8 +178,8 @@ def decode_only(path: str) -> tuple[int, float]:
 def weights_for(arg: str | None, tmp: Path) -> Path:
     if arg:
         return Path(arg)
-    from scanner.assets import default_weights
-    from train.errors import InputError
+    from dfscan.core.errors import InputError
+    from dfscan.scanner.assets import default_weights
 
     try:
         return default_weights()
@@ -187,9 +187,9 @@ def weights_for(arg: str | None, tmp: Path) -> Path:
         # A random-init EfficientNet-Lite0 at 256 px; the scores do not matter for timing.
         import torch
 
-        from train.checkpoint import save_checkpoint
-        from train.config import ModelConfig
-        from train.model import PGFDD
+        from dfscan.train.checkpoint import save_checkpoint
+        from dfscan.train.config import ModelConfig
+        from dfscan.train.model import PGFDD
 
         torch.manual_seed(0)
         config = ModelConfig(backbone="efficientnet_lite0")
@@ -211,7 +211,7 @@ def timed_pool(fn, files: list[Path], processes: int) -> tuple[float, int]:
 
 def bench_set(files: list[Path], options, decoders: int) -> dict:
     """One round on one set: decode-all, decode-sampled, scan."""
-    from scanner.pipeline import scan
+    from dfscan.scanner.pipeline import scan
 
     all_wall, all_frames = timed_pool(decode_all, files, decoders)
     sampled_wall, sampled_frames = timed_pool(decode_only, files, decoders)
@@ -269,7 +269,7 @@ def main() -> None:
     if not names or set(names) - set(SETS):
         ap.error(f"--sets takes a comma-separated list of: {', '.join(SETS)}")
 
-    from scanner.pipeline import ScanOptions, scan
+    from dfscan.scanner.pipeline import ScanOptions, scan
 
     decoders = os.cpu_count() or 1  # decode-only gets every core: the fastest decode is the fair baseline
     sets: dict[str, tuple[str, list[Path], float]] = {}
@@ -316,8 +316,8 @@ def bench_ray(clips: list[Path], args: argparse.Namespace) -> None:
     """Local scan vs the same scan on Ray Data, alternating; medians; stage costs per video."""
     import ray
 
-    from scanner.pipeline import ScanOptions, scan
-    from scanner.ray_scan import RayOptions, scan_ray
+    from dfscan.scanner.pipeline import ScanOptions, scan
+    from dfscan.scanner.ray_scan import RayOptions, scan_ray
 
     t = time.perf_counter()
     ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False)

@@ -41,9 +41,9 @@ def main() -> None:
     import cv2
     import onnxruntime as ort
 
-    from engines.base import normalise
-    from engines.export import export_module
-    from train.checkpoint import load_checkpoint
+    from dfscan.engines.base import normalise
+    from dfscan.engines.export import export_module
+    from dfscan.train.checkpoint import load_checkpoint
 
     model, cfg, _ = load_checkpoint(a.state, deploy=False)
     size = cfg.input_size

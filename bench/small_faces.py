@@ -36,7 +36,7 @@ PAN_FRAMES = 32
 
 
 def load(path: Path) -> np.ndarray:
-    from scanner.media import iter_frames
+    from dfscan.scanner.media import iter_frames
 
     (frame,) = list(iter_frames(path))
     return frame.image
@@ -67,7 +67,7 @@ def _inside(p: tuple[float, float], box: tuple[float, ...]) -> bool:
 
 def same_face(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     """IoU >= 0.3, or either box's centre inside the other."""
-    from scanner.track import _iou
+    from dfscan.scanner.track import _iou
 
     ca, cb = (a[0] + a[2] / 2, a[1] + a[3] / 2), (b[0] + b[2] / 2, b[1] + b[3] / 2)
     return _iou(a, b) >= 0.3 or _inside(ca, b) or _inside(cb, a)
@@ -161,7 +161,7 @@ def pan(canvas: np.ndarray, truth: list[tuple[float, ...]], n: int = PAN_FRAMES,
 
 def bench_video(detector, counter: Counted, cases, every: int) -> dict:
     """Faces covered by a kept track, false tracks, seconds and passes for one schedule, as the scan runs it."""
-    from scanner.track import track_faces
+    from dfscan.scanner.track import track_faces
 
     covered = false = frames = 0
     seconds = 0.0
@@ -190,8 +190,8 @@ def media_check(detector, side_of=None) -> list[str]:
 
     `side_of(width, height)` gives the tile side (None: the automatic `tile_size`).
     """
-    from scanner.media import iter_frames
-    from scanner.track import track_faces
+    from dfscan.scanner.media import iter_frames
+    from dfscan.scanner.track import track_faces
 
     lines = []
     paths = sorted((MEDIA / "videos").iterdir()) + sorted((MEDIA / "images").iterdir())
@@ -224,7 +224,7 @@ def media_check(detector, side_of=None) -> list[str]:
 
 
 def tile_label(w: int, h: int, side: int | None, model: str) -> str:
-    from scanner.faces import tile_size
+    from dfscan.scanner.faces import tile_size
 
     s = side if side is not None else tile_size(w, h, model)
     return str(s) if s else "none"
@@ -238,7 +238,7 @@ def main() -> None:
     ap.add_argument("--no-media", action="store_true", help="skip the false-positive check on the shared media")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from scanner.faces import TILE_SCORE, FaceDetector, tile_size
+    from dfscan.scanner.faces import TILE_SCORE, FaceDetector, tile_size
 
     sides = [int(s) for s in args.sides.split(",") if s]
     with FaceDetector() as det, FaceDetector(tile_score=0.5) as strict:

@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from train.config import ModelConfig
-from train.losses import PGFDDLoss
-from train.model import PGFDD
-from train.sam import DEFAULT_SGD, SAM, bn_stats_frozen
+from dfscan.train.config import ModelConfig
+from dfscan.train.losses import PGFDDLoss
+from dfscan.train.model import PGFDD
+from dfscan.train.sam import DEFAULT_SGD, SAM, bn_stats_frozen
 
 
 def bench(backbone: str, sam: bool, batch: int, steps: int, channels_last: bool) -> float:

@@ -57,7 +57,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "scanner" / "assets" / "detector" / "pgfdd_efficientnet_lite0_dfdc_utk.safetensors"
+TARGET = ROOT / "dfscan" / "scanner" / "assets" / "detector" / "pgfdd_efficientnet_lite0_dfdc_utk.safetensors"
 UTK_GENDER = {"0": "male", "1": "female"}
 UTK_RACE = {"0": "white", "1": "black", "2": "asian", "3": "indian", "4": "others"}
 COLUMNS = ["path", "label", "method", "domain", "gender", "race", "source", "kp"]
@@ -113,7 +113,7 @@ def split_by_content(rows: list[dict], val_fraction: float, seed: int) -> tuple[
     their first source. On each side one row per image remains; an image whose copies disagree
     on label or group is dropped, since one of its labels is wrong.
     """
-    from train.checkpoint_info import file_sha256
+    from dfscan.train.checkpoint_info import file_sha256
 
     digests = [file_sha256(r["image"]) if Path(r["image"]).is_file() else f"missing:{r['image']}" for r in rows]
     parent: dict[str, str] = {}
@@ -182,8 +182,8 @@ def _init_worker() -> None:
     global _DET
     import cv2
 
-    from scanner.faces import FaceDetector
-    from scanner.options import ScanOptions
+    from dfscan.scanner.faces import FaceDetector
+    from dfscan.scanner.options import ScanOptions
 
     cv2.setNumThreads(1)
     scan = ScanOptions()
@@ -217,7 +217,7 @@ def _crop_one(job: tuple[str, str, int]) -> tuple[str, str, str]:
     import cv2
     import numpy as np
 
-    from scanner.crop import crop_face, crop_keypoints
+    from dfscan.scanner.crop import crop_face, crop_keypoints
 
     src, dst, size = job
     bgr = cv2.imread(src, cv2.IMREAD_COLOR)
@@ -265,7 +265,7 @@ def write_manifest(path: Path, rows: list[dict], key: str) -> None:
 
 def _check_inputs(a: argparse.Namespace) -> None:
     """Every folder and file `prepare` reads, before it reads any (one line per problem, not a traceback)."""
-    from train.errors import InputError
+    from dfscan.core.errors import InputError
 
     needed = [a.dfdc / "metadata.csv", a.dfdc / "faces_224", a.utkface, a.reserved / "dfdc_sources.txt",
               a.reserved / "utkface.txt"]
@@ -342,7 +342,7 @@ TRAIN_SETTINGS = ["--backbone", "efficientnet_lite0", "--batch-size", "32", "--p
 def dfscan_command() -> list[str]:
     """This environment's dfscan console script (or the CLI through this Python)."""
     exe = Path(sys.executable).parent / "dfscan"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-c", "from scanner.cli import app; app()"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-c", "from dfscan.scanner.cli import app; app()"]
 
 
 def run(cmd: list[str]) -> None:
@@ -374,7 +374,7 @@ def research_flags(curriculum: str, balance: str, target: int | None, pacing_sta
 
 def _prepared_size(work: Path) -> int:
     """The crop size `prepare` made (the model's input size)."""
-    from train.errors import InputError
+    from dfscan.core.errors import InputError
 
     path = work / "prepare.json"
     if not path.is_file():
@@ -394,7 +394,7 @@ def _train_cmd(work: Path, out: Path, *, epochs: int, steps: int, seed: int, lr:
 
 def train(a: argparse.Namespace) -> None:
     """`dfscan train` with the recipe's settings (see the model card for why each)."""
-    from train.errors import InputError
+    from dfscan.core.errors import InputError
 
     if a.resume and a.init_from:
         raise InputError("--resume continues the run's own last.safetensors; drop --init-from")
@@ -433,10 +433,10 @@ def _subset(src: Path, dst: Path, per_cell: dict[str, int], seed: int) -> Path:
 
 
 def frozen(a: argparse.Namespace) -> None:
-    """PG-FDD on a frozen pretrained trunk (train.frozen), sized to a CPU session: seeded subsets of
+    """PG-FDD on a frozen pretrained trunk (dfscan.train.frozen), sized to a CPU session: seeded subsets of
     the prepared manifests; chosen by the mean AUC over the held-out domains of `crossdomain`
     (the external sets and the FaceSwap-style fakes), never by DFDC."""
-    from train.frozen import FrozenOptions, train_frozen
+    from dfscan.train.frozen import FrozenOptions, train_frozen
 
     work = a.work.resolve()
     out = work / a.run
@@ -453,10 +453,10 @@ def frozen(a: argparse.Namespace) -> None:
 
 
 def average(a: argparse.Namespace) -> None:
-    """Weight-average checkpoints of one run (train.average) into --run: validated and calibrated
+    """Weight-average checkpoints of one run (dfscan.train.average) into --run: validated and calibrated
     like a training epoch, so evaluate, fairness-check and ship read it as any run's best."""
-    from train.average import average_run
-    from train.loop import auc_line
+    from dfscan.train.average import average_run
+    from dfscan.train.loop import auc_line
 
     work = a.work.resolve()
     m = average_run(a.checkpoints, a.val or work / "val.csv", work / a.run, weights=a.weights, one_run=not a.soup)
@@ -466,13 +466,13 @@ def average(a: argparse.Namespace) -> None:
 
 def _scores(checkpoint: Path, manifest: Path, sbi: bool = True) -> tuple:
     """p_fake of every row and (with `sbi`) of one seeded pseudo-fake per real row: the items and
-    loader of the training loop's own validation (train.loop.validation_loader)."""
+    loader of the training loop's own validation (dfscan.train.loop.validation_loader)."""
     import numpy as np
     import torch
 
-    from train.checkpoint import load_checkpoint
-    from train.data import read_manifest
-    from train.loop import item_columns, validation_loader
+    from dfscan.train.checkpoint import load_checkpoint
+    from dfscan.train.data import read_manifest
+    from dfscan.train.loop import item_columns, validation_loader
 
     model, cfg, info = load_checkpoint(checkpoint, deploy=True)
     m = read_manifest(manifest)
@@ -487,7 +487,7 @@ def _scores(checkpoint: Path, manifest: Path, sbi: bool = True) -> tuple:
 
 
 def _metrics(y, p, threshold: float) -> dict:
-    from train.metrics import binary_metrics
+    from dfscan.core.metrics import binary_metrics
 
     m = binary_metrics(y, p, threshold)
     return {k: round(float(m[k]), 4) for k in ("n", "auc", "ap", "eer", "acc", "tpr", "fpr")}
@@ -495,8 +495,8 @@ def _metrics(y, p, threshold: float) -> dict:
 
 def rates_at(y, p, threshold: float, on: str) -> dict:
     """What the scanner's summary tells a user a verdict means: the share of validation reals called
-    fake and of validation fakes caught at the shipped threshold (scanner.pipeline.model_block)."""
-    from train.metrics import binary_metrics
+    fake and of validation fakes caught at the shipped threshold (dfscan.scanner.pipeline.model_block)."""
+    from dfscan.core.metrics import binary_metrics
 
     m = binary_metrics(y, p, threshold)
     return {"threshold": round(float(threshold), 6), "fpr": round(float(m["fpr"]), 4),
@@ -580,7 +580,7 @@ def fairness_set(a: argparse.Namespace) -> None:
     pseudo-fake of each (the same the loop validates on), with gender and race columns."""
     import cv2
 
-    from train.data import FaceDataset, read_manifest, validation_keys
+    from dfscan.train.data import FaceDataset, read_manifest, validation_keys
 
     work = a.work.resolve()
     m = read_manifest(work / "val.csv")
@@ -608,7 +608,7 @@ def fairness_set(a: argparse.Namespace) -> None:
 def _swap_pairs(reals: list, rng, pool_size: int = 40) -> list[tuple]:
     """(target, source) pairs of different people with a similar head turn (and, where the data
     tells it, the same gender): a swap across a large turn is a smear, not a FaceSwap fake."""
-    from train.faceswap import yaw
+    from dfscan.train.faceswap import yaw
 
     turn = {s.row: yaw(s.kp) for s in reals}
     pairs = []
@@ -622,7 +622,7 @@ def _swap_pairs(reals: list, rng, pool_size: int = 40) -> list[tuple]:
 def external_rows(labels: Path, work: Path, workers: int) -> list[dict]:
     """Rows of another deepfake set's `labels.csv` (path,label[,source][,method]; paths relative to
     it), cropped as `prepare` crops DFDC's tight crops: domain = the set's folder name."""
-    from train.data import read_manifest
+    from dfscan.train.data import read_manifest
 
     m = read_manifest(labels)
     domain = labels.resolve().parent.name
@@ -639,7 +639,7 @@ def external_rows(labels: Path, work: Path, workers: int) -> list[dict]:
 def crossdomain(a: argparse.Namespace) -> None:
     """`xdomain.csv`: a forgery domain the detector never trains on, made from validation reals.
 
-    FaceSwap-style fakes (train.faceswap: another validation person's face, landmark-warped,
+    FaceSwap-style fakes (dfscan.train.faceswap: another validation person's face, landmark-warped,
     colour-matched, Poisson- or alpha-blended) of `--pairs` UTKFace and as many DFDC validation
     reals, each real and its fake shown in the same re-encoding (clean, JPEG 50-90, H.264 CRF
     23/30/36, half scale); plus `--degraded` DFDC validation reals and fakes re-encoded alike
@@ -649,9 +649,9 @@ def crossdomain(a: argparse.Namespace) -> None:
     import cv2
     import numpy as np
 
-    from train.data import read_manifest
-    from train.faceswap import DEGRADATIONS, degrade, face_swap
-    from train.images import read_rgb
+    from dfscan.train.data import read_manifest
+    from dfscan.train.faceswap import DEGRADATIONS, degrade, face_swap
+    from dfscan.train.images import read_rgb
 
     work = a.work.resolve()
     m = read_manifest(work / "val.csv")
@@ -751,7 +751,7 @@ def _run_scores(folder: Path, val: Path) -> tuple:
 def _ablation_metrics(folder: Path, val: Path, shipped_threshold: float) -> dict:
     """AUC (all validation rows; DFDC reals vs DFDC fakes), FPR at the shipped threshold, and
     F_FPR / F_OAE over gender x race on the UTKFace rows (reals + their pseudo-fakes) there."""
-    from train.metrics import binary_metrics, fairness_metrics
+    from dfscan.core.metrics import binary_metrics, fairness_metrics
 
     p, y, kind, domain, group = _run_scores(folder, val)
     dfdc = (domain == "dfdc") & (kind != "sbi")
@@ -767,7 +767,7 @@ def ablation_table(a: argparse.Namespace) -> None:
     shipped model's threshold; ablation.json and a markdown table for docs/training.md."""
     import numpy as np
 
-    from train.checkpoint import load_checkpoint
+    from dfscan.train.checkpoint import load_checkpoint
 
     work = a.work.resolve()
     shipped = float(load_checkpoint(a.shipped, deploy=True)[2]["threshold"])
@@ -797,7 +797,7 @@ def ship(a: argparse.Namespace) -> None:
     """Write the shipped deploy weights (float16, with the card's caveat) and the resumable full
     training state (float16, for `train --init-from` in a later session), then sanity-scan the
     shared real videos with the shipped file."""
-    from train.checkpoint import load_checkpoint, save_checkpoint
+    from dfscan.train.checkpoint import load_checkpoint, save_checkpoint
 
     work = a.work.resolve()
     src = a.checkpoint or work / "run" / "best.safetensors"
@@ -806,7 +806,7 @@ def ship(a: argparse.Namespace) -> None:
             "data_terms": "DFDC and UTKFace: non-commercial research use only"}
     threshold = info["threshold"]
     if a.calibrate_on:  # more validation reals than the run validated on: a steadier 5 % point
-        from train.metrics import calibrate_threshold
+        from dfscan.core.metrics import calibrate_threshold
 
         p, y, *_ = _scores(src, a.calibrate_on, sbi=False)
         threshold = calibrate_threshold(y, p, "fpr", 0.05)
@@ -915,7 +915,7 @@ def main() -> None:
     a = ap.parse_args()
     command = {"prepare": prepare, "train": train, "evaluate": evaluate, "fairness-set": fairness_set, "ship": ship,
                "ablation": ablation, "ablation-table": ablation_table, "average": average, "crossdomain": crossdomain, "frozen": frozen, "compare": compare}[a.cmd]
-    from train.errors import InputError
+    from dfscan.core.errors import InputError
 
     try:
         command(a)

@@ -20,9 +20,9 @@ def _random_init_checkpoint(path: Path, *, seed: int, deploy: bool) -> Path:
     """An EfficientNet-Lite0 PG-FDD with random weights (threshold 0.5), deploy or full."""
     import torch
 
-    from train.checkpoint import save_checkpoint
-    from train.config import ModelConfig
-    from train.model import PGFDD
+    from dfscan.train.checkpoint import save_checkpoint
+    from dfscan.train.config import ModelConfig
+    from dfscan.train.model import PGFDD
 
     torch.manual_seed(seed)
     config = ModelConfig(backbone="efficientnet_lite0", input_size=TEST_SIZE)
@@ -73,7 +73,7 @@ def crop_sets(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def detector():
     """The full-range MediaPipe face detector, opened once (its tests only read from it)."""
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.faces import FaceDetector
 
     with FaceDetector() as d:
         yield d

@@ -113,7 +113,7 @@ def train_options(sets: tuple[Path, Path], out: Path, **kw):
     """TrainOptions for a short CPU run on (train, val) manifests; `kw` overrides any field.
 
     64-px crops: the loop's behaviour does not depend on the input size, the run time does."""
-    from train.loop import TrainOptions
+    from dfscan.train.loop import TrainOptions
 
     base = dict(train=sets[0], val=sets[1], out=out, epochs=2, batch_size=2, device="cpu",
                 max_steps_per_epoch=3, pretrained=False, num_workers=0, lr=0.02, seed=0, input_size=64)
@@ -149,8 +149,8 @@ def sharpen_checkpoint(src: Path, dst: Path) -> Path:
     """
     import torch
 
-    from engines.export import torch_reference
-    from train.checkpoint import load_checkpoint, save_checkpoint
+    from dfscan.engines.export import torch_reference
+    from dfscan.train.checkpoint import load_checkpoint, save_checkpoint
 
     model, config, info = load_checkpoint(src)
     crops = real_crops()
@@ -172,7 +172,7 @@ def sharpen_checkpoint(src: Path, dst: Path) -> Path:
 
 def scan_options(weights: Path, **kw):
     """ScanOptions for a small test scan (torch backend, 12 frames, 2 workers); `kw` overrides any field."""
-    from scanner.pipeline import ScanOptions
+    from dfscan.scanner.pipeline import ScanOptions
 
     base = dict(weights=weights, backend="torch", frames=12, workers=2, batch_size=16, timeout=120)
     base.update(kw)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scanner.aggregate import aggregate_item, confident_mean, item_score, subject_score, verdict
-from train.errors import InputError
+from dfscan.core.errors import InputError
+from dfscan.scanner.aggregate import aggregate_item, confident_mean, item_score, subject_score, verdict
 
 
 def test_mean_strategy_is_the_mean():
@@ -75,7 +75,7 @@ def test_default_rule_stays_the_mean():
     # every AUC gap's interval spans 0; the default stays the mean until one does.
     import inspect
 
-    from scanner.options import ScanOptions
+    from dfscan.scanner.options import ScanOptions
 
     assert ScanOptions().strategy == "mean"
     assert inspect.signature(subject_score).parameters["strategy"].default == "mean"

@@ -1,4 +1,4 @@
-"""scanner.assign: the tracker's matching gives SciPy's optimum."""
+"""dfscan.scanner.assign: the tracker's matching gives SciPy's optimum."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from scanner.assign import linear_assignment
-from scanner.track import _INFEASIBLE
+from dfscan.scanner.assign import linear_assignment
+from dfscan.scanner.track import _INFEASIBLE
 
 
 def feasible(cost, rows, cols) -> set[tuple[int, int]]:

@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from scanner.audit.analysis import separation
-from scanner.audit.features import jpeg_quality, media_features
-from scanner.audit.run import AuditOptions, run_audit
-from scanner.cli import app
+from dfscan.scanner.audit.analysis import separation
+from dfscan.scanner.audit.features import jpeg_quality, media_features
+from dfscan.scanner.audit.run import AuditOptions, run_audit
+from dfscan.scanner.cli import app
 
 runner = CliRunner()
 RATE, SR = 25, 16000
@@ -247,7 +247,7 @@ def test_suggestions_print_as_text_and_the_model_auc_is_explained(tmp_path):
 
 
 def test_the_metadata_models_auc_under_half_reads_as_chance():
-    from scanner.audit.output import model_auc_text
+    from dfscan.scanner.audit.output import model_auc_text
 
     assert model_auc_text({"auc": 0.255}) == "0.255 (< 0.5: chance)"
     assert model_auc_text({"auc": 0.8}) == "0.800" and model_auc_text({"auc": None}) == "n/a"

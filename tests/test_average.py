@@ -1,4 +1,4 @@
-"""Weight averaging (train.average): the mean of a run's epochs, validated and calibrated like an epoch."""
+"""Weight averaging (dfscan.train.average): the mean of a run's epochs, validated and calibrated like an epoch."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from dfscan.core.errors import CheckpointError, InputError
+from dfscan.train.average import average_checkpoints, average_run
+from dfscan.train.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from dfscan.train.loop import train
 from tests.helpers import make_crops, read_rows
 from tests.helpers import train_options as _opts
-from train.average import average_checkpoints, average_run
-from train.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from train.errors import CheckpointError, InputError
-from train.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from train import PGFDD, ModelConfig, load_checkpoint, save_checkpoint
-from train.backbones import BACKBONES, register_backbone
-from train.checkpoint import detect_backbone
-from train.choices import BACKBONE_FILES, backbone_names
-from train.errors import CheckpointError
+from dfscan.core.errors import CheckpointError
+from dfscan.train import PGFDD, ModelConfig, load_checkpoint, save_checkpoint
+from dfscan.train.backbones import BACKBONES, register_backbone
+from dfscan.train.checkpoint import detect_backbone
+from dfscan.train.choices import BACKBONE_FILES, backbone_names
 
 
 class TinyCNN(nn.Module):
@@ -44,7 +44,7 @@ def test_the_shipped_files_are_the_table():
 
 
 def test_a_backbone_registered_in_one_file_works_end_to_end(tiny_cnn, tmp_path):
-    from engines.export import export_with_parity
+    from dfscan.engines.export import export_with_parity
 
     assert tiny_cnn in backbone_names()
     torch.manual_seed(0)

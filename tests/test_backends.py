@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dfscan.core.errors import InputError
 from tests.helpers import TEST_SIZE, real_crops
-from train.errors import InputError
 
 S = TEST_SIZE
 
 
 @pytest.fixture()
 def ort_backend(sharp_checkpoint, shared_cache):
-    from engines.onnxruntime import OnnxRuntimeBackend
+    from dfscan.engines.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(sharp_checkpoint, threads=2)
     yield backend
@@ -22,7 +22,7 @@ def ort_backend(sharp_checkpoint, shared_cache):
 
 @pytest.fixture()
 def torch_backend(sharp_checkpoint):
-    from engines.torch import TorchBackend
+    from dfscan.engines.torch import TorchBackend
 
     backend = TorchBackend(sharp_checkpoint)
     yield backend
@@ -30,7 +30,7 @@ def torch_backend(sharp_checkpoint):
 
 
 def test_backends_follow_the_protocol(ort_backend, torch_backend):
-    from engines.base import Backend
+    from dfscan.engines.base import Backend
 
     for backend, name in ((ort_backend, "onnxruntime"), (torch_backend, "torch")):
         assert isinstance(backend, Backend)
@@ -47,7 +47,7 @@ def test_onnxruntime_matches_torch_on_real_crops(ort_backend, torch_backend):
 
 
 def test_batch_size_does_not_change_scores(sharp_checkpoint, shared_cache, ort_backend):
-    from engines.onnxruntime import OnnxRuntimeBackend
+    from dfscan.engines.onnxruntime import OnnxRuntimeBackend
 
     crops = real_crops(5)
     small = OnnxRuntimeBackend(sharp_checkpoint, batch_size=2, threads=1)
@@ -78,7 +78,7 @@ def test_bad_crops_are_input_errors(ort_backend, torch_backend, bad, message):
 
 
 def test_closed_backend_refuses(sharp_checkpoint, shared_cache):
-    from engines.onnxruntime import OnnxRuntimeBackend
+    from dfscan.engines.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(sharp_checkpoint)
     backend.close()
@@ -87,7 +87,7 @@ def test_closed_backend_refuses(sharp_checkpoint, shared_cache):
 
 
 def test_torch_backend_refuses_what_this_machine_cannot_do(sharp_checkpoint, monkeypatch):
-    from engines import torch as torch_engine
+    from dfscan.engines import torch as torch_engine
 
     with pytest.raises(InputError, match="FP16 needs a CUDA GPU"):
         torch_engine.TorchBackend(sharp_checkpoint, device="cpu", fp16=True)
@@ -101,7 +101,7 @@ def test_torch_backend_refuses_what_this_machine_cannot_do(sharp_checkpoint, mon
 
 
 def test_channels_last_and_contiguous_torch_agree(sharp_checkpoint, torch_backend):
-    from engines.torch import TorchBackend
+    from dfscan.engines.torch import TorchBackend
 
     crops = real_crops(3)
     assert torch_backend.channels_last
@@ -110,8 +110,8 @@ def test_channels_last_and_contiguous_torch_agree(sharp_checkpoint, torch_backen
 
 
 def test_not_a_checkpoint(tmp_path, shared_cache):
-    from engines.onnxruntime import OnnxRuntimeBackend
-    from engines.torch import TorchBackend
+    from dfscan.engines.onnxruntime import OnnxRuntimeBackend
+    from dfscan.engines.torch import TorchBackend
 
     bogus = tmp_path / "x.safetensors"
     bogus.write_bytes(b"\x00" * 64)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scanner.batcher import CropBatcher
+from dfscan.scanner.batcher import CropBatcher
 
 
 class Runner:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from train import PGFDD, ModelConfig, PGFDDDeploy, load_checkpoint, save_checkpoint
-from train.checkpoint import FORMAT, file_sha256, read_metadata
-from train.errors import CheckpointError
+from dfscan.core.errors import CheckpointError
+from dfscan.train import PGFDD, ModelConfig, PGFDDDeploy, load_checkpoint, save_checkpoint
+from dfscan.train.checkpoint import FORMAT, file_sha256, read_metadata
 
 
 def _x(n: int = 2) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Every command's --help ends with its examples, epilog prose wraps to the terminal, the training
-choices come from train.choices, and the CLI starts without torch."""
+choices come from dfscan.train.choices, and the CLI starts without torch."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from scanner.cli import app
-from scanner.console import reflow
-from train import choices
+from dfscan.scanner.cli import app
+from dfscan.scanner.console import reflow
+from dfscan.train import choices
 
 COMMANDS = ["scan", "extract-faces", "fairness-check", "audit", "build-engine", "train", "import-checkpoint",
             "doctor"]
@@ -41,7 +41,7 @@ def test_train_choices_are_train_choices():
 
 
 def test_cli_starts_without_torch():
-    code = "import sys, scanner.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    code = "import sys, dfscan.scanner.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -51,8 +51,8 @@ def test_the_console_script_imports_nothing_heavy_at_the_top():
     from importlib.metadata import entry_points
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "dfscan"]
-    assert script.value == "scanner.launch:main"
-    code = f"import sys, {script.module}; print(sorted(m for m in ('typer', 'rich', 'scanner.cli') if m in sys.modules))"
+    assert script.value == "dfscan.scanner.launch:main"
+    code = f"import sys, {script.module}; print(sorted(m for m in ('typer', 'rich', 'dfscan.scanner.cli') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -62,7 +62,7 @@ def test_steps_draw_a_spinner_in_a_terminal_and_lines_elsewhere():
 
     from rich.console import Console
 
-    from scanner.console import Steps
+    from dfscan.scanner.console import Steps
 
     piped = Console(file=io.StringIO(), width=80)
     with Steps(out=piped) as step:
@@ -134,7 +134,7 @@ def test_help_names_values_and_defaults_in_words():
 
 
 def test_long_example_lines_continue_indented():
-    from scanner.help import _epilog
+    from dfscan.scanner.help import _epilog
 
     text = _epilog("Examples:\n\n    dfscan scan a b c d e f g h i j k --report out.json  # why", 40).plain
     assert text.splitlines()[2:] == ["    dfscan scan a b c d e f g h i j k", "        --report out.json  # why"]

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from scanner.crop import crop_face
-from scanner.faces import MAX_SHOWN
-from scanner.media import iter_frames
-from scanner.pipeline import scan
+from dfscan.scanner.crop import crop_face
+from dfscan.scanner.faces import MAX_SHOWN
+from dfscan.scanner.media import iter_frames
+from dfscan.scanner.pipeline import scan
 from tests.helpers import FACE_IMAGES, IMAGES, VIDEOS, box_iou, by_name, face_frame, scan_options, tight_face_crops
 
 pytestmark = pytest.mark.usefixtures("shared_cache")  # any exported ONNX model stays out of the user's cache

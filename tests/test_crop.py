@@ -1,4 +1,4 @@
-"""scanner.crop: the shared face crop (square, 1.3x, eye-levelled, 256x256) and its keypoints."""
+"""dfscan.scanner.crop: the shared face crop (square, 1.3x, eye-levelled, 256x256) and its keypoints."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from scanner.crop import crop_face, crop_keypoints, crop_transform
-from scanner.media import iter_frames
+from dfscan.scanner.crop import crop_face, crop_keypoints, crop_transform
+from dfscan.scanner.media import iter_frames
 
 MEDIA = Path(__file__).parent / "data" / "media"
 

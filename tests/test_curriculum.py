@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import face_like, make_crops, read_rows, train_options, write_csv
-from train.balance import balance_groups, cell_counts
-from train.checkpoint import load_checkpoint
-from train.curriculum import (
+from dfscan.core.errors import InputError
+from dfscan.train.balance import balance_groups, cell_counts
+from dfscan.train.checkpoint import load_checkpoint
+from dfscan.train.curriculum import (
     QualityBatchSampler,
     QualityCurriculum,
     augment_probability,
@@ -26,10 +26,10 @@ from train.curriculum import (
     percentile_rank,
     static_scores,
 )
-from train.data import BalancedBatchSampler, FaceDataset, read_manifest
-from train.errors import InputError
-from train.loop import train
-from train.sbi import amplitude_mix
+from dfscan.train.data import BalancedBatchSampler, FaceDataset, read_manifest
+from dfscan.train.loop import train
+from dfscan.train.sbi import amplitude_mix
+from tests.helpers import face_like, make_crops, read_rows, train_options, write_csv
 
 # ---------------------------------------------------------------- ratings
 
@@ -303,7 +303,7 @@ def test_bad_research_options(crop_sets, tmp_path):
 def test_cli_passes_the_research_options(tmp_path):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     tr = make_crops(tmp_path / "train", 12, seed=2)
     va = make_crops(tmp_path / "val", 4, seed=3)
@@ -358,7 +358,7 @@ def test_recipe_ablation_table_reads_each_runs_validation_predictions(tmp_path):
     import subprocess
     import sys
 
-    from train.metrics import binary_metrics
+    from dfscan.core.metrics import binary_metrics
 
     (tmp_path / "prepare.json").write_text('{"size": 128}')
     rng = np.random.default_rng(0)

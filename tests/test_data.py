@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from dfscan.core.errors import InputError
+from dfscan.train.augment import Augment, color_jitter, gaussian_blur, hflip, jpeg
+from dfscan.train.data import BalancedBatchSampler, FaceDataset, make_loader, read_manifest, to_tensor, validation_keys
+from dfscan.train.images import fit, fit_keypoints
 from tests.helpers import face_like, make_crops, write_csv
-from train.augment import Augment, color_jitter, gaussian_blur, hflip, jpeg
-from train.data import BalancedBatchSampler, FaceDataset, make_loader, read_manifest, to_tensor, validation_keys
-from train.errors import InputError
-from train.images import fit, fit_keypoints
 
 # ---------------------------------------------------------------- manifests
 
@@ -120,7 +120,7 @@ def test_bad_kp(tmp_path):
 def test_missing_manifest_through_cli_exit_2(tmp_path):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     make_crops(tmp_path, 2, name="base.csv")
     bad = write_csv(tmp_path / "bad.csv", ["path", "label"], [["crops/0_000.png", "maybe"]])
@@ -278,6 +278,6 @@ def test_non_square_crops_are_cut_to_their_centre_square_not_squashed():
     assert out.shape == (50, 50, 3) and out[:, :5].max() < 40
     mark = np.argwhere(out[..., 1] > 100).mean(axis=0)[::-1]
     np.testing.assert_allclose(fit_keypoints(np.array([[80.0, 50.0]]), img.shape, 50)[0], mark, atol=1.0)
-    from scanner.stage import as_crop
+    from dfscan.scanner.stage import as_crop
 
     assert np.array_equal(as_crop(img, 50), out)

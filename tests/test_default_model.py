@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from scanner.assets import default_weights
-from scanner.pipeline import ScanOptions, scan
-from train.checkpoint import load_checkpoint, read_metadata
-from train.model import PGFDDDeploy
+from dfscan.scanner.assets import default_weights
+from dfscan.scanner.pipeline import ScanOptions, scan
+from dfscan.train.checkpoint import load_checkpoint, read_metadata
+from dfscan.train.model import PGFDDDeploy
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEOS = Path(__file__).parent / "data" / "media" / "videos"
@@ -47,7 +47,7 @@ def test_shipped_weights_are_a_small_calibrated_single_pass_checkpoint():
     assert prov["threshold_policy"].startswith("lowest threshold with FPR <= 0.05")
     assert prov["metrics"]["val_fpr"] <= 0.05
     assert prov["train_counts"]["fake"] > 10_000 and prov["pseudo_fakes"] == "sbi"  # real face swaps, not only SBI
-    from train.labels import SEPARATOR
+    from dfscan.core.labels import SEPARATOR
 
     assert len(cfg.group_names) == 10 and f"female{SEPARATOR}black" in cfg.group_names  # gender x race from UTKFace
     assert prov["fairness_terms"] is True

@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dfscan.core.errors import InputError
 from tests.helpers import TEST_SIZE, real_crops
-from train.errors import InputError
 
 
 @pytest.fixture(scope="module")
 def exported(sharp_checkpoint, tmp_path_factory):
     """Exported straight into the session's shared cache, so the backend tests reuse the file."""
-    from engines.export import export_with_parity
-    from engines.onnx_cache import cached_onnx_path, record_export
-    from train.checkpoint import file_sha256
+    from dfscan.engines.export import export_with_parity
+    from dfscan.engines.onnx_cache import cached_onnx_path, record_export
+    from dfscan.train.checkpoint import file_sha256
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DFSCAN_CACHE", str(tmp_path_factory.getbasetemp() / "dfscan-cache"))
@@ -27,8 +27,8 @@ def exported(sharp_checkpoint, tmp_path_factory):
 
 
 def test_sharpened_fixture_spreads_scores(sharp_checkpoint):
-    from engines.export import torch_reference
-    from train.checkpoint import load_checkpoint
+    from dfscan.engines.export import torch_reference
+    from dfscan.train.checkpoint import load_checkpoint
 
     model, config, _ = load_checkpoint(sharp_checkpoint)
     p = torch_reference(model, real_crops(), config)
@@ -54,10 +54,10 @@ def test_export_passes_checker_and_io_contract(exported):
 
 @pytest.mark.parametrize("batch", [1, 3, 17])
 def test_dynamic_batch_parity_in_onnxruntime(exported, sharp_checkpoint, batch):
-    from engines.base import normalise
-    from engines.export import torch_reference
-    from engines.onnx_model import ort_session
-    from train.checkpoint import load_checkpoint
+    from dfscan.engines.base import normalise
+    from dfscan.engines.export import torch_reference
+    from dfscan.engines.onnx_model import ort_session
+    from dfscan.train.checkpoint import load_checkpoint
 
     model, config, _ = load_checkpoint(sharp_checkpoint)
     crops = real_crops(batch)
@@ -68,7 +68,7 @@ def test_dynamic_batch_parity_in_onnxruntime(exported, sharp_checkpoint, batch):
 
 
 def test_normalise_matches_training_formula():
-    from engines.base import normalise
+    from dfscan.engines.base import normalise
 
     crops = real_crops(2)
     x = normalise(crops, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -83,7 +83,7 @@ def test_fp16_adain_statistics_do_not_overflow():
     """FP16 features of magnitude ~400 square past 65504; the model's AdaIN must still be finite."""
     import torch
 
-    from train.model import adain
+    from dfscan.train.model import adain
 
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(2, 4, 8, 8, generator=g) * 400).half()
@@ -96,7 +96,7 @@ def test_fp16_adain_statistics_do_not_overflow():
 
 
 def test_check_onnx_rejects_other_files(tmp_path):
-    from engines.onnx_model import check_onnx
+    from dfscan.engines.onnx_model import check_onnx
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
@@ -105,7 +105,7 @@ def test_check_onnx_rejects_other_files(tmp_path):
 
 
 def test_old_opset_is_refused(tiny_checkpoint, tmp_path):
-    from engines.export import export_onnx
+    from dfscan.engines.export import export_onnx
 
     with pytest.raises(InputError, match="opset 13"):
         export_onnx(tiny_checkpoint, tmp_path / "m.onnx", opset=13)
@@ -114,11 +114,11 @@ def test_old_opset_is_refused(tiny_checkpoint, tmp_path):
 def test_cached_onnx_reuses_export_by_hash(tiny_checkpoint, shared_cache, monkeypatch, tmp_path):
     import shutil
 
-    from engines import export, onnx_cache
+    from dfscan.engines import export, onnx_cache
 
     first = onnx_cache.cached_onnx(tiny_checkpoint)
     assert first.is_file() and shared_cache in first.parents
-    from train.checkpoint import file_sha256
+    from dfscan.train.checkpoint import file_sha256
 
     assert file_sha256(tiny_checkpoint) in str(first)
 
@@ -134,8 +134,8 @@ def test_cached_onnx_reuses_export_by_hash(tiny_checkpoint, shared_cache, monkey
 
 
 def test_cached_onnx_redoes_a_damaged_entry(tiny_checkpoint, tmp_path, monkeypatch):
-    from engines import export, onnx_cache
-    from train.checkpoint import file_sha256
+    from dfscan.engines import export, onnx_cache
+    from dfscan.train.checkpoint import file_sha256
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
     target = onnx_cache.cached_onnx_path(file_sha256(tiny_checkpoint))
@@ -154,7 +154,7 @@ def test_cached_onnx_redoes_a_damaged_entry(tiny_checkpoint, tmp_path, monkeypat
 
 
 def test_cached_onnx_missing_weights(tmp_path):
-    from engines.onnx_cache import cached_onnx
+    from dfscan.engines.onnx_cache import cached_onnx
 
     with pytest.raises(InputError, match="not found"):
         cached_onnx(tmp_path / "nope.safetensors")
@@ -169,7 +169,7 @@ def test_fp16_graph_parity_on_cpu(tiny_checkpoint, tmp_path):
     """
     import onnx
 
-    from engines.export import export_with_parity
+    from dfscan.engines.export import export_with_parity
 
     path, parity = export_with_parity(tiny_checkpoint, tmp_path / "fp16.onnx", fp16=True, crops=real_crops())
     model = onnx.load(str(path))

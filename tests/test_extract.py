@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from scanner.cli import app
-from scanner.crop import crop_face
-from scanner.extract import crop_dir_name, extract_faces, parse_kp, read_labels_csv, read_manifest_rows
-from scanner.faces import FaceDetector
-from scanner.faults import FaultPlan
-from scanner.media import iter_frames
-from scanner.options import ScanOptions
-from scanner.pipeline import resolve_model, stage_config
-from scanner.stage import CropSink, process_file
-from train.errors import InputError
+from dfscan.core.errors import InputError
+from dfscan.scanner.cli import app
+from dfscan.scanner.crop import crop_face
+from dfscan.scanner.extract import crop_dir_name, extract_faces, parse_kp, read_labels_csv, read_manifest_rows
+from dfscan.scanner.faces import FaceDetector
+from dfscan.scanner.faults import FaultPlan
+from dfscan.scanner.media import iter_frames
+from dfscan.scanner.options import ScanOptions
+from dfscan.scanner.pipeline import resolve_model, stage_config
+from dfscan.scanner.stage import CropSink, process_file
 
 MEDIA = Path(__file__).parent / "data" / "media"
 CLIP = MEDIA / "videos" / "single_face.mp4"
@@ -145,7 +145,7 @@ def test_crash_and_hang_become_skipped_inputs_with_the_scans_codes(workdir):
 
 def test_cli_workers_and_timeout_reach_the_pool(workdir, monkeypatch):
     """--workers and --timeout are the scan's options, passed to the worker pool (0: no time limit)."""
-    import scanner.extract as ex
+    import dfscan.scanner.extract as ex
 
     seen = []
     real = ex._run_pool

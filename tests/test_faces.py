@@ -1,4 +1,4 @@
-"""scanner.faces: the MediaPipe detector on the shared real media."""
+"""dfscan.scanner.faces: the MediaPipe detector on the shared real media."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.faces import (
+from dfscan.core.errors import InputError
+from dfscan.scanner.faces import (
     KEYPOINT_NAMES,
     MIN_TILE,
     TILE_OVERLAP,
@@ -19,8 +20,7 @@ from scanner.faces import (
     tile_grid,
     tile_size,
 )
-from scanner.media import iter_frames
-from train.errors import InputError
+from dfscan.scanner.media import iter_frames
 
 MEDIA = Path(__file__).parent / "data" / "media"
 
@@ -67,9 +67,9 @@ def test_short_range_model_on_a_close_up():
 
 WORKER_START = """
 import sys
-from scanner.options import ScanOptions
-from scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
-import scanner.worker
+from dfscan.scanner.options import ScanOptions
+from dfscan.scanner.stage import CropSink, StageConfig, close_detector, open_detector, process_file
+import dfscan.scanner.worker
 
 stage = StageConfig.of(ScanOptions(), 128, 32)
 detector = open_detector(stage)
@@ -80,7 +80,7 @@ print("heavy:", sorted(m for m in ("matplotlib", "sounddevice", "mediapipe", "sc
 import mediapipe as mp  # a user's own import afterwards gets the whole package
 from mediapipe.tasks.python import vision
 import numpy as np
-from scanner.faces import FaceDetector
+from dfscan.scanner.faces import FaceDetector
 with FaceDetector() as d:
     print("full:", callable(mp.Image), hasattr(vision, "FaceLandmarker"), d.detect(np.zeros((64, 64, 3), np.uint8)) == [])
 """
@@ -98,7 +98,7 @@ def test_a_scan_worker_loads_only_what_it_uses():
 FALLBACK = """
 import sys
 import numpy as np
-import scanner.faces as faces
+import dfscan.scanner.faces as faces
 faces._MP_MODULES = {**faces._MP_MODULES, "FaceDetector": ("mediapipe.tasks.python.vision.no_such_module", "X")}
 with faces.FaceDetector() as d:
     print("found:", len(d.detect(np.zeros((64, 64, 3), np.uint8))), type(d._detector).__module__)
@@ -308,7 +308,7 @@ def test_scan_step_tracks_small_faces_of_a_video_across_plain_frames(tmp_path, d
     frames are never skipped, so detection skipping keeps them)."""
     import av
 
-    from scanner.stage import CropSink, StageConfig, process_file
+    from dfscan.scanner.stage import CropSink, StageConfig, process_file
 
     canvas = shrunk_on_canvas(image("group_sample4.jpg"), 4, (720, 359))
     path = tmp_path / "crowd.mp4"

@@ -6,13 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
+from dfscan.train.faceswap import DEGRADATIONS, degrade, face_swap, yaw
 from tests.helpers import IMAGES
-from train.faceswap import DEGRADATIONS, degrade, face_swap, yaw
 
 
 def _crop(name: str) -> tuple[np.ndarray, np.ndarray]:
-    from scanner.crop import crop_face, crop_keypoints
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.crop import crop_face, crop_keypoints
+    from dfscan.scanner.faces import FaceDetector
 
     img = np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(IMAGES / name)), cv2.COLOR_BGR2RGB))
     with FaceDetector("full") as det:
@@ -51,7 +51,7 @@ def test_yaw_reads_a_head_turn():
 
 
 def test_video_augmentation_subsamples_chroma(two_people):
-    from train.augment import Augment, h264
+    from dfscan.train.augment import Augment, h264
 
     (img, _), _ = two_people
     coded = h264(img, 23)

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from scanner import report as rp
-from scanner.cli import app
-from scanner.fairness import CheckOptions, read_labels, run_check
-from train.errors import InputError
+from dfscan.core.errors import InputError
+from dfscan.scanner import report as rp
+from dfscan.scanner.cli import app
+from dfscan.scanner.fairness import CheckOptions, read_labels, run_check
 
 IMAGES = Path(__file__).parent / "data" / "media" / "images"
 runner = CliRunner()
@@ -478,8 +478,8 @@ def test_pgfdd_csv_through_the_cli(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_end_to_end_through_the_pipeline(tmp_path, monkeypatch, tiny_checkpoint):
     """Real images scored as crops by the tiny checkpoint: the check's numbers are the scan's."""
-    from scanner.pipeline import ScanOptions, scan
-    from train.metrics import binary_metrics
+    from dfscan.core.metrics import binary_metrics
+    from dfscan.scanner.pipeline import ScanOptions, scan
 
     monkeypatch.chdir(tmp_path)
     names = ["single_face.jpg", "multi_face.jpg", "astronaut.png", "BWPictureHuman.jpg",
@@ -529,10 +529,10 @@ def _rewrite_csv(csv_path: Path, edit) -> None:
 
 def _no_scan(monkeypatch) -> list:
     """Replace the scan pipeline by a recorder: a test then shows nothing was scanned."""
-    import scanner.pipeline
+    import dfscan.scanner.pipeline
 
     calls: list = []
-    monkeypatch.setattr(scanner.pipeline, "scan", lambda paths, *a, **k: calls.append(paths))
+    monkeypatch.setattr(dfscan.scanner.pipeline, "scan", lambda paths, *a, **k: calls.append(paths))
     return calls
 
 
@@ -733,7 +733,7 @@ def _render(result, width: int) -> str:
 
     from rich.console import Console
 
-    from scanner.fairness import print_result
+    from dfscan.scanner.fairness import print_result
 
     console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None, highlight=False)
     print_result(result, console)

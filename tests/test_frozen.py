@@ -7,11 +7,11 @@ import json
 import numpy as np
 import torch
 
-from train.backbones import create_backbone
-from train.checkpoint import load_checkpoint
-from train.data import read_manifest
-from train.frozen import FrozenOptions, build_cache, scores, train_frozen, trainable
-from train.model import PGFDD
+from dfscan.train.backbones import create_backbone
+from dfscan.train.checkpoint import load_checkpoint
+from dfscan.train.data import read_manifest
+from dfscan.train.frozen import FrozenOptions, build_cache, scores, train_frozen, trainable
+from dfscan.train.model import PGFDD
 
 
 def test_only_projections_and_pgfdd_parts_train():
@@ -44,7 +44,7 @@ def test_frozen_run_selects_by_holdout_and_ships_the_pretrained_trunk(crop_sets,
                         sbi=False, path=out / "cache" / f"{val_csv.stem}.safetensors", log=lambda _m: None)
     full = PGFDD(cfg)
     full.load_state_dict({k: v for k, v in deploy.state_dict().items()}, strict=False)
-    from train.data import FaceDataset
+    from dfscan.train.data import FaceDataset
 
     ds = FaceDataset(read_manifest(val_csv), group_names=cfg.group_names, method_names=cfg.method_names,
                      size=cfg.input_size)

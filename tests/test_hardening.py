@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scanner import report as rp
+from dfscan.core.errors import InputError
+from dfscan.scanner import report as rp
 from tests.helpers import IMAGES, TEST_SIZE, VIDEOS
-from train.errors import InputError
 
 BAD = b"bad\xff\xfe.jpg"  # not UTF-8: os.fsdecode gives 'bad\udcff\udcfe.jpg'
 
@@ -27,7 +27,7 @@ BAD = b"bad\xff\xfe.jpg"  # not UTF-8: os.fsdecode gives 'bad\udcff\udcfe.jpg'
 def dfscan(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", **(env or {})}
     argv = [a if isinstance(a, bytes) else str(a) for a in args]
-    return subprocess.run([sys.executable, "-c", "from scanner.cli import app; app()", *argv],
+    return subprocess.run([sys.executable, "-c", "from dfscan.scanner.cli import app; app()", *argv],
                           capture_output=True, env=full_env, timeout=timeout)
 
 
@@ -75,7 +75,7 @@ def test_scan_refuses_a_report_that_is_an_input(inputs, tiny_checkpoint, scanned
 
 def test_output_check_covers_side_files_and_folders(inputs):
     """The one guard: any output file that is an input, or an output folder holding one, is refused."""
-    from scanner.outputs import check_outputs_apart
+    from dfscan.scanner.outputs import check_outputs_apart
 
     files = [inputs / "a.jpg", inputs / "sub" / "b.jpg"]
     check_outputs_apart([inputs / "out.json", inputs / "out.stream.jsonl"], files)  # beside inputs is fine
@@ -91,7 +91,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("case", ["manifest-is-video", "manifest-is-labels", "out-holds-inputs"])
 def test_extract_faces_refuses_outputs_over_inputs(inputs, case):
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     (inputs / "labels.csv").write_text("path,label\na.jpg,real\nv.mp4,fake\n")
     args = ["extract-faces", str(inputs / "v.mp4"), str(inputs / "a.jpg"), "--frames", "2", "--workers", "1"]
@@ -118,7 +118,7 @@ def test_extract_faces_refuses_outputs_over_inputs(inputs, case):
     ["audit", "{labels}", "--markdown", "{labels}"],
 ], ids=["fairness-json-over-labels", "fairness-markdown-over-scores", "audit-markdown-over-labels"])
 def test_fairness_and_audit_refuse_outputs_over_inputs(inputs, argv):
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     labels, scores = inputs / "labels.csv", inputs / "scores.json"
     labels.write_text("path,label,gender\na.jpg,real,f\nv.mp4,fake,m\n")
@@ -208,8 +208,8 @@ def constant_onnx(path: Path, p_fake: float, size: int = TEST_SIZE) -> Path:
 
 
 def test_cached_onnx_replaced_by_another_valid_model_is_exported_again(tiny_checkpoint, tmp_path, monkeypatch):
-    from engines import export, onnx_cache
-    from engines.onnx_model import check_onnx
+    from dfscan.engines import export, onnx_cache
+    from dfscan.engines.onnx_model import check_onnx
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -284,7 +284,7 @@ def test_scan_with_a_planted_stream_link_exits_2(inputs, tmp_path, tiny_checkpoi
 
 @pytest.mark.parametrize("planted", ["manifest", "state", "state-temp"])
 def test_extract_faces_never_writes_through_a_planted_link(inputs, tmp_path, victim, planted):
-    from scanner.extract import extract_faces
+    from dfscan.scanner.extract import extract_faces
 
     manifest = tmp_path / "m.csv"
     link = {"manifest": manifest, "state": tmp_path / "m.csv.state.json",

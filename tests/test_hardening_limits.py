@@ -32,8 +32,8 @@ MiB = 1 << 20
 
 
 def test_worker_plan_caps_at_files_and_memory():
-    from scanner.options import ScanOptions
-    from scanner.resources import WORKER_MEMORY, resource_plan
+    from dfscan.scanner.options import ScanOptions
+    from dfscan.scanner.resources import WORKER_MEMORY, resource_plan
 
     # 40 files, --workers 64, room for 6 ONNX Runtime workers: 6, and the line says why
     plan = resource_plan(ScanOptions(workers=64), 40, "cpu", backend="onnxruntime",
@@ -59,14 +59,14 @@ def test_worker_plan_caps_at_files_and_memory():
 def test_available_memory_reads_this_machine():
     import os
 
-    from scanner.resources import available_memory
+    from dfscan.scanner.resources import available_memory
 
     free = available_memory()
     assert free is not None and 16 * MiB < free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_scan_lowers_workers_to_the_files_and_says_so(tmp_path, tiny_checkpoint, shared_cache, capfd):
-    from scanner.pipeline import scan
+    from dfscan.scanner.pipeline import scan
 
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "a.jpg")
     (tmp_path / "notes.txt").write_text("not media: skipped, so not a file to scan\n")
@@ -141,7 +141,7 @@ def bad_checkpoints(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("case", sorted(BAD_METADATA))
 def test_scan_refuses_bad_checkpoint_metadata(case, bad_checkpoints, tmp_path):
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     field = BAD_METADATA[case][1]
     r = runner.invoke(app, ["scan", str(IMAGES / "single_face.jpg"), "--weights", str(bad_checkpoints[case]),
@@ -155,7 +155,7 @@ def test_scan_refuses_bad_checkpoint_metadata(case, bad_checkpoints, tmp_path):
 def test_doctor_names_the_bad_metadata_field(case, bad_checkpoints):
     import json
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     r = runner.invoke(app, ["doctor", "--weights", str(bad_checkpoints[case]), "--json"])
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
@@ -165,9 +165,9 @@ def test_doctor_names_the_bad_metadata_field(case, bad_checkpoints):
 
 def test_every_loader_checks_metadata(bad_checkpoints):
     """The torch loader, the torch-free reader and the config reader refuse alike (one check at read)."""
-    from train.checkpoint import load_checkpoint
-    from train.checkpoint_info import CheckpointInfo, read_model_config
-    from train.errors import CheckpointError
+    from dfscan.core.errors import CheckpointError
+    from dfscan.train.checkpoint import load_checkpoint
+    from dfscan.train.checkpoint_info import CheckpointInfo, read_model_config
 
     bad = bad_checkpoints["input-size-huge"]
     for load in (load_checkpoint, CheckpointInfo.read, read_model_config):
@@ -177,7 +177,7 @@ def test_every_loader_checks_metadata(bad_checkpoints):
 
 def test_good_metadata_still_loads(tiny_checkpoint, tmp_path):
     """Optional fields absent, boundary values: still a checkpoint."""
-    from train.checkpoint_info import CheckpointInfo
+    from dfscan.train.checkpoint_info import CheckpointInfo
 
     ok = rewrite_metadata(tiny_checkpoint, tmp_path / "ok.safetensors", threshold="1.0", provenance=None, dtype=None,
                           deploy_graph=None, deploy_note=None)
@@ -187,8 +187,8 @@ def test_good_metadata_still_loads(tiny_checkpoint, tmp_path):
 
 def test_train_refuses_an_input_size_no_checkpoint_loader_takes(tmp_path):
     """Training at 2048 px would write a checkpoint that every loader refuses (config.input_size)."""
+    from dfscan.core.errors import InputError
     from tests.helpers import train_options
-    from train.errors import InputError
 
     with pytest.raises(InputError, match="--input-size must be a multiple of 32 from 64 to 1024"):
         train_options((tmp_path / "t.csv", tmp_path / "v.csv"), tmp_path / "out", input_size=2048).check()
@@ -206,7 +206,7 @@ def small_sets(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def train_cli(train: Path, val: Path, out: Path, *extra: str):
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     return runner.invoke(app, ["train", "--train", str(train), "--val", str(val), "--out", str(out), "--no-pretrained",
                                "--epochs", "1", "--batch-size", "2", "--max-steps-per-epoch", "1", "--input-size", "64",
@@ -249,7 +249,7 @@ def test_allow_overlap_gets_past_the_check(small_sets, tmp_path):
 
 
 def test_disjoint_manifests_pass(small_sets):
-    from train.data import check_apart, read_manifest
+    from dfscan.train.data import check_apart, read_manifest
 
     check_apart(read_manifest(small_sets[0]), read_manifest(small_sets[1]))  # no overlap: no error
 
@@ -265,7 +265,7 @@ def test_audit_refuses_non_finite_feature_values(tmp_path, bad):
     import numpy as np
     from PIL import Image
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     rng = np.random.default_rng(0)
     rows = []
@@ -292,7 +292,7 @@ def test_audit_refuses_non_finite_feature_values(tmp_path, bad):
 ], ids=["onnx-existing-folder", "onnx-under-a-file", "onnx-folder-is-a-file", "onnx-inside-the-weights",
         "tensorrt-folder-is-a-file", "tensorrt-under-a-file"])
 def test_build_engine_checks_out_before_exporting(tiny_checkpoint, tmp_path, fmt, out, why):
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     (tmp_path / "dir.onnx").mkdir()
     (tmp_path / "file.txt").write_text("keep me\n")
@@ -307,7 +307,7 @@ def test_build_engine_checks_out_before_exporting(tiny_checkpoint, tmp_path, fmt
 
 
 def test_build_engine_refuses_to_export_over_its_weights(tiny_checkpoint, tmp_path):
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     weights = tmp_path / "model.onnx"  # a checkpoint under an .onnx name: --out would replace it
     shutil.copy(tiny_checkpoint, weights)

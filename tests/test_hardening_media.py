@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dfscan.core.errors import InputError
 from tests.helpers import IMAGES
-from train.errors import InputError
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ def one_usage_error(result, option: str) -> None:
                                            ("--timeout", "inf")])
 def test_non_finite_float_options_are_one_line_exit_2(tmp_path, tiny_checkpoint, command, option, value):
     """`--fps nan` crashed the report writer (a traceback), `--fps 1e308` made every video an internal_error."""
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "a.jpg")
     args = [command, str(tmp_path / "a.jpg"), option, value, "--workers", "1"]
@@ -45,8 +45,8 @@ def test_non_finite_float_options_are_one_line_exit_2(tmp_path, tiny_checkpoint,
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e308, 0.0, -1.0])
 def test_library_fps_is_checked_before_decoding(value):
-    from scanner.media import iter_frames
-    from scanner.options import ScanOptions
+    from dfscan.scanner.media import iter_frames
+    from dfscan.scanner.options import ScanOptions
 
     with pytest.raises(InputError, match="fps"):
         ScanOptions(fps=value).check()
@@ -56,8 +56,8 @@ def test_library_fps_is_checked_before_decoding(value):
 
 def test_other_float_options_refuse_non_finite_values():
     """Train took --lr inf and --pacing-start 1e308 (weights exp(k/2) overflow); build-engine took --workspace-gb inf."""
-    from engines.tensorrt import build_engine
-    from train.loop import TrainOptions
+    from dfscan.engines.tensorrt import build_engine
+    from dfscan.train.loop import TrainOptions
 
     base = dict(train=Path("t.csv"), val=Path("v.csv"), out=Path("run"))
     for bad in (dict(lr=float("inf")), dict(lr=float("nan")), dict(pacing_start=1e308), dict(pacing_end=float("nan"))):
@@ -95,7 +95,7 @@ def test_animated_gif_is_sampled_like_a_video(tmp_path, detector, name):
     """Only frame 0 of an animated GIF was read: a face from its second half on was never seen."""
     import numpy as np
 
-    from scanner.media import collect_inputs, iter_frames, probe
+    from dfscan.scanner.media import collect_inputs, iter_frames, probe
 
     path = face_gif(tmp_path / name)
     assert collect_inputs([tmp_path])[0] == [path]
@@ -112,7 +112,7 @@ def test_animated_gif_is_sampled_like_a_video(tmp_path, detector, name):
 
 def test_animation_without_frame_durations_plays_at_100_ms(tmp_path):
     """Frames without a delay all started at 0 s: --fps sampled the first frame only."""
-    from scanner.media import iter_frames, probe
+    from dfscan.scanner.media import iter_frames, probe
 
     path = face_gif(tmp_path / "nodelay.gif", duration=None)
     assert probe(path).duration == pytest.approx(1.2)
@@ -137,7 +137,7 @@ def decoy_file(path: Path, n: int = 10) -> Path:
 @pytest.mark.parametrize("ext", ["mkv", "mp4"])
 def test_default_stream_is_scanned_and_every_stream_listed(tmp_path, detector, ext):
     """A larger grey non-default stream was read instead of the default face stream: `no_face`, exit 0."""
-    from scanner.media import SampleStats, iter_frames, probe
+    from dfscan.scanner.media import SampleStats, iter_frames, probe
 
     path = decoy_file(tmp_path / f"decoy.{ext}")
     info = probe(path)
@@ -195,7 +195,7 @@ def test_broken_timestamps_are_sampled_by_frame_order(tmp_path, kind):
     """After a jump back (or with every timestamp 0) --fps sampled half the file (or one frame), `ok`, 0 errors."""
     import av
 
-    from scanner.media import SampleStats, iter_frames
+    from dfscan.scanner.media import SampleStats, iter_frames
 
     if kind == "jump back":
         path = concatenated_ts(tmp_path / "joined.ts")
@@ -216,7 +216,7 @@ def test_broken_timestamps_are_sampled_by_frame_order(tmp_path, kind):
 
 
 def test_good_timestamps_are_not_repaired(tmp_path):
-    from scanner.media import SampleStats, iter_frames
+    from dfscan.scanner.media import SampleStats, iter_frames
     from tests.helpers import FACE_CLIP
 
     for path in (grey_clip(tmp_path / "ok.ts", 0, 30, "mpegts"), FACE_CLIP):
@@ -228,9 +228,9 @@ def test_good_timestamps_are_not_repaired(tmp_path):
 
 def test_report_lists_streams_and_flags_what_was_not_scanned(tmp_path, detector):
     """The stage's media (what a worker returns) as report items: schema-valid, listed, flagged, in CSV too."""
-    from scanner import report as rp
-    from scanner.items import file_item
-    from scanner.stage import CropSink, StageConfig, process_file
+    from dfscan.scanner import report as rp
+    from dfscan.scanner.items import file_item
+    from dfscan.scanner.stage import CropSink, StageConfig, process_file
 
     decoy_file(tmp_path / "decoy.mkv")
     grey_clip(tmp_path / "zero.mkv", 0, 60, zero=True)

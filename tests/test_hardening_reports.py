@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from scanner import report as rp
-from scanner.cli import app
+from dfscan.core.errors import InputError
+from dfscan.scanner import report as rp
+from dfscan.scanner.cli import app
 from tests.helpers import IMAGES, scan_options
-from train.errors import InputError
 
 runner = CliRunner()
 # What a terminal acts on: ESC (CSI colour, OSC title / clipboard), BEL, a C1 CSI, a bidi override.
@@ -31,7 +31,7 @@ RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e")
 def dfscan(*args, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", "from scanner.cli import app; app()", *map(str, args)],
+    return subprocess.run([sys.executable, "-c", "from dfscan.scanner.cli import app; app()", *map(str, args)],
                           capture_output=True, env=env, cwd=cwd, timeout=timeout)
 
 
@@ -85,7 +85,7 @@ def test_csv_report_quotes_every_cell_a_spreadsheet_would_run():
 
 
 def test_spreadsheet_cell_keeps_numbers_and_quotes_formulas():
-    from train.files import spreadsheet_cell
+    from dfscan.core.files import spreadsheet_cell
 
     assert [spreadsheet_cell(v) for v in (-0.5, -90, "-0.5", "+1e-3", "-", "-inf", "=1", "a=1", "", None)] == \
            [-0.5, -90, "-0.5", "+1e-3", "'-", "'-inf", "'=1", "a=1", "", None]
@@ -94,8 +94,8 @@ def test_spreadsheet_cell_keeps_numbers_and_quotes_formulas():
 def test_extract_manifest_keeps_formula_like_paths_exact(tmp_path):
     """The manifest is read back (training, --resume), so its cells stay exactly as written: the
     crops of an input `-1+2.jpg` live in `-1_2-<hash>/`, and training must find them there."""
-    from scanner.extract import extract_faces, read_manifest_rows
-    from train.data import read_manifest
+    from dfscan.scanner.extract import extract_faces, read_manifest_rows
+    from dfscan.train.data import read_manifest
 
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "-1+2.jpg")
     manifest = tmp_path / "crops.csv"
@@ -109,7 +109,7 @@ def test_extract_manifest_keeps_formula_like_paths_exact(tmp_path):
 # ---------------------------------------------------------------- 8. terminal escapes
 
 def test_printable_escapes_what_a_terminal_would_act_on():
-    from scanner.console import printable
+    from dfscan.scanner.console import printable
 
     assert printable("plain café ✓ 日本\n\tnext") == "plain café ✓ 日本\n\tnext"
     assert printable("a\x1b[2Jb\x07\x9b\u202ec\u2028d\x00") == "a\\x1b[2Jb\\x07\\x9b\\u202ec\\u2028d\\x00"
@@ -145,7 +145,7 @@ def test_scan_prints_hostile_names_escaped_and_reports_them_exactly(tmp_path, ti
 
 def test_summary_prints_a_checkpoints_caveat_escaped(capsys):
     """The caveat and name (checkpoint metadata, anyone's text) reached the terminal raw."""
-    from scanner.commands.scan import _print_summary
+    from dfscan.scanner.commands.scan import _print_summary
 
     items = [_item("/in/a.jpg", 0.9), _item("/in/b\x1b[2J.jpg", status="error")]
     result = rp.build_report(_header(), items, rp.summarize(items, seconds=1.0))
@@ -206,7 +206,7 @@ def test_deeply_nested_scores_report_is_one_line(tmp_path, depth):
 @pytest.mark.parametrize("depth", [200, 100_000], ids=["deeper-than-any-report", "past-the-recursion-limit"])
 @pytest.mark.parametrize("form", ["json", "jsonl"])
 def test_deeply_nested_resume_report_is_one_line(tmp_path, tiny_checkpoint, depth, form):
-    from scanner.pipeline import resolve_model
+    from dfscan.scanner.pipeline import resolve_model
 
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "a.jpg")
     out = tmp_path / "out.json"
@@ -299,7 +299,7 @@ def test_mixed_script_and_look_alike_group_names_are_warned_about(tmp_path):
 
 def _prior_run(tmp_path: Path, options, backend: dict) -> Path:
     """A finished earlier run's report as a scan with `options` writes it, on `backend`."""
-    from scanner.pipeline import resolve_model
+    from dfscan.scanner.pipeline import resolve_model
 
     _, model, _, settings = resolve_model(options)
     item = _item(str(tmp_path / "a.jpg"))
@@ -312,7 +312,7 @@ def _prior_run(tmp_path: Path, options, backend: dict) -> Path:
 def test_resume_refuses_a_report_made_on_another_backend(tmp_path, tiny_checkpoint):
     """An onnxruntime report resumed with --backend torch kept the onnxruntime items under a
     header that said torch."""
-    from scanner.pipeline import scan_to_report
+    from dfscan.scanner.pipeline import scan_to_report
 
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "a.jpg")
     shutil.copy(IMAGES / "45-m7-di-ph.jpg", tmp_path / "b.jpg")

@@ -8,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from train.checkpoint import import_official, load_checkpoint, read_metadata
-from train.config import ModelConfig
-from train.errors import CheckpointError
-from train.model import PGFDD, PGFDDDeploy
+from dfscan.core.errors import CheckpointError
+from dfscan.train.checkpoint import import_official, load_checkpoint, read_metadata
+from dfscan.train.config import ModelConfig
+from dfscan.train.model import PGFDD, PGFDDDeploy
 
 # Facts read off the official network (Purdue-M2/Fairness-Generalization, FairDetector with its
 # Xception in 'adjust_channel' mode): keys and parameter counts per top-level module.
@@ -154,7 +154,7 @@ def test_wrong_backbone_and_bad_files(tmp_path):
 
 
 def test_cli_import_checkpoint(tmp_path):
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     torch.manual_seed(0)
     pth = tmp_path / "lite.pth"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scanner.faces import Detection, FaceDetector
-from scanner.interpolate import MAX_SKIP_SECONDS, between, fill, match, skipped
-from scanner.options import ScanOptions
-from scanner.stage import CropSink, StageConfig, process_file
-from scanner.track import _iou
+from dfscan.core.errors import InputError
+from dfscan.scanner.faces import Detection, FaceDetector
+from dfscan.scanner.interpolate import MAX_SKIP_SECONDS, between, fill, match, skipped
+from dfscan.scanner.options import ScanOptions
+from dfscan.scanner.stage import CropSink, StageConfig, process_file
+from dfscan.scanner.track import _iou
 from tests.helpers import VIDEOS
-from train.errors import InputError
 
 CLOSE = 0.1  # seconds since the last detected frame: close enough to skip
 

@@ -1,11 +1,11 @@
-"""The one labelled-set CSV reader's rules (train/labels.py): group names, dialects, old names."""
+"""The one labelled-set CSV reader's rules (dfscan/core/labels.py): group names, dialects, old names."""
 
 from __future__ import annotations
 
 import pytest
 
-from train.errors import InputError
-from train.labels import (
+from dfscan.core.errors import InputError
+from dfscan.core.labels import (
     OFFICIAL_GROUPS,
     align_group_names,
     group_name,

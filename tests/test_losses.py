@@ -1,4 +1,4 @@
-"""train.losses: LDAM margins, exact CVaR λ against brute force, the fusion loss, the combiner."""
+"""dfscan.train.losses: LDAM margins, exact CVaR λ against brute force, the fusion loss, the combiner."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.errors import InputError
-from train.losses import (
+from dfscan.core.errors import InputError
+from dfscan.train.losses import (
     BiLevelCVaRLoss,
     LDAMLoss,
     PGFDDLoss,
@@ -210,8 +210,8 @@ def test_reconstruction_loss_sums_l1_pairs():
 
 
 def test_pgfdd_loss_on_model_output():
-    from train.config import ModelConfig
-    from train.model import PGFDD
+    from dfscan.train.config import ModelConfig
+    from dfscan.train.model import PGFDD
 
     torch.manual_seed(0)
     # narrow features and small crops keep this fast; the loss does not depend on either

@@ -1,4 +1,4 @@
-"""scanner.media: input collection, probing, frame sampling, rotation, memory bounds, error codes.
+"""dfscan.scanner.media: input collection, probing, frame sampling, rotation, memory bounds, error codes.
 
 Synthetic clips are encoded with PyAV (libx264, lossless) with each frame's index written into
 its grey level, so a test can tell from the decoded pixels which frame it got.
@@ -15,10 +15,10 @@ import av
 import numpy as np
 import pytest
 
-from scanner import media
-from scanner.media import MediaError, collect_inputs, iter_frames, probe, sample_indices
+from dfscan.core.errors import InputError
+from dfscan.scanner import media
+from dfscan.scanner.media import MediaError, collect_inputs, iter_frames, probe, sample_indices
 from tests.helpers import FACE_CLIP, IMAGES, VIDEOS, damage_packets, face_frame, two_stream_mkv
-from train.errors import InputError
 
 PEXELS = VIDEOS / "WolfgangLanger_Pexels.mp4"
 
@@ -160,7 +160,7 @@ def _rotated_copy(tmp_path: Path, n: int = 8) -> tuple[Path, list[np.ndarray]]:
 
 
 def test_rotation_metadata_is_honoured(tmp_path):
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.faces import FaceDetector
 
     path, originals = _rotated_copy(tmp_path)
     info = probe(path)
@@ -198,7 +198,7 @@ def test_only_sampled_frames_are_converted(tmp_path, monkeypatch):
 
 _RSS_SCRIPT = """
 import resource, sys, weakref
-from scanner.media import iter_frames
+from dfscan.scanner.media import iter_frames
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 previous, alive, n = None, 0, 0
 for f in iter_frames(sys.argv[1], frames=int(sys.argv[2])):
@@ -476,7 +476,7 @@ def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
     """Issue 11.5: an I;16 PNG became almost all white (values clipped at 255) and had no face."""
     from PIL import Image
 
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.faces import FaceDetector
 
     grey8 = np.asarray(Image.fromarray(face_frame()).convert("L"))
     Image.fromarray(grey8).save(tmp_path / "g8.png")
@@ -492,7 +492,7 @@ def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
 
 def test_largest_video_stream_is_scanned(tmp_path):
     """Issue 11.5: a small faceless first stream hid the face in the second (as ffmpeg picks: the largest)."""
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.faces import FaceDetector
 
     path = two_stream_mkv(tmp_path / "two.mkv")
     info = probe(path)

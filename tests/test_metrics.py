@@ -1,4 +1,4 @@
-"""train.metrics: hand-computed cases, nan handling, and agreement with Fairlearn."""
+"""dfscan.core.metrics: hand-computed cases, nan handling, and agreement with Fairlearn."""
 
 import math
 
@@ -16,8 +16,8 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score
 
-from train.errors import InputError
-from train.metrics import (
+from dfscan.core.errors import InputError
+from dfscan.core.metrics import (
     binary_metrics,
     bootstrap_ci,
     calibrate_threshold,

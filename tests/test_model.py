@@ -10,12 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from train.backbones import BACKBONES, create_backbone
-from train.backbones.efficientnet_lite0 import efficientnet_lite0, imagenet_weights_path, load_imagenet_weights
-from train.choices import BACKBONE_FILES
-from train.config import ModelConfig
-from train.errors import CheckpointError, InputError
-from train.model import DEPLOY_PARTS, PGFDD, SINGLE_PASS_PARTS, PGFDDDeploy, adain, count_parameters, single_pass_exact
+from dfscan.core.errors import CheckpointError, InputError
+from dfscan.train.backbones import BACKBONES, create_backbone
+from dfscan.train.backbones.efficientnet_lite0 import efficientnet_lite0, imagenet_weights_path, load_imagenet_weights
+from dfscan.train.choices import BACKBONE_FILES
+from dfscan.train.config import ModelConfig
+from dfscan.train.model import (
+    DEPLOY_PARTS,
+    PGFDD,
+    SINGLE_PASS_PARTS,
+    PGFDDDeploy,
+    adain,
+    count_parameters,
+    single_pass_exact,
+)
 
 IMAGES = Path(__file__).parent / "data" / "media" / "images"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner import report as rp
-from scanner.faults import FaultPlan
-from scanner.pipeline import ScanOptions, scan
+from dfscan.scanner import report as rp
+from dfscan.scanner.faults import FaultPlan
+from dfscan.scanner.pipeline import ScanOptions, scan
 from tests.helpers import EXPECTED_CODES, IMAGES, TEST_SIZE, VIDEOS, by_name, make_broken_inputs, scan_options
 
 pytestmark = pytest.mark.usefixtures("shared_cache")  # any exported ONNX model stays out of the user's cache
@@ -37,7 +37,7 @@ def mixed(tmp_path_factory, tiny_checkpoint):
 
 
 def test_report_is_valid_and_complete(mixed, tiny_checkpoint):
-    from train.checkpoint import file_sha256
+    from dfscan.train.checkpoint import file_sha256
 
     report, broken, folder, events = mixed
     rp.validate_report(report)
@@ -86,7 +86,7 @@ def test_no_face_video(mixed):
 def test_face_then_cartoon_has_one_subject_only_where_the_face_is(mixed):
     """face_noface.mov: a man in a warm-lit room, then a blue-sky cartoon title. The room frames
     are told from the sky frames by colour alone (red above blue), independently of MediaPipe."""
-    from scanner.media import iter_frames
+    from dfscan.scanner.media import iter_frames
 
     item = by_name(mixed[0])["face_noface.mov"]
     assert item["status"] == "ok" and item["media"]["codec"] == "hevc"
@@ -125,8 +125,8 @@ def test_stream_and_progress(mixed):
 
 
 def test_first_run_says_it_exports_the_model(tiny_checkpoint, tmp_path, monkeypatch):
-    from engines.onnx_cache import cached_onnx_path
-    from scanner.pipeline import model_info, prepare_note
+    from dfscan.engines.onnx_cache import cached_onnx_path
+    from dfscan.scanner.pipeline import model_info, prepare_note
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path / "cache"))
     model, _ = model_info(tiny_checkpoint)
@@ -144,7 +144,7 @@ def test_crops_mode_scores_every_crop_without_detection(tmp_path, tiny_checkpoin
     """Both inference paths: CPU workers scoring their own crops, and the main process batching them."""
     import cv2
 
-    from engines.torch import TorchBackend
+    from dfscan.engines.torch import TorchBackend
 
     face = cv2.imread(str(IMAGES / "single_face.jpg"))
     cv2.imwrite(str(tmp_path / "face.png"), cv2.resize(face, (300, 300)))
@@ -188,7 +188,7 @@ def test_crash_and_hang_become_error_items(tmp_path, tiny_checkpoint, monkeypatc
 def test_idle_workers_exit_early_and_a_lost_workers_files_still_finish(tmp_path, tiny_checkpoint, monkeypatch):
     """With nothing left to hand out an idle worker is told to exit at once (its shutdown overlaps
     the others' files); the files a crashed worker had not started go to its replacement."""
-    from scanner import pool as pool_module
+    from dfscan.scanner import pool as pool_module
 
     names = ["crash.jpg", "good1.jpg", "good2.jpg", "good3.jpg"]
     for name in names:
@@ -280,7 +280,7 @@ def test_file_replaced_during_scan_is_an_error_not_a_stale_result(tmp_path, tiny
 def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpoint, monkeypatch):
     import errno
 
-    from scanner.pipeline import scan_to_report
+    from dfscan.scanner.pipeline import scan_to_report
 
     for i in range(3):
         shutil.copy(IMAGES / "single_face.jpg", tmp_path / f"f{i}.jpg")
@@ -306,7 +306,7 @@ def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpo
 
     real_fdopen = os.fdopen
 
-    def fake_fdopen(fd, *args, **kwargs):  # the stream is opened as a checked descriptor (train.files.open_output_fd)
+    def fake_fdopen(fd, *args, **kwargs):  # the stream is opened as a checked descriptor (dfscan.core.files.open_output_fd)
         fh = real_fdopen(fd, *args, **kwargs)
         return FillsUp(fh) if stream.exists() and os.path.samestat(os.fstat(fd), os.stat(stream)) else fh
 
@@ -325,7 +325,7 @@ def test_disk_full_mid_stream_keeps_the_stream_for_resume(tmp_path, tiny_checkpo
 
 
 def test_crop_sink_numbers_crops_and_sends_whole_chunks():
-    from scanner.stage import CropSink
+    from dfscan.scanner.stage import CropSink
 
     sent = []
     sink = CropSink(3, lambda first, crops: sent.append((first, crops[:, 0, 0, 0].tolist())))
@@ -346,9 +346,9 @@ def test_crops_stream_in_chunks_with_few_in_flight_and_the_same_scores(tmp_path,
     import threading
     import time
 
-    from engines.torch import TorchBackend
-    from scanner import batcher
-    from scanner import pipeline as pl
+    from dfscan.engines.torch import TorchBackend
+    from dfscan.scanner import batcher
+    from dfscan.scanner import pipeline as pl
 
     shutil.copy(VIDEOS / "WolfgangLanger_Pexels.mp4", tmp_path / "long.mp4")
     events: list[tuple[str, int, int]] = []  # ("chunk" | "ack", worker pid, crops)
@@ -410,7 +410,7 @@ def _split_scores(item: dict) -> tuple[list[float], dict]:
 
 def test_timeout_counts_from_the_last_progress(tmp_path, tiny_checkpoint, monkeypatch):
     """A file that takes far longer than --timeout but keeps producing frames is scanned; a hung one is stopped."""
-    from scanner.faults import SLOW_FRAME_S
+    from dfscan.scanner.faults import SLOW_FRAME_S
 
     shutil.copy(VIDEOS / "single_face.mp4", tmp_path / "slow.mp4")
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "hang.jpg")

@@ -12,9 +12,9 @@ from functools import partial
 
 import pytest
 
-from scanner import report as rp
-from scanner.faults import FaultPlan
-from scanner.pipeline import ScanOptions, scan
+from dfscan.scanner import report as rp
+from dfscan.scanner.faults import FaultPlan
+from dfscan.scanner.pipeline import ScanOptions, scan
 from tests.helpers import EXPECTED_CODES, IMAGES, VIDEOS, by_name, make_broken_inputs, scan_options
 
 # any exported ONNX model stays out of the user's cache (the actors get DFSCAN_* from the driver)
@@ -36,7 +36,7 @@ _opts = partial(scan_options, frames=6)  # the local test scan's options with fe
 
 
 def _ray(report_options: ScanOptions, paths: list, **kw) -> dict:
-    from scanner.ray_scan import RayOptions, scan_ray
+    from dfscan.scanner.ray_scan import RayOptions, scan_ray
 
     return scan_ray(paths, report_options, RayOptions(**kw))
 
@@ -101,7 +101,7 @@ def test_killed_actor_is_retried_or_reported_and_a_hang_times_out(local_ray, tmp
 def test_resume_from_a_local_run_through_the_cli(local_ray, tmp_path, tiny_checkpoint):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     for name in ("a.jpg", "b.jpg"):
         shutil.copy(IMAGES / "single_face.jpg", tmp_path / name)
@@ -126,7 +126,7 @@ def test_resume_from_a_local_run_through_the_cli(local_ray, tmp_path, tiny_check
 def test_without_the_extra_ray_says_how_to_install_it(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     shutil.copy(IMAGES / "single_face.jpg", tmp_path / "a.jpg")
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError

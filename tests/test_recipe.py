@@ -87,7 +87,7 @@ def test_copies_under_other_names_stay_on_one_side_and_never_leave_the_reserved_
 
 def test_training_crops_get_the_boxes_the_scanner_draws_on_video(detector):
     """A tight crop cut around the scanner's face box in a real frame is found again in that box."""
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.faces import FaceDetector
 
     recipe = _recipe_module()
     frame = face_frame()

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from scanner import report as rp
-from train.errors import InputError
+from dfscan.core.errors import InputError
+from dfscan.scanner import report as rp
 
 SHA = "ab" * 32
 SETTINGS = {"frames": 32, "fps": None, "keyframes": False, "crops": False, "face_model": "full", "strategy": "mean", "threshold": 0.5}
@@ -108,7 +108,7 @@ def test_format_from_name_and_unknown_format(tmp_path):
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
-    import train.files
+    import dfscan.core.files
 
     target = tmp_path / "r.json"
     rp.atomic_write_text(target, "old\n")
@@ -120,7 +120,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     def full_disk(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train.files.os, "fsync", full_disk)  # fails after the temp file exists
+    monkeypatch.setattr(dfscan.core.files.os, "fsync", full_disk)  # fails after the temp file exists
     with pytest.raises(OSError, match="No space"):
         rp.atomic_write_text(target, "new\n")
     assert target.read_text() == "old\n"
@@ -187,7 +187,7 @@ def test_atomic_writes_honour_the_umask(tmp_path):
     import os
     import stat
 
-    from scanner.report import atomic_write_text
+    from dfscan.scanner.report import atomic_write_text
 
     old = os.umask(0o022)
     try:

@@ -1,4 +1,4 @@
-"""train.sam: SAM steps against hand-computed toys; BatchNorm statistics frozen in the second pass."""
+"""dfscan.train.sam: SAM steps against hand-computed toys; BatchNorm statistics frozen in the second pass."""
 
 import copy
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from train.errors import InputError
-from train.sam import SAM, bn_stats_frozen, sam_sgd
+from dfscan.core.errors import InputError
+from dfscan.train.sam import SAM, bn_stats_frozen, sam_sgd
 
 
 def _quad(w):  # f(w) = (w - 3)^2, f'(w) = 2(w - 3)

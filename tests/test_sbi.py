@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from train.sbi import base_mask, blend_mask, face_polygon, self_blend
+from dfscan.train.sbi import base_mask, blend_mask, face_polygon, self_blend
 
 MEDIA = Path(__file__).parent / "data" / "media" / "images"
 
@@ -16,8 +16,8 @@ MEDIA = Path(__file__).parent / "data" / "media" / "images"
 @pytest.fixture(scope="module")
 def real_crop() -> tuple[np.ndarray, np.ndarray]:
     """A real face: MediaPipe on a test photo, cropped by THE crop function, keypoints mapped in."""
-    from scanner.crop import crop_face, crop_keypoints
-    from scanner.faces import FaceDetector
+    from dfscan.scanner.crop import crop_face, crop_keypoints
+    from dfscan.scanner.faces import FaceDetector
 
     img = np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(MEDIA / "single_face.jpg")), cv2.COLOR_BGR2RGB))
     with FaceDetector("full") as det:
@@ -100,7 +100,7 @@ def test_rejects_non_uint8():
 
 
 def test_scale_jitter_zooms_about_the_centre():
-    from train.augment import Augment, scale_jitter
+    from dfscan.train.augment import Augment, scale_jitter
 
     img = np.zeros((64, 64, 3), np.uint8)
     img[24:40, 24:40] = 200  # a centred square

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner import report as rp
+from dfscan.scanner import report as rp
 from tests.helpers import FACE_CLIP, IMAGES, damage_packets, face_frame, make_broken_inputs, two_stream_mkv
 
 COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7])m")
@@ -22,21 +22,21 @@ COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7])m")
 
 # `dfscan` whose scans carry a FaultPlan (the product reads none from the environment): the test passes it in
 CLI_WITH_FAULTS = """
-import scanner.pipeline as pl
-from scanner.faults import FaultPlan
+import dfscan.scanner.pipeline as pl
+from dfscan.scanner.faults import FaultPlan
 real = pl.scan_to_report
 def with_faults(paths, options, *args, **kwargs):
     options.faults = FaultPlan.parse({plan!r})
     return real(paths, options, *args, **kwargs)
 pl.scan_to_report = with_faults
-from scanner.cli import app
+from dfscan.scanner.cli import app
 app()
 """
 
 
 def dfscan(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "COLUMNS": "160", **(env or {})}
-    return subprocess.run([sys.executable, "-c", "from scanner.cli import app; app()", *map(str, args)],
+    return subprocess.run([sys.executable, "-c", "from dfscan.scanner.cli import app; app()", *map(str, args)],
                           capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
@@ -113,7 +113,7 @@ def test_csv_and_jsonl_formats_and_stdout(tmp_path, images, tiny_checkpoint):
 
 
 def test_summary_shows_threshold_caveat_skipped_files_and_odd_crops(tmp_path, images, tiny_checkpoint):
-    from train.checkpoint import load_checkpoint, save_checkpoint
+    from dfscan.train.checkpoint import load_checkpoint, save_checkpoint
 
     model, cfg, info = load_checkpoint(tiny_checkpoint)
     weights = save_checkpoint(tmp_path / "research.safetensors", model, cfg, threshold=0.5,
@@ -197,7 +197,7 @@ def test_output_faults_are_one_line_exit_2_before_the_scan(tmp_path, images, tin
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_full_stdout_is_one_line_exit_2(tmp_path, images, tiny_checkpoint):
     with open("/dev/full", "w") as full:
-        r = subprocess.run([sys.executable, "-c", "from scanner.cli import app; app()", "scan", str(images / "one.jpg"),
+        r = subprocess.run([sys.executable, "-c", "from dfscan.scanner.cli import app; app()", "scan", str(images / "one.jpg"),
                             *map(str, _common(tiny_checkpoint)), "--quiet"],
                            stdout=full, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=300)
     assert r.returncode == 2, r.stderr
@@ -253,7 +253,7 @@ def test_second_ctrl_c_still_writes_the_report(tmp_path, images, tiny_checkpoint
 
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     real_write, real_summarize = rp.ReportStream.write_item, rp.summarize
 
@@ -284,7 +284,7 @@ def test_disk_full_at_the_final_write_is_one_line_exit_2_and_resume_finishes(tmp
 
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     def disk_full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")

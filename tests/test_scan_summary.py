@@ -9,12 +9,12 @@ import shutil
 import pytest
 from rich.console import Console
 
-from scanner import report as rp
-from scanner.commands import scan as scan_cmd
-from scanner.pipeline import scan, validation_rates
+from dfscan.core.errors import InputError
+from dfscan.scanner import report as rp
+from dfscan.scanner.commands import scan as scan_cmd
+from dfscan.scanner.pipeline import scan, validation_rates
+from dfscan.train.checkpoint_info import CheckpointInfo
 from tests.helpers import IMAGES, scan_options
-from train.checkpoint_info import CheckpointInfo
-from train.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_summary_lists_every_file_uncut_at_80_columns(monkeypatch, scanned):
 
 
 def test_validation_rates_are_quoted_only_at_their_threshold(tmp_path, tiny_checkpoint, monkeypatch):
-    from train.checkpoint import load_checkpoint, save_checkpoint
+    from dfscan.train.checkpoint import load_checkpoint, save_checkpoint
 
     model, cfg, info = load_checkpoint(tiny_checkpoint)
     rates = {"threshold": 0.5, "fpr": 0.05, "tpr": 0.62, "reals": 3663, "fakes": 1607, "on": "val.csv"}
@@ -83,7 +83,7 @@ def test_validation_rates_are_quoted_only_at_their_threshold(tmp_path, tiny_chec
 
 
 def test_an_unknown_report_extension_is_refused(tmp_path, tiny_checkpoint):
-    from scanner.pipeline import scan_to_report
+    from dfscan.scanner.pipeline import scan_to_report
 
     with pytest.raises(InputError, match=r"\.xml is not a report format"):
         rp.format_for("out.xml")
@@ -106,7 +106,7 @@ def test_urls_and_empty_folders_say_what_to_do(tmp_path, tiny_checkpoint):
 def test_quiet_scan_with_unreadable_files_says_why_it_exits_3(tmp_path, tiny_checkpoint):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -122,7 +122,7 @@ def test_quiet_scan_with_unreadable_files_says_why_it_exits_3(tmp_path, tiny_che
 def test_bad_choice_errors_have_no_pydantic_prefix():
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     r = CliRunner().invoke(app, ["scan", "x.jpg", "--format", "xml"])
     assert r.exit_code == 2

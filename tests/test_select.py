@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from dfscan.core.errors import InputError
 from tests.helpers import real_crops
-from train.errors import InputError
 
 
 class FakeBackend:
@@ -26,7 +26,7 @@ class FakeBackend:
 @pytest.fixture()
 def machine(monkeypatch):
     """A configurable fake machine: which probes pass, and which candidates fail to load."""
-    from engines import select
+    from dfscan.engines import select
 
     state = {"available": set(select.AUTO_ORDER), "broken": set(), "unimportable": set(), "made": []}
 
@@ -58,7 +58,7 @@ def machine(monkeypatch):
     ({"torch-cuda-fp16", "onnxruntime-cpu"}, "tensorrt"),
 ])
 def test_auto_order(machine, tiny_checkpoint, missing, expected):
-    from engines.select import select_backend
+    from dfscan.engines.select import select_backend
 
     machine["available"] -= missing
     backend, cands = select_backend(tiny_checkpoint)
@@ -71,7 +71,7 @@ def test_auto_order(machine, tiny_checkpoint, missing, expected):
 
 
 def test_auto_skips_a_candidate_that_fails_to_load(machine, tiny_checkpoint):
-    from engines.select import select_backend
+    from dfscan.engines.select import select_backend
 
     machine["available"] -= {"tensorrt", "torch-cuda-fp16"}
     machine["broken"] = {"onnxruntime-cpu"}
@@ -82,7 +82,7 @@ def test_auto_skips_a_candidate_that_fails_to_load(machine, tiny_checkpoint):
 
 
 def test_a_broken_install_is_skipped_by_auto_and_one_line_when_chosen(machine, tiny_checkpoint):
-    from engines.select import select_backend
+    from dfscan.engines.select import select_backend
 
     machine["available"] -= {"tensorrt", "torch-cuda-fp16", "onnxruntime-cpu"}
     machine["unimportable"] = {"torch-cpu"}
@@ -93,7 +93,7 @@ def test_a_broken_install_is_skipped_by_auto_and_one_line_when_chosen(machine, t
 
 
 def test_auto_with_nothing_loadable(machine, tiny_checkpoint):
-    from engines.select import select_backend
+    from dfscan.engines.select import select_backend
 
     machine["broken"] = set(machine["available"])
     with pytest.raises(InputError, match="no backend could load"):
@@ -107,7 +107,7 @@ def test_auto_with_nothing_loadable(machine, tiny_checkpoint):
     ("tensorrt", {"onnxruntime-cpu"}, "tensorrt"),
 ])
 def test_explicit_choice_is_honoured(machine, tiny_checkpoint, choice, missing, expected):
-    from engines.select import select_backend
+    from dfscan.engines.select import select_backend
 
     machine["available"] -= missing
     backend, _ = select_backend(tiny_checkpoint, choice)
@@ -115,7 +115,7 @@ def test_explicit_choice_is_honoured(machine, tiny_checkpoint, choice, missing, 
 
 
 def test_explicit_choice_refused_with_reason(machine, tiny_checkpoint):
-    from engines.select import select_backend
+    from dfscan.engines.select import select_backend
 
     machine["available"].discard("tensorrt")
     with pytest.raises(InputError, match="--backend tensorrt is not available here: tensorrt: tensorrt missing"):
@@ -126,7 +126,7 @@ def test_explicit_choice_refused_with_reason(machine, tiny_checkpoint):
 
 
 def test_bad_arguments(tiny_checkpoint, tmp_path):
-    from engines.select import select_backend
+    from dfscan.engines.select import select_backend
 
     with pytest.raises(InputError, match="unknown backend 'cuda'"):
         select_backend(tiny_checkpoint, "cuda")
@@ -138,9 +138,9 @@ def test_bad_arguments(tiny_checkpoint, tmp_path):
 
 def test_real_probes_on_this_machine(tiny_checkpoint, tmp_path, monkeypatch):
     """What this CPU-only box has; the TensorRT/CUDA rows are only checked where they are absent."""
-    from engines.select import candidates
-    from engines.tensorrt import tensorrt_version
-    from engines.torch import cuda_device
+    from dfscan.engines.select import candidates
+    from dfscan.engines.tensorrt import tensorrt_version
+    from dfscan.engines.torch import cuda_device
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path))
     cands = {c.name: c for c in candidates(tiny_checkpoint)}
@@ -153,8 +153,8 @@ def test_real_probes_on_this_machine(tiny_checkpoint, tmp_path, monkeypatch):
 
 def test_real_auto_selection_scores(tiny_checkpoint, shared_cache):
     """With no GPU, auto loads ONNX Runtime from the cached export and scores real crops."""
-    from engines.select import select_backend
-    from engines.torch import cuda_device
+    from dfscan.engines.select import select_backend
+    from dfscan.engines.torch import cuda_device
 
     if cuda_device() is not None:
         pytest.skip("a GPU is visible: auto would take CUDA")
@@ -170,7 +170,7 @@ def test_real_auto_selection_scores(tiny_checkpoint, shared_cache):
 def test_doctor_command(tiny_checkpoint, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path))
     runner = CliRunner()
@@ -196,7 +196,7 @@ def test_doctor_with_missing_weights_is_one_line_exit_2(tmp_path, extra):
     """Asked to check this file, doctor says it is missing; it does not check another or ask for --weights."""
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     missing = tmp_path / "none.safetensors"
     result = CliRunner().invoke(app, ["doctor", "--weights", str(missing), *extra])
@@ -206,7 +206,7 @@ def test_doctor_with_missing_weights_is_one_line_exit_2(tmp_path, extra):
 
 def test_doctor_report_of_missing_weights_says_missing(tmp_path):
     """The library report (the shipped model's absence, say) still records the problem instead of raising."""
-    from scanner.doctor import doctor_report
+    from dfscan.scanner.doctor import doctor_report
 
     report = doctor_report(tmp_path / "none.safetensors")
     assert not report["weights"]["ok"] and report["weights"]["problem"] == "missing"
@@ -216,7 +216,7 @@ def test_doctor_report_of_missing_weights_says_missing(tmp_path):
 def test_doctor_model_row_is_a_short_line_and_internals_are_verbose(tiny_checkpoint):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     runner = CliRunner()
     short = runner.invoke(app, ["doctor", "--weights", str(tiny_checkpoint)], env={"COLUMNS": "80"})
@@ -237,9 +237,9 @@ def test_doctor_model_row_is_a_short_line_and_internals_are_verbose(tiny_checkpo
 def test_one_backend_table_feeds_choices_schema_and_loading():
     """SPECS is the only list: the CLI's --backend choices, the report schema's backend.name enum
     and auto's order all agree with it."""
-    from engines import select
-    from scanner.commands.choices import BackendChoice
-    from scanner.report import load_schema
+    from dfscan.engines import select
+    from dfscan.scanner.commands.choices import BackendChoice
+    from dfscan.scanner.report import load_schema
 
     assert [c.value for c in BackendChoice] == ["auto", *select.BACKEND_NAMES]
     schema_enum = load_schema()["properties"]["backend"]["properties"]["name"]["enum"]
@@ -249,8 +249,8 @@ def test_one_backend_table_feeds_choices_schema_and_loading():
 
 
 def test_one_writer_table_feeds_format_choices():
-    from scanner import report as rp
-    from scanner.commands.choices import Format
+    from dfscan.scanner import report as rp
+    from dfscan.scanner.commands.choices import Format
 
     assert [f.value for f in Format] == list(rp.WRITERS) == list(rp.FORMATS)
     assert all(rp.format_for(f"x.{name}") == name for name in rp.WRITERS)
@@ -260,7 +260,7 @@ def test_torch_build_matches_torch_itself():
     """The version file says what an import would: the probes use it so a CPU scan never imports torch."""
     import torch
 
-    from engines.select import torch_build
+    from dfscan.engines.select import torch_build
 
     assert torch_build() == (torch.__version__, torch.version.cuda)
 
@@ -272,16 +272,16 @@ def test_cpu_scan_backend_loads_without_torch(tiny_checkpoint, shared_cache):
     import subprocess
     import sys
 
-    from engines.onnx_cache import cached_onnx
-    from engines.select import gpu_driver_absent, torch_build
-    from engines.torch import cuda_device
+    from dfscan.engines.onnx_cache import cached_onnx
+    from dfscan.engines.select import gpu_driver_absent, torch_build
+    from dfscan.engines.torch import cuda_device
 
     if cuda_device() is not None:
         pytest.skip("a GPU is visible: auto would take CUDA")
     if torch_build()[1] is not None and not gpu_driver_absent():
         pytest.skip("a GPU build of torch with a GPU driver: only importing torch can tell whether it sees a GPU")
     cached_onnx(tiny_checkpoint)
-    code = ("import sys; from engines.select import select_backend; "
+    code = ("import sys; from dfscan.engines.select import select_backend; "
             f"b, _ = select_backend({str(tiny_checkpoint)!r}); b.close(); "
             "print(b.name, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -295,7 +295,7 @@ def test_cpu_scan_backend_loads_without_torch(tiny_checkpoint, shared_cache):
     (("2.13.0+cu128", "12.8"), True, "no GPU driver", True),
 ])
 def test_torch_probes_from_the_build_alone(monkeypatch, build, driver_absent, cuda_reason, cpu_ok):
-    from engines import select
+    from dfscan.engines import select
 
     monkeypatch.setattr(select, "torch_build", lambda: build)
     monkeypatch.setattr(select, "gpu_driver_absent", lambda: driver_absent)

@@ -1,7 +1,7 @@
 """TensorRT parts that run without TensorRT: the sidecar's match logic, the missing-TensorRT path, the CLI.
 
 TensorRT itself cannot be installed on the machines these tests run on; the build and runtime
-code in engines/tensorrt.py is exercised only where TensorRT and a GPU exist.
+code in dfscan/engines/tensorrt.py is exercised only where TensorRT and a GPU exist.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
+from dfscan.core.errors import InputError
 from tests.helpers import real_crops
-from train.errors import InputError
 
 SHA = "ab" * 32
 OTHER_SHA = "cd" * 32
@@ -26,7 +26,7 @@ def no_tensorrt(monkeypatch):
 
 
 def sidecar(**over):
-    from engines.tensorrt import make_sidecar
+    from dfscan.engines.tensorrt import make_sidecar
 
     fields = dict(weights_sha=SHA, weights_name="w.safetensors", trt_version="10.13.0.35", gpu_name="NVIDIA H100 80GB HBM3",
                   compute_capability=(9, 0), precision="fp16",
@@ -42,7 +42,7 @@ HERE = dict(weights_sha=SHA, trt_version="10.13.0.35", gpu_name="NVIDIA H100 80G
 
 
 def test_sidecar_matches_its_own_machine():
-    from engines.tensorrt import sidecar_mismatch
+    from dfscan.engines.tensorrt import sidecar_mismatch
 
     data = json.loads(json.dumps(sidecar()))  # survives a JSON round trip
     assert data["compute_capability"] == "9.0" and data["format"] == "dfscan.engine/1"
@@ -59,7 +59,7 @@ def test_sidecar_matches_its_own_machine():
     ({"compute_capability": (8, 9)}, "compute capability 9.0, this GPU has 8.9"),
 ])
 def test_sidecar_mismatch_reasons(change, expected):
-    from engines.tensorrt import sidecar_mismatch
+    from dfscan.engines.tensorrt import sidecar_mismatch
 
     reason = sidecar_mismatch(sidecar(), **{**HERE, **change})
     assert reason is not None and expected in reason
@@ -73,13 +73,13 @@ def test_sidecar_mismatch_reasons(change, expected):
     (sidecar(parity={"max_abs_diff": float("nan")}), "parity check did not pass"),
 ])
 def test_sidecar_refusals(data, expected):
-    from engines.tensorrt import sidecar_mismatch
+    from dfscan.engines.tensorrt import sidecar_mismatch
 
     assert expected in sidecar_mismatch(data, **HERE)
 
 
 def test_engine_status_on_this_machine(tmp_path, no_tensorrt):
-    from engines.tensorrt import SIDECAR_FILE, engine_status
+    from dfscan.engines.tensorrt import SIDECAR_FILE, engine_status
 
     assert "no engine in" in engine_status(tmp_path / "none", SHA)
     (tmp_path / SIDECAR_FILE).write_text("{broken")
@@ -90,7 +90,7 @@ def test_engine_status_on_this_machine(tmp_path, no_tensorrt):
 
 
 def test_missing_tensorrt_message(no_tensorrt, tiny_checkpoint, tmp_path):
-    from engines.tensorrt import TRT_MISSING, TensorRTBackend, build_engine, import_tensorrt, tensorrt_version
+    from dfscan.engines.tensorrt import TRT_MISSING, TensorRTBackend, build_engine, import_tensorrt, tensorrt_version
 
     assert tensorrt_version() is None
     for call in (import_tensorrt,
@@ -103,7 +103,7 @@ def test_missing_tensorrt_message(no_tensorrt, tiny_checkpoint, tmp_path):
 
 
 def test_select_reports_missing_tensorrt(no_tensorrt, tiny_checkpoint, tmp_path, monkeypatch):
-    from engines.select import probe_tensorrt
+    from dfscan.engines.select import probe_tensorrt
 
     monkeypatch.setenv("DFSCAN_CACHE", str(tmp_path))
     ok, reason = probe_tensorrt(SHA, None)
@@ -113,7 +113,7 @@ def test_select_reports_missing_tensorrt(no_tensorrt, tiny_checkpoint, tmp_path,
 def test_build_engine_cli_without_tensorrt(no_tensorrt, tiny_checkpoint):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     result = CliRunner().invoke(app, ["build-engine", "--weights", str(tiny_checkpoint)])
     assert result.exit_code == 2
@@ -125,11 +125,11 @@ def test_build_engine_cli_without_tensorrt(no_tensorrt, tiny_checkpoint):
 def test_build_engine_cli_onnx_writes_a_working_model(tiny_checkpoint, tmp_path):
     from typer.testing import CliRunner
 
-    from engines.base import normalise
-    from engines.export import torch_reference
-    from engines.onnx_model import ort_session
-    from scanner.cli import app
-    from train.checkpoint import load_checkpoint
+    from dfscan.engines.base import normalise
+    from dfscan.engines.export import torch_reference
+    from dfscan.engines.onnx_model import ort_session
+    from dfscan.scanner.cli import app
+    from dfscan.train.checkpoint import load_checkpoint
 
     out = tmp_path / "exported"
     result = CliRunner().invoke(app, ["build-engine", "--weights", str(tiny_checkpoint), "--format", "onnx",
@@ -153,7 +153,7 @@ def test_build_engine_cli_onnx_writes_a_working_model(tiny_checkpoint, tmp_path)
 def test_build_engine_cli_bad_options(tiny_checkpoint):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     runner = CliRunner()
     assert runner.invoke(app, ["build-engine", "--format", "tflite"]).exit_code == 2

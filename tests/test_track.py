@@ -1,4 +1,4 @@
-"""scanner.track: joining detections into subjects (optimal matching, short tracks dropped)."""
+"""dfscan.scanner.track: joining detections into subjects (optimal matching, short tracks dropped)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.faces import Detection, FaceDetector
-from scanner.media import iter_frames
-from scanner.track import default_min_frames, match_cost, track_faces
+from dfscan.scanner.faces import Detection, FaceDetector
+from dfscan.scanner.media import iter_frames
+from dfscan.scanner.track import default_min_frames, match_cost, track_faces
 
 MEDIA = Path(__file__).parent / "data" / "media"
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from dfscan.core.errors import InputError
+from dfscan.train.checkpoint import load_checkpoint, read_metadata
+from dfscan.train.choices import OPTIMIZER_NAMES
+from dfscan.train.loop import COSINE_FLOOR, OPTIMIZERS, scheduled_lr, train
+from dfscan.train.model import PGFDD, PGFDDDeploy
 from tests.helpers import make_crops, read_rows
 from tests.helpers import train_options as _opts
-from train.checkpoint import load_checkpoint, read_metadata
-from train.choices import OPTIMIZER_NAMES
-from train.errors import InputError
-from train.loop import COSINE_FLOOR, OPTIMIZERS, scheduled_lr, train
-from train.model import PGFDD, PGFDDDeploy
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_two_epochs_lower_the_loss_and_write_outputs(grouped, tmp_path, backbone
 def test_pseudo_fakes_sbi_from_real_only_manifest_cli(tmp_path):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
+    from dfscan.scanner.cli import app
 
     tr = make_crops(tmp_path / "train", 8, seed=2, fakes=False)
     va = make_crops(tmp_path / "val", 4, seed=3, fakes=False)
@@ -207,7 +207,7 @@ def test_real_only_run_warm_starts_from_a_model_that_saw_fakes(crop_sets, tmp_pa
 
 
 def test_progress_lines_when_not_on_a_terminal(crop_sets, tmp_path, monkeypatch):
-    import train.loop as loop
+    import dfscan.train.loop as loop
 
     monkeypatch.setattr(loop, "LOG_EVERY_S", 0.0)
     lines: list[str] = []
@@ -219,7 +219,7 @@ def test_progress_lines_when_not_on_a_terminal(crop_sets, tmp_path, monkeypatch)
 def test_missing_imagenet_weights_stop_training(crop_sets, tmp_path, monkeypatch):
     import importlib
 
-    lite0 = importlib.import_module("train.backbones.efficientnet_lite0")  # the module, not the factory
+    lite0 = importlib.import_module("dfscan.train.backbones.efficientnet_lite0")  # the module, not the factory
     monkeypatch.setattr(lite0, "imagenet_weights_path", lambda: None)
     with pytest.raises(InputError, match=r"dfscan\[train\].*--no-pretrained"):
         train(_opts(crop_sets, tmp_path / "r", pretrained=True), progress=False)
@@ -230,8 +230,8 @@ def test_validation_fairness_ignores_rows_without_a_group():
     """DFDC-style rows carry no demographic label: the gaps are over the labelled rows only."""
     import numpy as np
 
-    from train.loop import validation_metrics
-    from train.metrics import fairness_metrics
+    from dfscan.core.metrics import fairness_metrics
+    from dfscan.train.loop import validation_metrics
 
     y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
     p = np.array([0.1, 0.9, 0.6, 0.8, 0.2, 0.3, 0.9, 0.95])
@@ -243,7 +243,7 @@ def test_validation_fairness_ignores_rows_without_a_group():
 
 
 def test_method_metrics_pit_each_methods_fakes_against_every_real():
-    from train.metrics import method_metrics
+    from dfscan.core.metrics import method_metrics
 
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.3, 0.4, 0.9, 0.8, 0.25, 0.35])
@@ -307,9 +307,9 @@ def _photos(root: Path, n: int = 8) -> Path:
 def test_whole_photos_instead_of_crops_get_a_one_line_warning(crop_sets, tmp_path):
     from typer.testing import CliRunner
 
-    from scanner.cli import app
-    from train.data import read_manifest
-    from train.loop import crops_warning
+    from dfscan.scanner.cli import app
+    from dfscan.train.data import read_manifest
+    from dfscan.train.loop import crops_warning
 
     photos = _photos(tmp_path / "photos")
     line = crops_warning("--train", read_manifest(photos))

@@ -1,0 +1,1 @@
+"""What every side of dfscan shares: errors, file helpers, labels, metrics."""
