@@ -189,7 +189,7 @@ class LabelledRow:
 
 
 def labelled_rows(table: CsvTable, path_column: str,
-                  resolve: Callable[[str], str] = os.path.abspath) -> Iterator[LabelledRow]:
+                  resolve: Callable[[str | Path], str] = os.path.abspath) -> Iterator[LabelledRow]:
     """Each row with its path resolved against the CSV's folder and its label parsed; an empty
     path, a bad label or a path listed twice (after `resolve`) is an InputError naming the line."""
     col = table.column

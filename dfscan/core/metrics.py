@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast, overload
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
@@ -197,15 +197,21 @@ def calibrate_threshold(y_true: Any, p_fake: Any, method: str = "eer", max_fpr: 
     return float(thr[i])
 
 
+@overload
+def bootstrap_ci(fn: Callable[..., float], *arrays: Any, n: int = ..., seed: int = ..., level: float = ...,
+                 strata: Any = ..., bias_corrected: bool = ...) -> tuple[float, ...]: ...
+@overload
+def bootstrap_ci(fn: Callable[..., dict[str, float]], *arrays: Any, n: int = ..., seed: int = ..., level: float = ...,
+                 strata: Any = ..., bias_corrected: bool = ...) -> dict[str, tuple[float, ...]]: ...
 def bootstrap_ci(
-    fn: Callable[..., float | dict[str, float]],
+    fn: Callable[..., float] | Callable[..., dict[str, float]],
     *arrays: Any,
     n: int = 1000,
     seed: int = 0,
     level: float = 0.95,
     strata: Any = None,
     bias_corrected: bool = False,
-) -> tuple[float, float] | dict[str, tuple[float, float]]:
+) -> tuple[float, ...] | dict[str, tuple[float, ...]]:
     """Percentile bootstrap interval of `fn(*arrays)`.
 
     Rows of every array are resampled together, `n` times, with replacement; with `strata`
@@ -256,7 +262,7 @@ def bootstrap_ci(
         unstable = not (1 - level) / 2 <= below <= (1 + level) / 2
         return (min(lo, est), max(hi, est), unstable)
 
-    if isinstance(reps[0], dict):
-        return {k: interval([r[k] for r in reps], None if estimate is None else estimate[k])  # type: ignore[index]
-                for k in reps[0]}
-    return interval(reps, estimate)  # type: ignore[arg-type]
+    if isinstance(reps[0], dict):  # fn returns one kind: every replicate (and the estimate) is a dict
+        dicts, est = cast("list[dict[str, float]]", reps), cast("dict[str, float] | None", estimate)
+        return {k: interval([r[k] for r in dicts], None if est is None else est[k]) for k in dicts[0]}
+    return interval(cast("list[float]", reps), cast("float | None", estimate))

@@ -51,7 +51,8 @@ def check_crops(crops: np.ndarray, size: int) -> np.ndarray:
 def normalise(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """uint8 NHWC RGB -> float32 NCHW, (x/255 - mean)/std per channel (the training preprocessing)."""
     scale = (1.0 / (255.0 * np.asarray(std, np.float32))).reshape(1, 3, 1, 1)
-    shift = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).reshape(1, 3, 1, 1)
+    # annotated: numpy 2.4's stubs type float32 / float32 as complex128
+    shift: np.ndarray = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).reshape(1, 3, 1, 1)
     x = crops.transpose(0, 3, 1, 2).astype(np.float32)
     x *= scale
     x -= shift

@@ -71,9 +71,10 @@ def torch_build() -> tuple[str, str | None] | None:
         tree = None
     for node in tree.body if tree is not None else []:
         target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-        if isinstance(target, ast.Name) and getattr(node, "value", None) is not None:
+        value = getattr(node, "value", None)  # Assign and AnnAssign (whose value may be None)
+        if isinstance(target, ast.Name) and isinstance(value, ast.expr):
             try:
-                fields[target.id] = ast.literal_eval(node.value)
+                fields[target.id] = ast.literal_eval(value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 pass
     if not isinstance(fields.get("__version__"), str) or "cuda" not in fields:  # unusual: ask torch

@@ -388,7 +388,7 @@ class TensorRTBackend:
                      batch_size: int | None = None) -> None:
         import torch
 
-        self._rt = runtime
+        self._rt: _Engine | None = runtime
         self.config = config
         self.sidecar = sidecar
         self.engine_dir = engine_dir

@@ -58,8 +58,8 @@ class TorchBackend:
         self._dtype = torch.float16 if fp16 else torch.float32
         model = model.to(device=device, dtype=self._dtype).eval()
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self._model = model
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented; not in torch's overloads
+        self._model: torch.nn.Module | None = model
         std = torch.tensor(config.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         mean = torch.tensor(config.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._scale = 1.0 / (255.0 * std)

@@ -26,7 +26,7 @@ def _plain_usage_errors() -> None:
     def get_error_msg(exc):
         return original(exc).removeprefix("Value error, ")
 
-    get_error_msg._dfscan_plain = True
+    setattr(get_error_msg, "_dfscan_plain", True)  # a mark on the function: installed once
     _coercion.get_error_msg = get_error_msg
 
 

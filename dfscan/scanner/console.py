@@ -6,7 +6,7 @@ import functools
 import os
 import sys
 import unicodedata
-from typing import Any, Callable, Iterable, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.segment import Segment
 from rich.text import Text
 
 from dfscan.core.errors import InputError
+
+if TYPE_CHECKING:  # rich.progress is imported when a bar or spinner is drawn
+    from rich.progress import Progress, TaskID
 
 # Exit codes (DESIGN.md): 0 done, 1 a gate failed, 2 bad usage/input, 3 some inputs unreadable.
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -75,7 +78,8 @@ def make_console(**kwargs: Any) -> SafeConsole:
 console = make_console()
 err_console = make_console(stderr=True)
 
-F = TypeVar("F", bound=Callable)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -85,11 +89,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def friendly_errors(func: F) -> F:
+def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn InputError (and a missing file) raised below the CLI into one line and exit 2."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except InputError as exc:
@@ -100,7 +104,7 @@ def friendly_errors(func: F) -> F:
             err_console.print("interrupted")
             raise typer.Exit(130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def quiet_env() -> None:
@@ -121,10 +125,10 @@ class FileProgress:
     """
 
     def __init__(self, title: str, *, enabled: bool = True, unit: str = "files",
-                 status: Callable[[object], str] | None = None):
+                 status: Callable[[Any], str] | None = None):
         self.title, self.unit, self.enabled, self.status = title, unit, enabled, status
-        self.bar = None
-        self.task = None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> "FileProgress":
         if self.enabled:
@@ -145,7 +149,7 @@ class FileProgress:
         return self
 
     def update(self, p) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:  # both set by __enter__
             status = getattr(p, "note", "") or (self.status(p) if self.status else "")
             self.bar.update(self.task, total=p.total, completed=p.done, status=status)
 
@@ -163,8 +167,8 @@ class Steps:
 
     def __init__(self, *, enabled: bool = True, out: Console | None = None):
         self.enabled, self.out = enabled, out or err_console
-        self.live = None
-        self.task = None
+        self.live: Progress | None = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> "Steps":
         if self.enabled and self.out.is_terminal:
@@ -178,7 +182,7 @@ class Steps:
 
     def __call__(self, text: str) -> None:
         """Start the step `text` (a few words: what is being done, and how long it may take)."""
-        if self.live is not None:
+        if self.live is not None and self.task is not None:  # both set by __enter__
             self.live.update(self.task, description=escape(text))
         elif self.enabled:
             self.out.print(f"{escape(text)} ...", soft_wrap=True, highlight=False)

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable, Literal, Sequence
+from typing import IO, Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -390,8 +390,8 @@ def extract_faces(
             done[key] = old
     kept_rows: list[list[str]] = []
     if done and manifest.is_file():
-        with manifest.open(newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
+        with manifest.open(newline="", encoding="utf-8") as old_fh:
+            reader = csv.reader(old_fh)
             next(reader, None)
             src = header.index("source")
             by_source: dict[str, list[list[str]]] = {}
@@ -408,7 +408,7 @@ def extract_faces(
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(kept_rows)
-    state = {"format": STATE_FORMAT, "settings": settings, "inputs": dict(done)}
+    state: dict[str, Any] = {"format": STATE_FORMAT, "settings": settings, "inputs": dict(done)}
     _write_atomic(_state_path(manifest), json.dumps(state, indent=1))
     result.rows = len(kept_rows)
 
@@ -489,7 +489,7 @@ def parse_kp(text: str) -> np.ndarray:
     return np.array([float(v) for v in text.split()], dtype=np.float32).reshape(-1, 2)
 
 
-__all__: Iterable[str] = (
+__all__ = (
     "ExtractProgress", "ExtractResult", "Labels", "extract_faces", "read_labels_csv",
     "crop_dir_name", "read_manifest_rows", "parse_kp",
 )

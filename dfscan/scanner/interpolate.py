@@ -44,9 +44,9 @@ def match(before: list[Detection], after: list[Detection], gap: int) -> list[tup
 
 def between(a: Detection, b: Detection, fraction: float) -> Detection:
     """The face `fraction` of the way from detection `a` to `b`; its score is the lower of the two."""
-    box = tuple(float(x) for x in (1.0 - fraction) * np.asarray(a.box) + fraction * np.asarray(b.box))
+    x0, y0, x1, y1 = (float(v) for v in (1.0 - fraction) * np.asarray(a.box) + fraction * np.asarray(b.box))
     keypoints = (1.0 - fraction) * np.asarray(a.keypoints, dtype=np.float64) + fraction * np.asarray(b.keypoints, dtype=np.float64)
-    return Detection(box=box, keypoints=keypoints.astype(np.float32), score=min(float(a.score), float(b.score)),
+    return Detection(box=(x0, y0, x1, y1), keypoints=keypoints.astype(np.float32), score=min(float(a.score), float(b.score)),
                      interpolated=True)
 
 

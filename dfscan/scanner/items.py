@@ -32,7 +32,7 @@ def file_item(path: str, kind: str, payload: FilePayload, fingerprint: dict | No
     if "error" in payload:
         return rp.error_item(path, kind, payload["error"]["code"], payload["error"]["message"],
                              media=payload.get("media"), fingerprint=fingerprint)
-    item = {"path": path, "kind": payload["kind"], "status": "no_face", "error": None, "score": None,
+    item: dict[str, Any] = {"path": path, "kind": payload["kind"], "status": "no_face", "error": None, "score": None,
             "verdict": None, "media": payload["media"], "subjects": []}
     if fingerprint:
         item["file"] = fingerprint

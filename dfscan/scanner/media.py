@@ -318,7 +318,7 @@ def _packet_span(path: Path, index: int) -> tuple[int, float]:
                 first = p.pts if first is None else min(first, p.pts)
                 stop = p.pts + (p.duration or 0)
                 end = stop if end is None else max(end, stop)
-    seconds = float((end - first) * tb) if first is not None else 0.0
+    seconds = float((end - first) * tb) if first is not None and end is not None and tb else 0.0
     return count, seconds
 
 
@@ -362,14 +362,19 @@ def _open_image(path: Path) -> Image.Image:
 _EXIF_ROTATION = {3: 180, 6: 270, 8: 90}  # EXIF orientation → CCW degrees to display, as for video
 
 
+def _n_frames(img: Image.Image) -> int:
+    """Frames of an image: n_frames is only on the plugins for multi-frame formats (GIF, WebP, ...)."""
+    return int(getattr(img, "n_frames", 1))
+
+
 def _is_animated(img: Image.Image) -> bool:
-    return img.format in ANIMATED_FORMATS and getattr(img, "n_frames", 1) > 1
+    return img.format in ANIMATED_FORMATS and _n_frames(img) > 1
 
 
 def _animation_times(img: Image.Image) -> list[float]:
     """Start time (s) of every frame of an animated image, plus the end: from each frame's duration."""
     times = [0.0]
-    for i in range(img.n_frames):
+    for i in range(_n_frames(img)):
         img.seek(i)
         img.load()  # WebP sets the frame's duration when decoding it
         ms = float(img.info.get("duration") or 0)
@@ -391,7 +396,7 @@ def probe(path: Path | str) -> MediaInfo:
             n, duration, fps = 1, 0.0, 0.0
             if _is_animated(img):
                 try:
-                    n, duration = img.n_frames, _animation_times(img)[-1]
+                    n, duration = _n_frames(img), _animation_times(img)[-1]
                 except (OSError, SyntaxError, ValueError, EOFError) as exc:
                     raise MediaError("decode_error", f"cannot read animation: {exc}", path) from None
                 fps = n / duration if duration else 0.0
@@ -477,7 +482,7 @@ def _image_frames(path: Path, frames: int, fps: float | None, stats: SampleStats
                 yield Frame(0, 0.0, _image_rgb(img))
                 return
             times = _animation_times(img)
-            n = img.n_frames
+            n = _n_frames(img)
             if fps is not None:  # the first frame at or after each 1/F s step
                 wanted, next_t = [], 0.0
                 for i in range(n):
@@ -614,12 +619,12 @@ class _Decoder:
                 last_pts = frame.pts if frame.pts is not None else last_pts
                 yield ordinal, frame
         if self._pending and last_pts is not None and self.reopen is not None:  # frames missing at the end
-            for frame in self._redecode_after(last_pts):
+            for frame in self._redecode_after(last_pts, self.reopen):
                 ordinal = self._place(frame, ordinal)
                 yield ordinal, frame
         self.lost.extend(self._seconds(heapq.heappop(self._pending)) for _ in range(len(self._pending)))
 
-    def _redecode_after(self, pts: int) -> Iterator[av.VideoFrame]:
+    def _redecode_after(self, pts: int, reopen: Callable[[], Any]) -> Iterator[av.VideoFrame]:
         """The frames after `pts` again, decoded without frame threads from the key frame before it.
 
         A frame-threaded decoder holds up to one frame per thread at the end; a damaged frame
@@ -627,7 +632,7 @@ class _Decoder:
         every frame it held is lost. Undamaged files have nothing missing at the end.
         """
         try:
-            with self.reopen() as container:
+            with reopen() as container:
                 stream = container.streams[self.stream.index]
                 stream.thread_type = "SLICE"  # no frames held back
                 if self.keys_only:

@@ -22,7 +22,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from dfscan.core.errors import InputError
 from dfscan.scanner import report as rp
@@ -51,7 +51,7 @@ __all__ = [
 WORKER_BATCH = 1
 
 
-def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: ProgressFn | None = None) -> dict:
+def scan(paths: Sequence[str | Path], options: ScanOptions | None = None, progress: ProgressFn | None = None) -> dict:
     """Scan files and folders; return a `dfscan.report/1` dict (the caller writes it; see scan_to_report).
 
     Items stream to `<report>.stream.jsonl` as they finish when `options.report` is set, under
@@ -61,7 +61,7 @@ def scan(paths: list[str | Path], options: ScanOptions | None = None, progress: 
     return _scan(paths, options or ScanOptions(), progress, write=False)
 
 
-def scan_to_report(paths: list[str | Path], options: ScanOptions, fmt: str | None = None,
+def scan_to_report(paths: Sequence[str | Path], options: ScanOptions, fmt: str | None = None,
                    progress: ProgressFn | None = None) -> dict:
     """Scan and write the final report to `options.report` (json | jsonl | csv), and return it.
 
@@ -74,7 +74,7 @@ def scan_to_report(paths: list[str | Path], options: ScanOptions, fmt: str | Non
     return _scan(paths, options, progress, write=True, fmt=fmt)
 
 
-def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | None, write: bool,
+def _scan(paths: Sequence[str | Path], options: ScanOptions, progress: ProgressFn | None, write: bool,
           fmt: str | None = None, scan_files: Callable[..., dict] | None = None,
           collect: Callable[[list], tuple[list, list]] | None = None) -> dict:
     """Check the output, collect the inputs, then scan them with the report locked (and with `write`
@@ -103,16 +103,18 @@ def _scan(paths: list[str | Path], options: ScanOptions, progress: ProgressFn | 
     if options.report is not None:  # the report, its stream and its lock are never one of the inputs
         check_outputs_apart([options.report, rp.stream_path_for(options.report), rp.lock_path_for(options.report)],
                             [*files, options.weights])
-    write_as = rp.format_for(options.report, fmt) if write else None
+    # (path, format) the report is written to, or None: returned only (every caller that writes has a report)
+    write_to = (options.report, rp.format_for(options.report, fmt)) if write and options.report is not None else None
     lock = rp.ReportLock(options.report) if options.report is not None else contextlib.nullcontext()
     with lock, CtrlC() as ctrl_c:
         result = (scan_files or _scan_files)(files, skipped, skipped_list, options, progress, started, created)
-        if write_as is not None:
+        if write_to is not None:
+            report, write_as = write_to
             ctrl_c.hold()
             try:
-                rp.write_report(result, options.report, write_as)
+                rp.write_report(result, report, write_as)
             except rp.OutputError as exc:
-                stream = rp.stream_path_for(options.report)
+                stream = rp.stream_path_for(report)
                 if options.stream and stream.is_file():
                     raise rp.OutputError(f"{exc}; the finished items are kept in {stream}: make room and rerun with --resume") from None
                 raise
@@ -227,6 +229,7 @@ def _scan_files(files: list[Path], skipped: list, skipped_list: list[dict], opti
         print(plan.note, file=sys.stderr, flush=True)
     scorer = None
     if plan.in_workers:
+        assert plan.threads is not None  # a plan scoring in the workers always sets their threads
         scorer = ScorerSpec(backend.name, str(weights), str(getattr(backend, "onnx_path", "")) or None, plan.threads,
                             options.batch_size or WORKER_BATCH, dict(checkpoint.config))
     elif plan.threads is not None:

@@ -40,15 +40,18 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from dfscan.core.errors import InputError
 from dfscan.scanner import report as rp
+
+if TYPE_CHECKING:
+    from dfscan.scanner.stage import FilePayload
 
 INSTALL_HINT = 'dfscan scan --ray needs Ray Data: pip install "dfscan[ray]" (that is ray[data]>=2.9), on this machine and on every node of the cluster'
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "viewfs://", "abfs://", "abfss://")
@@ -132,7 +135,8 @@ class _Localized:
     """A local path for PyAV: the path itself, or an object-store URI copied to a temporary file (removed on exit)."""
 
     def __init__(self, path: str):
-        self.path, self.tmp = path, None
+        self.path: str = path
+        self.tmp: str | None = None
 
     def __enter__(self) -> str:
         if not is_uri(self.path):
@@ -332,7 +336,7 @@ class _File:
     kind: str
     fingerprint: dict | None
     scores: dict[int, float] = field(default_factory=dict)
-    payload: dict | None = None
+    payload: FilePayload | None = None
 
 
 @dataclass
@@ -402,7 +406,7 @@ def _runtime_env() -> dict:
     return {"env_vars": env} if env else {}
 
 
-def scan_ray(paths: list[str | Path], options: Any, ray_options: RayOptions, fmt: str | None = None,
+def scan_ray(paths: Sequence[str | Path], options: Any, ray_options: RayOptions, fmt: str | None = None,
              progress: Any = None) -> dict:
     """The local scan's report, with the stages on Ray; written to options.report when it is set."""
     require_ray()

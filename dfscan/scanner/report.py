@@ -100,7 +100,7 @@ def make_header(*, model: dict, backend: dict, settings: dict, created: str | No
 
 def error_item(path: str, kind: str, code: str, message: str, *, media: dict | None = None, fingerprint: dict | None = None) -> dict:
     """An item for a file that could not be scanned; the message is forced onto one line."""
-    item = {
+    item: dict[str, Any] = {
         "path": path, "kind": kind, "status": "error",
         "error": {"code": code, "message": one_line(message)},
         "score": None, "verdict": None, "media": media, "subjects": [],
@@ -453,9 +453,9 @@ class ReportLock:
             except OSError:
                 same = False
             if same:
-                owner = dumps_line({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()})
+                line = dumps_line({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()})
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, owner.encode("utf-8") + b"\n", 0)
+                os.pwrite(fd, line.encode("utf-8") + b"\n", 0)
                 self._fd = fd
                 return self
             os.close(fd)
@@ -484,9 +484,9 @@ def _try_lock(fd: int, path: Path) -> bool:
     """True when this process now holds the lock on `fd`."""
     try:
         import fcntl
-    except ImportError:  # not POSIX
-        fcntl = None
-    if fcntl is not None:
+    except ImportError:  # not POSIX: the owner's pid decides
+        pass
+    else:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True

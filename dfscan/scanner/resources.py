@@ -56,7 +56,7 @@ def cap_workers(wanted: int, files: int, *, requested: bool, per_worker: int,
     workers = max(1, min(wanted, files, by_memory))
     if workers >= wanted:
         return workers, None
-    if workers == by_memory and by_memory < min(wanted, files):
+    if available is not None and workers == by_memory and by_memory < min(wanted, files):
         why = (f"{available / 2**30:.1f} GiB of memory available, about {per_worker / 2**20:.0f} MiB per worker")
     elif requested:
         why = f"{files} file{'s' if files != 1 else ''} to scan"

@@ -121,7 +121,7 @@ def _media_dict(info: Any, frames_sampled: int, stats: Any = None) -> dict:
     """The item's `media`: the probe's MediaInfo and how sampling went (media.SampleStats), with warnings."""
     from dfscan.scanner.streams import media_warnings
 
-    d = asdict(info) if is_dataclass(info) else dict(info)
+    d = asdict(info) if is_dataclass(info) and not isinstance(info, type) else dict(info)
     repaired = int(getattr(stats, "timestamps_repaired", 0))
     duration, fps, total = d.get("duration"), d.get("fps"), d.get("frames_total")
     if repaired and fps and total:  # timestamps that went back shortened the span they give
@@ -295,8 +295,9 @@ def error_payload(exc: BaseException) -> FilePayload:
         code = "bad_input" if isinstance(exc, InputError) else ("too_large" if isinstance(exc, MemoryError) else "internal_error")
     message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
     payload: FilePayload = {"error": {"code": str(code), "message": rp.one_line(message or code)}}
-    if getattr(exc, "media", None) is not None:  # what was read of a damaged file
-        payload["media"] = exc.media
+    media = getattr(exc, "media", None)
+    if media is not None:  # what was read of a damaged file
+        payload["media"] = media
     return payload
 
 

@@ -107,7 +107,7 @@ def track_faces(
     finished: list[Track] = []
     for pos, detections in enumerate(per_frame):
         # retire tracks that have missed too many frames
-        still = []
+        still: list[Track] = []
         for tr in active:
             (finished if _missed(tr, pos, reach) > max_gap else still).append(tr)
         active = still

@@ -64,7 +64,10 @@ def jpeg(img: np.ndarray, rng: np.random.Generator, quality: tuple[int, int] = (
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
     if not ok:  # OpenCV cannot fail on a valid uint8 image; keep the sample rather than crash a worker
         return img
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:  # as above: never on the bytes just encoded
+        return img
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def h264(img: np.ndarray, crf: int) -> np.ndarray:
@@ -88,8 +91,8 @@ def h264(img: np.ndarray, crf: int) -> np.ndarray:
         for packet in stream.encode():
             out.mux(packet)
     buf.seek(0)
-    with av.open(buf) as inp:
-        frame = np.ascontiguousarray(next(inp.decode(video=0)).to_ndarray(format="rgb24"))
+    with av.open(buf, "r") as inp:
+        frame: np.ndarray = np.ascontiguousarray(next(inp.decode(video=0)).to_ndarray(format="rgb24"))
     return cv2.resize(frame, (w, h)) if frame.shape[:2] != (h, w) else frame
 
 

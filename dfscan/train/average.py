@@ -75,32 +75,32 @@ def average_checkpoints(paths: Sequence[str | Path], *, weights: Sequence[float]
     `SOUP_MAX_DISTANCE` of the first. Returns the averaged model (eval mode), its config and each
     file's info (threshold, provenance, sha256).
     """
-    paths = [Path(p) for p in paths]
-    if len(paths) < 2:
+    files = [Path(p) for p in paths]
+    if len(files) < 2:
         raise InputError("weight averaging needs at least two checkpoints")
-    shares = _weights(weights, len(paths))
+    shares = _weights(weights, len(files))
     what = "only checkpoints of one run can be averaged" if one_run else "only fine-tunes of one parent can be souped"
     total: dict[str, torch.Tensor] = {}
     first: dict[str, torch.Tensor] = {}
     config: ModelConfig | None = None
     infos: list[dict] = []
-    for path, share in zip(paths, shares):
+    for path, share in zip(files, shares):
         if not path.is_file():
             raise InputError(f"{path}: file not found")
         model, cfg, info = load_checkpoint(path, deploy=False)
         if config is not None and cfg != config:
-            raise CheckpointError(f"{path}: backbone, input size, groups or methods differ from {paths[0]}; {what}")
+            raise CheckpointError(f"{path}: backbone, input size, groups or methods differ from {files[0]}; {what}")
         fields = RUN_FIELDS if one_run else SOUP_FIELDS
         differ = [k for k in fields if infos and info["provenance"].get(k) != infos[0]["provenance"].get(k)]
         if one_run and infos and _run_folder(info) != _run_folder(infos[0]):
             differ.append("run folder (options.out)")
         if differ:
-            raise CheckpointError(f"{path}: {', '.join(differ)} differ from {paths[0]}; {what}")
+            raise CheckpointError(f"{path}: {', '.join(differ)} differ from {files[0]}; {what}")
         state = model.state_dict()
         if not infos:
             first = state
         elif not one_run and (d := weight_distance(first, state)) > SOUP_MAX_DISTANCE:
-            raise CheckpointError(f"{path}: weights {d:.0%} apart from {paths[0]} (a soup needs at most "
+            raise CheckpointError(f"{path}: weights {d:.0%} apart from {files[0]} (a soup needs at most "
                                   f"{SOUP_MAX_DISTANCE:.0%}); these are not fine-tunes of one parent")
         config = cfg
         infos.append(info)

@@ -121,7 +121,7 @@ def load_checkpoint(path: str | Path, *, deploy: bool = True, device: str | torc
         state = {k: v for k, v in state.items() if k.split(".", 1)[0] in model.parts}
     _check_keys(path, model, state)
     model.load_state_dict(state)
-    if deploy and kind == "full":
+    if deploy and isinstance(model, PGFDD):  # kind == "full"
         model = PGFDDDeploy.from_full(model)
     model = model.to(device).eval()
     info = {"threshold": threshold, "provenance": provenance, "kind": kind, "sha256": file_sha256(path),

@@ -85,8 +85,9 @@ class ModelConfig:
     method_names: list[str] = field(default_factory=lambda: _default_methods(6))
 
     def __post_init__(self) -> None:
-        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
-        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        # a config read from JSON gives lists: the same numbers as a tuple (of the length given)
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]  # length not checked here
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]  # length not checked here
         self.group_names = [str(g) for g in self.group_names]
         self.method_names = [str(m) for m in self.method_names]
         if len(self.group_names) != self.num_fair:

@@ -138,8 +138,9 @@ def static_scores(manifest: Manifest) -> np.ndarray:
         refs = sources.get(manifest.samples[f].source)
         ref = ((np.mean([cache[i][0] for i in refs], 0), np.mean([cache[i][1] for i in refs], 0))
                if refs else mean_real)
-        d_spec[k] = float(np.abs(spec - ref[0]).mean())  # type: ignore[index]
-        d_col[k] = float(np.abs(col - ref[1]).mean())  # type: ignore[index]
+        assert ref is not None  # a fake without source rows is in `unmatched`, so mean_real was set
+        d_spec[k] = float(np.abs(spec - ref[0]).mean())
+        d_col[k] = float(np.abs(col - ref[1]).mean())
     distance = percentile_rank(d_spec) + percentile_rank(d_col)
     out[fakes] = percentile_rank(-distance)
     return out
@@ -252,12 +253,12 @@ class QualityCurriculum:
         by_group: dict[str | None, list[int]] = {}
         for i in reals:
             by_group.setdefault(self.samples[i].group, []).append(i)
-        groups = {k: np.array(v) for k, v in by_group.items() if k is not None}
+        groups: dict[str | None, np.ndarray] = {k: np.array(v) for k, v in by_group.items() if k is not None}
         every = np.array(reals)
         out: dict[int, np.ndarray] = {}
         for i in np.flatnonzero(self.is_fake).tolist():
             s = self.samples[i]
-            out[i] = sources.get(s.source) if s.source in sources and not s.synthetic else groups.get(s.group, every)
+            out[i] = sources[s.source] if s.source in sources and not s.synthetic else groups.get(s.group, every)
         return out
 
     def augment_probability(self) -> np.ndarray:

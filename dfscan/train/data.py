@@ -205,9 +205,9 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     if check_files:
         absent = [s.row for s in samples if not s.path.is_file()]
         if absent:
-            first = samples[absent[0] - 1].path
+            missing = samples[absent[0] - 1].path
             raise InputError(f"{path}: {len(absent)} image file(s) not found, row(s) {_rows_list(absent)} "
-                             f"(first: {first})")
+                             f"(first: {missing})")
     return Manifest(path, samples, "official" if official else "dfscan", attributes, file_sha256(path))
 
 
@@ -222,7 +222,8 @@ def check_apart(train: Manifest, val: Manifest) -> None:
     `--allow-overlap` skips this check.
     """
     train_paths = {os.path.realpath(s.path) for s in train.samples}
-    same_file, rest = [], []
+    same_file: list[Sample] = []
+    rest: list[Sample] = []
     for s in val.samples:
         (same_file if os.path.realpath(s.path) in train_paths else rest).append(s)
     same_content: list[Sample] = []
@@ -420,10 +421,11 @@ class BalancedBatchSampler(Sampler[list[Key]]):
             r = [next(reals) for _ in range(self.half)]
             f = []
             for idx in r:
-                if self.sbi and (fakes is None or rng.random() < 0.5):
+                # no fake rows only with sbi (__init__): the same draws as `sbi and (none or coin)`
+                if fakes is None or (self.sbi and rng.random() < 0.5):
                     f.append(self.n + idx)
                 else:
-                    f.append(next(fakes))  # type: ignore[arg-type]
+                    f.append(next(fakes))
             yield [(i, int(rng.integers(0, 2**31 - 1))) for i in r + f]
 
 
@@ -435,7 +437,7 @@ VALIDATION_SEED = 1_000_003
 def validation_keys(manifest: Manifest, *, sbi: bool, seed: int = VALIDATION_SEED) -> list[Key]:
     """Every row once, plus (with SBI) one pseudo-fake per real row blended with `seed`."""
     n = len(manifest.samples)
-    keys = [(i, seed) for i in range(n)]
+    keys: list[Key] = [(i, seed) for i in range(n)]
     if sbi:
         keys += [(n + i, seed) for i, s in enumerate(manifest.samples) if s.label == 0]
     return keys

@@ -33,8 +33,8 @@ def warp_face(source: np.ndarray, source_kp: np.ndarray, target_kp: np.ndarray,
               shape: tuple[int, int]) -> np.ndarray:
     """The source face moved onto the target's landmarks by the affine map that best fits the
     inner keypoints (a piecewise warp needs dense landmarks: on 6 points it tears the face)."""
-    s = np.float32(np.asarray(source_kp).reshape(6, 2)[INNER])
-    t = np.float32(np.asarray(target_kp).reshape(6, 2)[INNER])
+    s = np.asarray(source_kp).reshape(6, 2)[INNER].astype(np.float32)
+    t = np.asarray(target_kp).reshape(6, 2)[INNER].astype(np.float32)
     m, _ = cv2.estimateAffine2D(s, t, method=cv2.LMEDS)
     if m is None:
         m = cv2.getAffineTransform(s[:3], t[:3])
@@ -61,9 +61,9 @@ def face_outline(kp: np.ndarray) -> np.ndarray:
 def face_mask(points: np.ndarray, shape: tuple[int, int], shrink: float) -> np.ndarray:
     """uint8 mask (0/255) of the face outline's convex hull, shrunk towards its centre by `shrink`."""
     centre = points.mean(axis=0)
-    hull = cv2.convexHull(np.float32(centre + (points - centre) * (1.0 - shrink)))
+    hull = cv2.convexHull((centre + (points - centre) * (1.0 - shrink)).astype(np.float32))
     mask = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(mask, np.int32(np.round(hull.reshape(-1, 2))), 255)
+    cv2.fillConvexPoly(mask, np.round(hull.reshape(-1, 2)).astype(np.int32), 255)
     return mask
 
 

@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from dfscan.core.errors import InputError
 from dfscan.core.metrics import binary_metrics, calibrate_threshold
+from dfscan.train.backbones.encoder import Encoder
 from dfscan.train.checkpoint import save_checkpoint
 from dfscan.train.config import ModelConfig
 from dfscan.train.data import (
@@ -88,7 +89,7 @@ def trainable(name: str) -> bool:
     return not name.startswith(ENCODERS) or ".adjust_channel." in name
 
 
-def build_cache(trunk: torch.nn.Module, manifest: Manifest, config: ModelConfig, *, sbi: bool, path: Path,
+def build_cache(trunk: Encoder, manifest: Manifest, config: ModelConfig, *, sbi: bool, path: Path,
                 log: Callable[[str], None], batch_size: int = 32) -> Cache:
     """Trunk maps of every row (and, with `sbi`, of one seeded pseudo-fake per real), on disk at
     `path` keyed by the manifest's hash, backbone and size: a second run reads them back."""
@@ -209,7 +210,7 @@ def train_frozen(opts: FrozenOptions, log: Callable[[str], None] = print) -> dic
         p_val = scores(model, val_c)
         threshold = calibrate_threshold(y_val, p_val, "fpr", opts.target_fpr)
         dom = np.array(val_c.domain)
-        row = {"epoch": epoch, "loss": loss_sum / opts.steps, "seconds": round(time.perf_counter() - t0, 1),
+        row: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / opts.steps, "seconds": round(time.perf_counter() - t0, 1),
                "threshold": threshold, "val_auc": _auc(y_val, p_val),
                "val_auc_by_domain": {d: _auc(y_val[dom == d], p_val[dom == d]) for d in sorted(set(dom))},
                "val_fpr": float((p_val[y_val == 0] >= threshold).mean())}

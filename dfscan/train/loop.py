@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -481,7 +481,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                          method_names=methods, num_fair=len(groups), group_names=groups)
 
     if opts.resume or opts.init_from is not None:
-        source = last_ckpt if opts.resume else Path(opts.init_from)
+        source = last_ckpt if opts.resume or opts.init_from is None else Path(opts.init_from)
         model, saved_cfg, _ = load_checkpoint(source, deploy=False, device=device)
         aligned = align_group_names(saved_cfg.group_names, groups)
         if aligned is not None:  # the checkpoint's head order, its pre-"|" names read as these groups
@@ -500,7 +500,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     else:
         model = PGFDD(config, pretrained=opts.pretrained).to(device)
     # channels-last convolutions: ~15% faster training steps on the 2-core CPU (recipes/bench_train_step.py)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented; not in torch's overloads
 
     gen = torch.Generator().manual_seed(opts.seed)
     loss_fn = PGFDDLoss(train_m.group_counts(groups), generator=gen, fairness=opts.fairness)
@@ -508,7 +508,8 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
     base_kwargs = {**base_kwargs, "lr": opts.lr}
     opt: torch.optim.Optimizer = (base_cls(model.parameters(), **base_kwargs) if opts.no_sam
                                   else SAM(model.parameters(), base_cls, rho=0.05, **base_kwargs))
-    state = {"epoch": 0, "step": 0, "best_auc": -math.inf, "best_epoch": 0, "seconds": 0.0}
+    sam = opt if isinstance(opt, SAM) else None  # the two-step update, unless --no-sam
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_auc": -math.inf, "best_epoch": 0, "seconds": 0.0}
     if opts.resume:
         state.update(load_optimizer(last_optim, opt, gen, device))
         if state["epoch"] >= opts.epochs:
@@ -518,7 +519,7 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                 raise InputError(f"{out}: the run was started without --curriculum quality (no {quality_state.name})")
             curriculum.load(quality_state)
 
-    common = {"group_names": groups, "method_names": methods, "size": config.input_size, "mean": config.mean,
+    common: dict[str, Any] = {"group_names": groups, "method_names": methods, "size": config.input_size, "mean": config.mean,
               "std": config.std}
     train_ds = FaceDataset(train_m, augment=Augment(p_scale=opts.scale_jitter, p_video=opts.video_aug) if opts.augment else None, **common)
     batches = sampler if curriculum is None else QualityBatchSampler(sampler, curriculum)
@@ -576,14 +577,14 @@ def train(opts: TrainOptions, progress: bool = True, log: Callable[[str], None] 
                         raise InputError(f"the training loss became {float(parts['loss'])} at epoch {epoch}, "
                                          f"step {steps + 1}; lower --lr")
                     parts["loss"].backward()
-                    if opts.no_sam:
+                    if sam is None:
                         opt.step()
                         opt.zero_grad(set_to_none=True)
                     else:
-                        opt.first_step(zero_grad=True)  # type: ignore[attr-defined]
+                        sam.first_step(zero_grad=True)
                         with bn_stats_frozen(model):
                             loss_fn(model(x), y, meth, grp)["loss"].backward()
-                        opt.second_step(zero_grad=True)  # type: ignore[attr-defined]
+                        sam.second_step(zero_grad=True)
                     steps += 1
                     state["step"] += 1
                     for k in sums:

@@ -35,7 +35,7 @@ def reconstruction_loss(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> t
     """
     if not pairs:
         return torch.zeros(())
-    return sum(F.l1_loss(rec, target) for rec, target in pairs)  # type: ignore[return-value]
+    return sum(F.l1_loss(rec, target) for rec, target in pairs)  # type: ignore[return-value]  # 0 + tensors: a tensor
 
 
 # ---------------------------------------------------------------- contrastive
@@ -119,6 +119,8 @@ def ldam_margins(counts: Sequence[float], max_margin: float = 0.5) -> torch.Tens
 class LDAMLoss(nn.Module):
     """Label-distribution-aware margin loss (Cao et al. 2019) on the demographic head:
     CE(s·(z − m_y·onehot(y)), y). Targets < 0 (unknown group) are ignored."""
+
+    margins: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(self, counts: Sequence[float], max_margin: float = 0.5, s: float = 30.0):
         super().__init__()

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dfscan.train.backbones import create_backbone, feature_grid
+from dfscan.train.backbones.encoder import Encoder
 from dfscan.train.config import ModelConfig
 
 
@@ -161,7 +162,7 @@ class PGFDD(nn.Module):
         """`trunk`: the backbones' shared trunk output for x, precomputed (`dfscan.train.frozen`: a frozen,
         pretrained trunk is the same in all three encoders, so only their `adjust_channel`
         projections run); x is then only the reconstruction target, at any size."""
-        def encode(encoder: nn.Module) -> torch.Tensor:
+        def encode(encoder: Encoder) -> torch.Tensor:
             return encoder(x) if trunk is None else encoder.adjust_channel(trunk)
 
         f_all = encode(self.encoder_f)

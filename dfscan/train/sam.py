@@ -76,7 +76,7 @@ class SAM(torch.optim.Optimizer):
         if zero_grad:
             self.zero_grad()
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):  # type: ignore[override]
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):  # type: ignore[override]  # closure required
         """Both steps; `closure` must do a full forward and backward (it is called once, at
         the perturbed point, after this call's caller did the first backward)."""
         if closure is None:
@@ -116,17 +116,16 @@ def bn_stats_frozen(model: nn.Module) -> Iterator[None]:
     momentum=None (cumulative averages) would still update. So the buffers are copied on
     entry and written back on exit, which is exact whatever the layer's settings.
     """
-    saved = []
+    saved: list[tuple[nn.Module, str, torch.Tensor]] = []  # (layer, buffer name, its value on entry)
     for m in model.modules():
         if isinstance(m, _BN) and m.track_running_stats and m.running_mean is not None:
-            saved.append((m, m.running_mean.clone(), m.running_var.clone(),
-                          None if m.num_batches_tracked is None else m.num_batches_tracked.clone()))
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                buf = getattr(m, name)
+                if buf is not None:
+                    saved.append((m, name, buf.clone()))
     try:
         yield
     finally:
         with torch.no_grad():
-            for m, mean, var, count in saved:
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                if count is not None:
-                    m.num_batches_tracked.copy_(count)
+            for m, name, value in saved:
+                getattr(m, name).copy_(value)

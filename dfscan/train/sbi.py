@@ -17,6 +17,8 @@ ear) in crop pixels; without them a centred face ellipse stands in.
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import cv2
 import numpy as np
 
@@ -47,7 +49,7 @@ def face_polygon(kp: np.ndarray) -> np.ndarray:
     return np.vstack([kp, chin, brow, jaw_r, jaw_l])
 
 
-def _usable(kp: np.ndarray | None, size: tuple[int, int]) -> bool:
+def _usable(kp: np.ndarray | None, size: tuple[int, int]) -> TypeGuard[np.ndarray]:
     if kp is None:
         return False
     kp = np.asarray(kp, np.float64).reshape(-1)

@@ -79,7 +79,7 @@ def leading_silence_ms(container: av.container.InputContainer, stream: av.audio.
     first: float | None = None
     try:
         for frame in container.decode(stream):
-            if frame.pts is None or frame.samples == 0:
+            if frame.pts is None or frame.time_base is None or frame.samples == 0:
                 continue
             t0 = float(frame.pts * frame.time_base)
             if first is None:
@@ -110,12 +110,13 @@ def _video_features(path: Path, silence_db: float) -> dict[str, Any]:
                            "file_size_bytes": path.stat().st_size}
     with av.open(str(path), metadata_errors="ignore") as container:
         video = container.streams[info.stream_index or 0]  # the stream the scan reads (the largest)
+        assert isinstance(video, av.VideoStream)  # probe's stream_index is always a video stream's
         out["container"] = container.format.name
         out["pixel_format"] = video.codec_context.pix_fmt or ""
         bit_rate = container.bit_rate or (8 * out["file_size_bytes"] / info.duration if info.duration else None)
         out["bitrate_kbps"] = round(bit_rate / 1000.0, 1) if bit_rate else None
         out["video_start_ms"] = (round(float(video.start_time * video.time_base) * 1000.0, 2)
-                                 if video.start_time is not None else None)
+                                 if video.start_time is not None and video.time_base is not None else None)
         out["has_audio"] = str(bool(container.streams.audio)).lower()
         if container.streams.audio:
             audio = container.streams.audio[0]

@@ -46,6 +46,7 @@ MODEL_AUC_NOTE = ("a feature's AUC is folded to >= 0.5 (lower in fakes separates
 
 
 def print_result(result: AuditResult, console: Any) -> None:
+    from rich.console import JustifyMethod
     from rich.markup import escape
     from rich.table import Table
 
@@ -53,8 +54,10 @@ def print_result(result: AuditResult, console: Any) -> None:
     doc = result.report
     table = Table(title=f"Metadata shortcuts in {escape(Path(doc['labels']['path']).name)} "
                         f"({doc['scored']['real']} real, {doc['scored']['fake']} fake scored)")
-    for col, justify in (("feature", "left"), ("kind", "left"), ("n", "right"), ("AUC [95% CI]", "right"),
-                         ("how it separates", "left"), ("", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("feature", "left"), ("kind", "left"), ("n", "right"), ("AUC [95% CI]", "right"),
+        ("how it separates", "left"), ("", "left"))
+    for col, justify in columns:
         table.add_column(col, justify=justify)
     for f in doc["features"]:
         mark = "[bold red]SHORTCUT[/]" if f["shortcut"] else ""
@@ -137,7 +140,7 @@ def write_plots(result: AuditResult, out_dir: str | Path) -> list[Path]:
         if f["kind"] == "numeric":
             both = np.asarray(real + fake, dtype=np.float64)
             bins = np.histogram_bin_edges(both, bins=min(30, max(5, len(both) // 4)))
-            ax.hist([real, fake], bins=bins, label=["real", "fake"], color=["#1f77b4", "#d62728"], alpha=0.85)
+            ax.hist([real, fake], bins=bins.tolist(), label=["real", "fake"], color=["#1f77b4", "#d62728"], alpha=0.85)
             ax.set(xlabel=f["feature"], ylabel="items")
         else:
             cats = sorted({str(v) for v in real + fake})

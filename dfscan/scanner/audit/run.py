@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -106,6 +106,7 @@ def read_features(paths: list[Path], silence_db: float, workers: int | None,
     done = SimpleNamespace(done=0, total=len(jobs))
     out: list[tuple[dict | None, tuple | None]] = []
     with contextlib.ExitStack() as stack:  # one loop; a pool only when it pays
+        results: Iterator[tuple[dict | None, tuple | None]]
         if workers == 1:
             results = map(_features_of, jobs)
         else:
@@ -162,7 +163,7 @@ def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any
     if not keep:
         raise InputError(f"no item of {Path(labels).name} could be read ({excluded[0]['code']}: "
                          f"{excluded[0]['message']})")
-    rows = [results[i][0] for i in keep]
+    rows = [feats for feats, _ in results if feats is not None]  # the rows of `keep`, in order
     for c, vals in csv_values.items():
         for row, i in zip(rows, keep):
             row[f"csv:{c}"] = vals[i]
@@ -177,7 +178,7 @@ def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any
     kinds = {**{k: v for k, v in FEATURES.items() if any(k in r for r in rows)},
              **{f"csv:{c}": "num" for c in options.features}}
     values = {name: [r.get(name) for r in rows] for name in kinds}
-    features = []
+    features: list[dict[str, Any]] = []
     for i, (name, kind) in enumerate(kinds.items()):
         s = separation(values[name], y, kind)
         ci = (interval(values[name], y, kind, options.bootstrap, options.seed + i)
@@ -202,9 +203,9 @@ def run_audit(labels: str | Path, options: AuditOptions, progress: Callable[[Any
                                      "shortcut": False}
             if min(n_real, n_fake) >= MIN_GROUP_CLASS:
                 seps = [(separation([values[k][i] for i in sel], y[sel], kind), k) for k, kind in kinds.items()]
-                seps = [(s.auc, k, s.detail) for s, k in seps if s.auc is not None]
-                if seps:
-                    auc, k, detail = max(seps)
+                found = [(s.auc, k, s.detail) for s, k in seps if s.auc is not None]
+                if found:
+                    auc, k, detail = max(found)
                     entry.update(worst_feature=k, auc=round(auc, 4), detail=detail,
                                  shortcut=not too_few and auc > options.max_shortcut_auc)
             by_group[attr][name] = entry

@@ -121,7 +121,7 @@ def scan(
             result = run_scan(paths, options, progress=progress.update)
 
     if report is None:
-        rp.print_report(result, fmt_name, sys.stdout)
+        rp.print_report(result, fmt_name or "json", sys.stdout)  # never None here: no report file
 
     summary = result["summary"]
     if crops:

@@ -122,7 +122,7 @@ def evaluate_gates(doc: dict[str, Any], options: CheckOptions, scopes: list[str]
                            if r["sufficient"] and r[key] is not None and not math.isnan(r[key])}
                 undefined = [k for k, r in rows.items() if r["sufficient"] and k not in defined]
                 if defined:
-                    worst = (min if op == ">=" else max)(defined, key=defined.get)
+                    worst = (min if op == ">=" else max)(defined, key=lambda k: defined[k])
                     why = f"worst group: {worst}"
                     if undefined:
                         why += f"; no {metric} (it needs {needs}): " + ", ".join(undefined)

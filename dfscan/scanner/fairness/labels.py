@@ -184,7 +184,7 @@ def read_labels(csv_path: str | Path, attrs: Iterable[str] | None = None, *,
     else:
         intersection = joined
     return LabelledSet(
-        source=csv_path, format=fmt, paths=paths, written=written, lines=lines,
+        source=Path(csv_path), format=fmt, paths=paths, written=written, lines=lines,
         labels=np.asarray(labels, dtype=np.int64),
         attributes={a: groups[a] for a in chosen}, intersection=intersection,
         columns={h: [cells[col[h]] for _, cells in table.rows]

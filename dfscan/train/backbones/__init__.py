@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-from torch import nn
-
 from dfscan.core.errors import InputError
+from dfscan.train.backbones.encoder import Encoder
 from dfscan.train.backbones.registry import BACKBONES, BackboneEntry, register_backbone
 from dfscan.train.choices import BACKBONE_FILES
 
@@ -32,7 +31,7 @@ def missing_pretrained(name: str) -> str | None:
     return backbone(name).missing_pretrained()
 
 
-def create_backbone(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+def create_backbone(name: str, pretrained: bool = False, **kwargs) -> Encoder:
     """Build a registered backbone; `pretrained` loads ImageNet weights where they are available."""
     return backbone(name).build(pretrained=pretrained, **kwargs)
 

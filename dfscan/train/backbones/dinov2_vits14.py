@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dfscan.train.backbones.encoder import Encoder
 from dfscan.train.backbones.registry import register_backbone
 
 WIDTH, DEPTH, HEADS, PATCH, POS_GRID = 384, 12, 6, 14, 37
@@ -68,8 +69,11 @@ class Block(nn.Module):
         return x + self.gamma2 * self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
-class DinoV2ViTS14(nn.Module):
+class DinoV2ViTS14(Encoder):
     """DINOv2 ViT-S/14 trunk + PG-FDD's `adjust_channel`: (B,3,S,S) -> (B, feature_channels, S/28, S/28)."""
+
+    in_scale: torch.Tensor  # buffers (register_buffer)
+    in_shift: torch.Tensor
 
     def __init__(self, feature_channels: int = 512):
         super().__init__()

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dfscan.train.backbones.encoder import Encoder
 from dfscan.train.backbones.registry import register_backbone
 
 # (expand ratio, kernel, stride, out channels, repeats) per stage, EfficientNet-B0/Lite0.
@@ -72,14 +73,14 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
-        if self.conv_pw is not None:
+        if self.conv_pw is not None and self.bn_pw is not None:  # set together (expand != 1)
             y = self.act(self.bn_pw(self.conv_pw(y)))
         y = self.act(self.bn_dw(self.conv_dw(y)))
         y = self.bn_pwl(self.conv_pwl(y))
         return y + x if self.has_skip else y
 
 
-class EfficientNetLite0(nn.Module):
+class EfficientNetLite0(Encoder):
     """EfficientNet-Lite0 feature extractor with PG-FDD's `adjust_channel` projection."""
 
     def __init__(self, feature_channels: int = 512):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dfscan.train.backbones.encoder import Encoder
 from dfscan.train.backbones.registry import register_backbone
 
 IMAGENET_ENV = "DFSCAN_XCEPTION_IMAGENET"  # path to the Cadene/FF++ `xception-b5690688.pth`, if any
@@ -41,8 +42,8 @@ class Block(nn.Module):
                  start_with_relu: bool = True, grow_first: bool = True):
         super().__init__()
         if cout != cin or stride != 1:
-            self.skip = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-            self.skipbn = nn.BatchNorm2d(cout)
+            self.skip: nn.Conv2d | None = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+            self.skipbn: nn.BatchNorm2d | None = nn.BatchNorm2d(cout)
         else:
             self.skip, self.skipbn = None, None
 
@@ -67,11 +68,11 @@ class Block(nn.Module):
         self.rep = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.skipbn(self.skip(x)) if self.skip is not None else x
+        skip = self.skipbn(self.skip(x)) if self.skip is not None and self.skipbn is not None else x  # set together
         return self.rep(x) + skip
 
 
-class Xception(nn.Module):
+class Xception(Encoder):
     """PG-FDD's Xception encoder (mode 'adjust_channel')."""
 
     def __init__(self, feature_channels: int = 512, num_classes: int = 2):
