@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from dfscan.core.errors import InputError
 from dfscan.core.metrics import binary_metrics, calibrate_threshold
-from dfscan.train.backbones.encoder import Encoder
+from dfscan.train.backbones._encoder import Encoder
 from dfscan.train.checkpoint import save_checkpoint
 from dfscan.train.config import ModelConfig
 from dfscan.train.data import (

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dfscan.train.backbones import create_backbone, feature_grid
-from dfscan.train.backbones.encoder import Encoder
+from dfscan.train.backbones._encoder import Encoder
 from dfscan.train.config import ModelConfig
 
 

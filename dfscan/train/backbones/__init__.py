@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 from dfscan.core.errors import InputError
-from dfscan.train.backbones.encoder import Encoder
+from dfscan.train.backbones._encoder import Encoder
 from dfscan.train.backbones.registry import BACKBONES, BackboneEntry, register_backbone
 from dfscan.train.choices import BACKBONE_FILES
 

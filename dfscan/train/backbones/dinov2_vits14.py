@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dfscan.train.backbones.encoder import Encoder
+from dfscan.train.backbones._encoder import Encoder
 from dfscan.train.backbones.registry import register_backbone
 
 WIDTH, DEPTH, HEADS, PATCH, POS_GRID = 384, 12, 6, 14, 37

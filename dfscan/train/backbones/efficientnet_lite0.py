@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dfscan.train.backbones.encoder import Encoder
+from dfscan.train.backbones._encoder import Encoder
 from dfscan.train.backbones.registry import register_backbone
 
 # (expand ratio, kernel, stride, out channels, repeats) per stage, EfficientNet-B0/Lite0.

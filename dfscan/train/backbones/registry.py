@@ -23,7 +23,7 @@ def _always_there() -> str | None:
 @dataclass(frozen=True)
 class BackboneEntry:
     name: str
-    build: Callable[..., Any]  # (pretrained=False, feature_channels=512) -> an Encoder (encoder.py)
+    build: Callable[..., Any]  # (pretrained=False, feature_channels=512) -> an Encoder (_encoder.py)
     state_key: str  # a key only this family's encoder has, so a bare state_dict says what it is
     feature_grid: Callable[[int], int]  # input side -> feature map side
     missing_pretrained: Callable[[], str | None]  # how to get its ImageNet weights; None when they are here

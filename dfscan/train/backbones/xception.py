@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dfscan.train.backbones.encoder import Encoder
+from dfscan.train.backbones._encoder import Encoder
 from dfscan.train.backbones.registry import register_backbone
 
 IMAGENET_ENV = "DFSCAN_XCEPTION_IMAGENET"  # path to the Cadene/FF++ `xception-b5690688.pth`, if any
