@@ -453,8 +453,9 @@ def frozen(a: argparse.Namespace) -> None:
 
 
 def average(a: argparse.Namespace) -> None:
-    """Weight-average checkpoints of one run (dfscan.train.average) into --run: validated and calibrated
-    like a training epoch, so evaluate, fairness-check and ship read it as any run's best."""
+    """Weight-average checkpoints of one run, or with --soup fine-tunes of one parent
+    (dfscan.train.average), into --run: validated and calibrated like a training epoch, so
+    evaluate, fairness-check and ship read it as any run's best."""
     from dfscan.train.average import average_run
     from dfscan.train.loop import auc_line
 

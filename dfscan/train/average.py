@@ -73,13 +73,14 @@ def average_checkpoints(paths: Sequence[str | Path], *, weights: Sequence[float]
     methods, and the same training data and validation set. Without it (a soup) they may differ in
     data and run but must share the architecture and validation set and lie within
     `SOUP_MAX_DISTANCE` of the first. Returns the averaged model (eval mode), its config and each
-    file's info (threshold, provenance, sha256).
+    file's info (threshold, provenance, sha256, and its normalised `weight`).
     """
     files = [Path(p) for p in paths]
     if len(files) < 2:
         raise InputError("weight averaging needs at least two checkpoints")
     shares = _weights(weights, len(files))
     what = "only checkpoints of one run can be averaged" if one_run else "only fine-tunes of one parent can be souped"
+    fields = RUN_FIELDS if one_run else SOUP_FIELDS
     total: dict[str, torch.Tensor] = {}
     first: dict[str, torch.Tensor] = {}
     config: ModelConfig | None = None
@@ -90,7 +91,6 @@ def average_checkpoints(paths: Sequence[str | Path], *, weights: Sequence[float]
         model, cfg, info = load_checkpoint(path, deploy=False)
         if config is not None and cfg != config:
             raise CheckpointError(f"{path}: backbone, input size, groups or methods differ from {files[0]}; {what}")
-        fields = RUN_FIELDS if one_run else SOUP_FIELDS
         differ = [k for k in fields if infos and info["provenance"].get(k) != infos[0]["provenance"].get(k)]
         if one_run and infos and _run_folder(info) != _run_folder(infos[0]):
             differ.append("run folder (options.out)")
@@ -103,7 +103,7 @@ def average_checkpoints(paths: Sequence[str | Path], *, weights: Sequence[float]
             raise CheckpointError(f"{path}: weights {d:.0%} apart from {files[0]} (a soup needs at most "
                                   f"{SOUP_MAX_DISTANCE:.0%}); these are not fine-tunes of one parent")
         config = cfg
-        infos.append(info)
+        infos.append({**info, "weight": share})
         for k, v in state.items():
             if v.is_floating_point():
                 total[k] = total[k] + share * v.double() if k in total else share * v.double()
@@ -128,7 +128,6 @@ def average_run(paths: Sequence[str | Path], val_manifest: str | Path, out: str 
     if (out / "best.safetensors").exists():
         raise InputError(f"{out} already holds a run's best.safetensors; choose another folder")
     model, config, infos = average_checkpoints(paths, weights=weights, one_run=one_run)
-    shares = _weights(weights, len(infos))
     run = infos[-1]["provenance"]
     options = run.get("options", {})
     val_m = read_manifest(val_manifest)
@@ -144,9 +143,9 @@ def average_run(paths: Sequence[str | Path], val_manifest: str | Path, out: str 
         **run,
         "epochs": None, "train_seconds": None,  # per file in averaged_from
         "averaged_from": [{"file": Path(q).name if one_run else f"{Path(q).parent.name}/{Path(q).name}", "sha256": info["sha256"],
-                           "epochs": info["provenance"].get("epochs"), "weight": round(share, 6),
+                           "epochs": info["provenance"].get("epochs"), "weight": round(info["weight"], 6),
                            "train_manifest": info["provenance"].get("train_manifest")}
-                          for q, info, share in zip(paths, infos, shares)],
+                          for q, info in zip(paths, infos)],
         "average_kind": "epochs of one run" if one_run else "soup of fine-tunes of one parent",
         "val_manifest": val_m.path.name, "val_manifest_sha256": val_m.sha256, "val_counts": val_m.counts(),
         "threshold_policy": threshold_policy(method, target_fpr),
